@@ -1,0 +1,263 @@
+#include "bindings/loop_type.hpp"
+
+namespace pyloop {
+
+PyTypeObject* CoreLoopType = nullptr;
+static PyObject* g_future_type = nullptr;  // asyncio.Future
+static PyObject* g_loop_kwnames = nullptr;  // ("loop",)
+static PyObject* g_str_context = nullptr;
+
+LoopCore* core_of(PyObject* loop) {
+    if (!PyObject_TypeCheck(loop, CoreLoopType)) {
+        PyErr_Format(PyExc_TypeError, "expected a pyloop loop, got %.200s", Py_TYPE(loop)->tp_name);
+        return nullptr;
+    }
+    return reinterpret_cast<CoreLoopObject*>(loop)->core;
+}
+
+static inline LoopCore* CORE(PyObject* self) { return reinterpret_cast<CoreLoopObject*>(self)->core; }
+
+static int check_closed(LoopCore* core) {
+    if (core->is_closed()) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+// Parses the keyword-only `context=` of the call_* methods.
+static int parse_context(PyObject* kwnames, PyObject* const* args, Py_ssize_t nargs, const char* method,
+                         PyObject** context) {
+    *context = nullptr;
+    if (!kwnames) return 0;
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+        if (key == g_str_context || PyUnicode_Compare(key, g_str_context) == 0) {
+            *context = args[nargs + i];
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", method, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// Debug mode: asyncio's thread and callback checks, and the source traceback.
+static int debug_checks(PyObject* self, PyObject* callback, const char* method, bool check_thread) {
+    PyObject* r = PyObject_CallMethod(self, "_check_callback_debug", "Osi", callback, method, check_thread ? 1 : 0);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static void attach_source_traceback(PyObject* self, HandleObject* h) {
+    PyObject* tb = PyObject_CallMethod(self, "_source_traceback_here", nullptr);
+    if (!tb) {
+        PyErr_Clear();
+        return;
+    }
+    Py_XSETREF(h->source_traceback, tb);
+}
+
+static PyObject* schedule_soon(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                               const char* method, bool threadsafe) {
+    LoopCore* core = CORE(self);
+    PyObject* context;
+    if (parse_context(kwnames, args, nargs, method, &context) < 0) return nullptr;
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: 'callback'", method);
+        return nullptr;
+    }
+    if (check_closed(core) < 0) return nullptr;
+    if (core->debug() && debug_checks(self, args[0], method, !threadsafe) < 0) return nullptr;
+    HandleObject* h = handle_new(HandleType, args[0], args + 1, nargs - 1, context, self, core);
+    if (!h) return nullptr;
+    if (core->debug()) attach_source_traceback(self, h);
+    Py_INCREF(h);
+    core->push_ready(h);
+    if (threadsafe) core->wakeup();
+    return reinterpret_cast<PyObject*>(h);
+}
+
+static PyObject* CoreLoop_call_soon(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return schedule_soon(self, args, nargs, kwnames, "call_soon", false);
+}
+
+static PyObject* CoreLoop_call_soon_threadsafe(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                                               PyObject* kwnames) {
+    return schedule_soon(self, args, nargs, kwnames, "call_soon_threadsafe", true);
+}
+
+static PyObject* schedule_at(PyObject* self, double when, PyObject* const* args, Py_ssize_t nargs,
+                             PyObject* context, const char* method) {
+    LoopCore* core = CORE(self);
+    if (check_closed(core) < 0) return nullptr;
+    if (core->debug() && debug_checks(self, args[0], method, true) < 0) return nullptr;
+    HandleObject* h = handle_new(TimerHandleType, args[0], args + 1, nargs - 1, context, self, core);
+    if (!h) return nullptr;
+    if (core->debug()) attach_source_traceback(self, h);
+    h->when = when;
+    Py_INCREF(h);
+    core->push_timer(h);
+    return reinterpret_cast<PyObject*>(h);
+}
+
+static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* context;
+    if (parse_context(kwnames, args, nargs, "call_later", &context) < 0) return nullptr;
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError, "call_later() missing %s required positional argument%s",
+                     nargs == 0 ? "2" : "1", nargs == 0 ? "s: 'delay' and 'callback'" : ": 'callback'");
+        return nullptr;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return nullptr;
+    }
+    double delay = PyFloat_AsDouble(args[0]);
+    if (delay == -1.0 && PyErr_Occurred()) return nullptr;
+    return schedule_at(self, LoopCore::now() + delay, args + 1, nargs - 1, context, "call_later");
+}
+
+static PyObject* CoreLoop_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* context;
+    if (parse_context(kwnames, args, nargs, "call_at", &context) < 0) return nullptr;
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError, "call_at() missing %s required positional argument%s",
+                     nargs == 0 ? "2" : "1", nargs == 0 ? "s: 'when' and 'callback'" : ": 'callback'");
+        return nullptr;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return nullptr;
+    }
+    double when = PyFloat_AsDouble(args[0]);
+    if (when == -1.0 && PyErr_Occurred()) return nullptr;
+    return schedule_at(self, when, args + 1, nargs - 1, context, "call_at");
+}
+
+static PyObject* CoreLoop_time(PyObject*, PyObject*) { return PyFloat_FromDouble(LoopCore::now()); }
+
+static PyObject* CoreLoop_get_debug(PyObject* self, PyObject*) { return PyBool_FromLong(CORE(self)->debug()); }
+
+static PyObject* CoreLoop_set_debug_flag(PyObject* self, PyObject* arg) {
+    int v = PyObject_IsTrue(arg);
+    if (v < 0) return nullptr;
+    CORE(self)->set_debug(v != 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject* CoreLoop_create_future(PyObject* self, PyObject*) {
+    PyObject* args[2] = {nullptr, self};
+    return PyObject_Vectorcall(g_future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+}
+
+static PyObject* CoreLoop_is_closed(PyObject* self, PyObject*) { return PyBool_FromLong(CORE(self)->is_closed()); }
+
+static PyObject* CoreLoop_is_running(PyObject* self, PyObject*) {
+    return PyBool_FromLong(CORE(self)->is_running());
+}
+
+static PyObject* CoreLoop_stop(PyObject* self, PyObject*) {
+    CORE(self)->stop();
+    Py_RETURN_NONE;
+}
+
+static PyObject* CoreLoop_run(PyObject* self, PyObject* arg) {
+    int fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return nullptr;
+    if (CORE(self)->run(fd) < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+static PyObject* CoreLoop_close_core(PyObject* self, PyObject*) {
+    if (CORE(self)->close() < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+static PyObject* CoreLoop_new(PyTypeObject* type, PyObject*, PyObject*) {
+    auto* self = reinterpret_cast<CoreLoopObject*>(type->tp_alloc(type, 0));
+    if (!self) return nullptr;
+    self->core = new LoopCore(reinterpret_cast<PyObject*>(self));
+    if (self->core->init() < 0) {
+        Py_DECREF(self);
+        return nullptr;
+    }
+    return reinterpret_cast<PyObject*>(self);
+}
+
+static int CoreLoop_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(self));
+    LoopCore* core = CORE(self);
+    return core ? core->traverse(visit, arg) : 0;
+}
+
+static int CoreLoop_clear(PyObject* self) {
+    LoopCore* core = CORE(self);
+    if (core) core->clear_queues();
+    return 0;
+}
+
+static void CoreLoop_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    auto* obj = reinterpret_cast<CoreLoopObject*>(self);
+    delete obj->core;  // closes the uv loop if the user never did
+    obj->core = nullptr;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef CoreLoop_methods[] = {
+    {"call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_call_soon)),
+     METH_FASTCALL | METH_KEYWORDS, "call_soon(callback, *args, context=None) -> Handle"},
+    {"call_soon_threadsafe",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_call_soon_threadsafe)),
+     METH_FASTCALL | METH_KEYWORDS, "call_soon_threadsafe(callback, *args, context=None) -> Handle"},
+    {"call_later", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_call_later)),
+     METH_FASTCALL | METH_KEYWORDS, "call_later(delay, callback, *args, context=None) -> TimerHandle"},
+    {"call_at", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_call_at)),
+     METH_FASTCALL | METH_KEYWORDS, "call_at(when, callback, *args, context=None) -> TimerHandle"},
+    {"time", CoreLoop_time, METH_NOARGS, "The loop's clock: time.monotonic()."},
+    {"get_debug", CoreLoop_get_debug, METH_NOARGS, "Is debug mode on?"},
+    {"_set_debug_flag", CoreLoop_set_debug_flag, METH_O, nullptr},
+    {"create_future", CoreLoop_create_future, METH_NOARGS, "A new asyncio.Future attached to this loop."},
+    {"is_closed", CoreLoop_is_closed, METH_NOARGS, "Has close() been called?"},
+    {"is_running", CoreLoop_is_running, METH_NOARGS, "Is the loop running?"},
+    {"stop", CoreLoop_stop, METH_NOARGS, "Stop the loop after the callbacks that are ready now have run."},
+    {"_run_core", CoreLoop_run, METH_O, nullptr},
+    {"_close_core", CoreLoop_close_core, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PyType_Slot CoreLoop_slots[] = {
+    {Py_tp_doc, const_cast<char*>("The C++ core of pyloop.Loop.")},
+    {Py_tp_new, reinterpret_cast<void*>(CoreLoop_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(CoreLoop_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(CoreLoop_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(CoreLoop_clear)},
+    {Py_tp_methods, CoreLoop_methods},
+    {0, nullptr},
+};
+
+static PyType_Spec CoreLoop_spec = {
+    "pyloop._core.CoreLoop", sizeof(CoreLoopObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, CoreLoop_slots,
+};
+
+int init_loop_type(PyObject* module) {
+    PyObject* futures = PyImport_ImportModule("asyncio.futures");
+    if (!futures) return -1;
+    g_future_type = PyObject_GetAttrString(futures, "Future");
+    Py_DECREF(futures);
+    if (!g_future_type) return -1;
+    g_loop_kwnames = Py_BuildValue("(s)", "loop");
+    g_str_context = PyUnicode_InternFromString("context");
+    if (!g_loop_kwnames || !g_str_context) return -1;
+    CoreLoopType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &CoreLoop_spec, nullptr));
+    if (!CoreLoopType) return -1;
+    return PyModule_AddObjectRef(module, "CoreLoop", reinterpret_cast<PyObject*>(CoreLoopType));
+}
+
+}  // namespace pyloop

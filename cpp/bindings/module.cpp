@@ -1,0 +1,89 @@
+// pyloop._core: the pybind11 module. Hot paths are plain CPython types (Handle,
+// TimerHandle, CoreLoop); the rest of the core is bound here with pybind11.
+#include <pybind11/pybind11.h>
+
+#include "bindings/loop_type.hpp"
+#include "uv/error.hpp"
+
+#include <uv.h>
+
+namespace py = pybind11;
+using namespace pyloop;
+
+namespace {
+
+LoopCore& core(py::handle loop) {
+    LoopCore* c = core_of(loop.ptr());
+    if (!c) throw py::error_already_set();
+    return *c;
+}
+
+HandleObject* as_handle(py::handle h) {
+    if (!is_handle(h.ptr())) throw py::type_error("expected a pyloop Handle");
+    return reinterpret_cast<HandleObject*>(h.ptr());
+}
+
+void check(int r) {
+    if (r < 0) throw py::error_already_set();
+}
+
+void bind_handles(py::module_& m) {
+    if (init_handle_types(m.ptr()) < 0) throw py::error_already_set();
+    m.def(
+        "make_handle",
+        [](py::object loop, py::object callback, py::tuple args, py::object context) {
+            LoopCore& c = core(loop);
+            PyObject** items = args.empty() ? nullptr : &PyTuple_GET_ITEM(args.ptr(), 0);
+            PyObject* h = reinterpret_cast<PyObject*>(handle_new(
+                HandleType, callback.ptr(), items, static_cast<Py_ssize_t>(args.size()), context.ptr(),
+                loop.ptr(), &c));
+            if (!h) throw py::error_already_set();
+            return py::reinterpret_steal<py::object>(h);
+        },
+        py::arg("loop"), py::arg("callback"), py::arg("args"), py::arg("context") = py::none(),
+        "A Handle for a reader, writer or signal callback (not scheduled).");
+}
+
+void bind_loop(py::module_& m) {
+    if (init_loop_type(m.ptr()) < 0) throw py::error_already_set();
+
+    m.def("add_poll", [](py::object loop, int fd, bool writer, py::handle h) {
+        check(core(loop).add_poll(fd, writer, as_handle(h)));
+    }, "Watch fd for reading (writer=False) or writing, replacing and cancelling the previous handle.");
+    m.def("remove_poll", [](py::object loop, int fd, bool writer) {
+        int r = core(loop).remove_poll(fd, writer);
+        check(r);
+        return r == 1;
+    }, "Stop watching fd; True if a callback was registered.");
+    m.def("has_poll", [](py::object loop, int fd, bool writer) { return core(loop).has_poll(fd, writer); });
+
+    m.def("add_signal", [](py::object loop, int signum, py::handle h) {
+        check(core(loop).add_signal(signum, as_handle(h)));
+    }, "Run the handle's callback (through the ready queue) when signum arrives.");
+    m.def("remove_signal", [](py::object loop, int signum) {
+        int r = core(loop).remove_signal(signum);
+        check(r);
+        return r == 1;
+    });
+
+    m.def("stats", [](py::object loop) {
+        LoopCore& c = core(loop);
+        py::dict d;
+        d["ready"] = c.ready_count();
+        d["timers"] = c.timer_count();
+        d["timers_cancelled"] = c.timer_cancelled_count();
+        return d;
+    }, "Queue sizes, for tests and debugging.");
+    m.def("set_slow_callback_duration", [](py::object loop, double s) {
+        core(loop).set_slow_callback_duration(s);
+    });
+    m.def("libuv_version", []() { return std::string(uv_version_string()); });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "pyloop's C++ core over libuv";
+    bind_handles(m);
+    bind_loop(m);
+}

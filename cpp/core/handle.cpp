@@ -1,0 +1,326 @@
+#include "core/handle.hpp"
+
+#include "core/loop.hpp"
+
+#include <structmember.h>
+
+namespace pyloop {
+
+PyTypeObject* HandleType = nullptr;
+PyTypeObject* TimerHandleType = nullptr;
+
+HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const* args,
+                         Py_ssize_t nargs, PyObject* context, PyObject* loop, LoopCore* core) {
+    PyObject* ctx;
+    if (context == nullptr || context == Py_None) {
+        ctx = PyContext_CopyCurrent();
+        if (!ctx) return nullptr;
+    } else {
+        ctx = Py_NewRef(context);
+    }
+    PyObject* argtuple = nullptr;
+    if (nargs > 0) {
+        argtuple = PyTuple_New(nargs);
+        if (!argtuple) {
+            Py_DECREF(ctx);
+            return nullptr;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
+    }
+    HandleObject* h = PyObject_GC_New(HandleObject, type);
+    if (!h) {
+        Py_DECREF(ctx);
+        Py_XDECREF(argtuple);
+        return nullptr;
+    }
+    h->callback = Py_NewRef(callback);
+    h->args = argtuple;
+    h->context = ctx;
+    h->loop = Py_NewRef(loop);
+    h->source_traceback = nullptr;
+    h->repr = nullptr;
+    h->weakrefs = nullptr;
+    h->core = core;
+    h->when = 0.0;
+    h->seq = 0;
+    h->heap_index = -1;
+    h->cancelled = false;
+    PyObject_GC_Track(h);
+    return h;
+}
+
+static inline PyObject* call_callback(HandleObject* h) {
+    if (!h->args) return PyObject_CallNoArgs(h->callback);
+    return PyObject_Vectorcall(h->callback, &PyTuple_GET_ITEM(h->args, 0),
+                               static_cast<size_t>(PyTuple_GET_SIZE(h->args)), nullptr);
+}
+
+static inline bool is_fatal_pending() {
+    return PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+int handle_run(HandleObject* h) {
+    if (!h->callback) return 0;
+    PyObject* res = nullptr;
+    if (PyContext_Enter(h->context) == 0) {
+        res = call_callback(h);
+        PyContext_Exit(h->context);  // cannot fail: this thread just entered it
+    }
+    if (res) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (is_fatal_pending()) return -1;
+    PyObject* exc = fetch_exception();
+    // The Python face formats asyncio's "Exception in callback ..." context.
+    PyObject* r = PyObject_CallMethod(h->loop, "_report_callback_exception", "OO",
+                                      reinterpret_cast<PyObject*>(h), exc);
+    Py_DECREF(exc);
+    if (r) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (is_fatal_pending()) return -1;
+    PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(h));
+    return 0;
+}
+
+void handle_cancel(HandleObject* h) {
+    if (h->cancelled) return;
+    if (h->core && h->core->debug() && !h->repr) {
+        h->repr = PyObject_Repr(reinterpret_cast<PyObject*>(h));
+        if (!h->repr) PyErr_Clear();
+    }
+    h->cancelled = true;
+    if (h->heap_index >= 0 && h->core) h->core->timer_cancelled();
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+}
+
+// ---- Python-visible methods -------------------------------------------------------
+
+static PyObject* Handle_cancel(PyObject* self, PyObject*) {
+    handle_cancel(reinterpret_cast<HandleObject*>(self));
+    Py_RETURN_NONE;
+}
+
+static PyObject* Handle_cancelled(PyObject* self, PyObject*) {
+    return PyBool_FromLong(reinterpret_cast<HandleObject*>(self)->cancelled);
+}
+
+static PyObject* Handle_get_context(PyObject* self, PyObject*) {
+    return Py_NewRef(reinterpret_cast<HandleObject*>(self)->context);
+}
+
+static PyObject* Handle_run(PyObject* self, PyObject*) {
+    if (handle_run(reinterpret_cast<HandleObject*>(self)) < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+static PyObject* TimerHandle_when(PyObject* self, PyObject*) {
+    return PyFloat_FromDouble(reinterpret_cast<HandleObject*>(self)->when);
+}
+
+static PyObject* Handle_get_args(PyObject* self, void*) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    if (h->args) return Py_NewRef(h->args);
+    if (h->cancelled) Py_RETURN_NONE;
+    return PyTuple_New(0);
+}
+
+static PyObject* Handle_get_callback(PyObject* self, void*) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    return Py_NewRef(h->callback ? h->callback : Py_None);
+}
+
+static PyObject* Handle_get_cancelled(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<HandleObject*>(self)->cancelled);
+}
+
+static PyObject* Handle_get_source_traceback(PyObject* self, void*) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    return Py_NewRef(h->source_traceback ? h->source_traceback : Py_None);
+}
+
+static int Handle_set_source_traceback(PyObject* self, PyObject* value, void*) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    Py_XSETREF(h->source_traceback, value == Py_None ? nullptr : Py_XNewRef(value));
+    return 0;
+}
+
+static PyObject* Handle_get_repr(PyObject* self, void*) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    return Py_NewRef(h->repr ? h->repr : Py_None);
+}
+
+static PyObject* TimerHandle_get_when(PyObject* self, void*) {
+    return PyFloat_FromDouble(reinterpret_cast<HandleObject*>(self)->when);
+}
+
+static PyObject* TimerHandle_get_scheduled(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<HandleObject*>(self)->heap_index >= 0);
+}
+
+static PyObject* Handle_repr(PyObject* self) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    if (h->repr) return Py_NewRef(h->repr);
+    // asyncio's repr format lives in the Python face (pyloop/_handles.py).
+    PyObject* mod = PyImport_ImportModule("pyloop._handles");
+    if (!mod) return nullptr;
+    PyObject* r = PyObject_CallMethod(mod, "handle_repr", "O", self);
+    Py_DECREF(mod);
+    return r;
+}
+
+static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(h->callback);
+    Py_VISIT(h->args);
+    Py_VISIT(h->context);
+    Py_VISIT(h->loop);
+    Py_VISIT(h->source_traceback);
+    return 0;
+}
+
+static int Handle_clear(PyObject* self) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->context);
+    Py_CLEAR(h->loop);
+    Py_CLEAR(h->source_traceback);
+    Py_CLEAR(h->repr);
+    return 0;
+}
+
+static void Handle_dealloc(PyObject* self) {
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (h->weakrefs) PyObject_ClearWeakRefs(self);
+    Handle_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(tp);
+}
+
+static PyObject* Handle_new_from_python(PyTypeObject* type, PyObject*, PyObject*) {
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly; use the loop's "
+                 "call_soon(), call_later() or call_at()", type->tp_name);
+    return nullptr;
+}
+
+static PyObject* TimerHandle_richcompare(PyObject* a, PyObject* b, int op) {
+    if (!PyObject_TypeCheck(b, TimerHandleType)) Py_RETURN_NOTIMPLEMENTED;
+    auto* x = reinterpret_cast<HandleObject*>(a);
+    auto* y = reinterpret_cast<HandleObject*>(b);
+    if (op == Py_EQ || op == Py_NE) {
+        bool eq = a == b;
+        if (!eq && x->when == y->when && x->cancelled == y->cancelled) {
+            int c = PyObject_RichCompareBool(x->callback ? x->callback : Py_None,
+                                             y->callback ? y->callback : Py_None, Py_EQ);
+            if (c < 0) return nullptr;
+            if (c) {
+                PyObject* xa = x->args ? x->args : Py_None;
+                PyObject* ya = y->args ? y->args : Py_None;
+                c = PyObject_RichCompareBool(xa, ya, Py_EQ);
+                if (c < 0) return nullptr;
+            }
+            eq = c != 0;
+        }
+        return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+    }
+    Py_RETURN_RICHCOMPARE(x->when, y->when, op);
+}
+
+static Py_hash_t TimerHandle_hash(PyObject* self) {
+    PyObject* f = PyFloat_FromDouble(reinterpret_cast<HandleObject*>(self)->when);
+    if (!f) return -1;
+    Py_hash_t h = PyObject_Hash(f);
+    Py_DECREF(f);
+    return h;
+}
+
+static PyMethodDef Handle_methods[] = {
+    {"cancel", Handle_cancel, METH_NOARGS, "Cancel the callback; no-op if already cancelled or run."},
+    {"cancelled", Handle_cancelled, METH_NOARGS, "Return True if the callback was cancelled."},
+    {"get_context", Handle_get_context, METH_NOARGS, "The contextvars.Context the callback runs in."},
+    {"_run", Handle_run, METH_NOARGS, "Run the callback now (as asyncio.Handle._run)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PyGetSetDef Handle_getset[] = {
+    {"_callback", Handle_get_callback, nullptr, nullptr, nullptr},
+    {"_args", Handle_get_args, nullptr, nullptr, nullptr},
+    {"_cancelled", Handle_get_cancelled, nullptr, nullptr, nullptr},
+    {"_source_traceback", Handle_get_source_traceback, Handle_set_source_traceback, nullptr, nullptr},
+    {"_repr", Handle_get_repr, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+static PyMemberDef Handle_members[] = {
+    {"_context", T_OBJECT, offsetof(HandleObject, context), READONLY, nullptr},
+    {"_loop", T_OBJECT, offsetof(HandleObject, loop), READONLY, nullptr},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(HandleObject, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+static PyMethodDef TimerHandle_methods[] = {
+    {"when", TimerHandle_when, METH_NOARGS, "The absolute time (loop.time()) the callback is scheduled for."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PyGetSetDef TimerHandle_getset[] = {
+    {"_when", TimerHandle_get_when, nullptr, nullptr, nullptr},
+    {"_scheduled", TimerHandle_get_scheduled, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+static PyType_Slot Handle_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A callback scheduled with call_soon(), as asyncio.Handle.")},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Handle_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Handle_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Handle_clear)},
+    {Py_tp_repr, reinterpret_cast<void*>(Handle_repr)},
+    {Py_tp_new, reinterpret_cast<void*>(Handle_new_from_python)},
+    {Py_tp_methods, Handle_methods},
+    {Py_tp_getset, Handle_getset},
+    {Py_tp_members, Handle_members},
+    {0, nullptr},
+};
+
+static PyType_Spec Handle_spec = {
+    "pyloop._core.Handle", sizeof(HandleObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE, Handle_slots,
+};
+
+static PyType_Slot TimerHandle_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A callback scheduled with call_later()/call_at(), as asyncio.TimerHandle.")},
+    {Py_tp_traverse, reinterpret_cast<void*>(Handle_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Handle_clear)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Handle_dealloc)},
+    {Py_tp_richcompare, reinterpret_cast<void*>(TimerHandle_richcompare)},
+    {Py_tp_hash, reinterpret_cast<void*>(TimerHandle_hash)},
+    {Py_tp_methods, TimerHandle_methods},
+    {Py_tp_getset, TimerHandle_getset},
+    {0, nullptr},
+};
+
+static PyType_Spec TimerHandle_spec = {
+    "pyloop._core.TimerHandle", sizeof(HandleObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, TimerHandle_slots,
+};
+
+int init_handle_types(PyObject* module) {
+    HandleType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Handle_spec, nullptr));
+    if (!HandleType) return -1;
+    TimerHandleType = reinterpret_cast<PyTypeObject*>(
+        PyType_FromModuleAndSpec(module, &TimerHandle_spec, reinterpret_cast<PyObject*>(HandleType)));
+    if (!TimerHandleType) return -1;
+    if (PyModule_AddObjectRef(module, "Handle", reinterpret_cast<PyObject*>(HandleType)) < 0) return -1;
+    if (PyModule_AddObjectRef(module, "TimerHandle", reinterpret_cast<PyObject*>(TimerHandleType)) < 0)
+        return -1;
+    return 0;
+}
+
+}  // namespace pyloop

@@ -1,0 +1,49 @@
+// Handle and TimerHandle: the objects call_soon/call_later return, as plain CPython
+// types (they are created on the hottest path, so no pybind11 instance machinery).
+#pragma once
+#include "uv/pyutil.hpp"
+
+#include <cstdint>
+
+namespace pyloop {
+
+class LoopCore;
+
+struct HandleObject {
+    PyObject_HEAD
+    PyObject* callback;          // nullptr once cancelled
+    PyObject* args;              // tuple, or nullptr for no arguments
+    PyObject* context;           // contextvars.Context the callback runs in
+    PyObject* loop;              // the Python loop object
+    PyObject* source_traceback;  // debug mode only
+    PyObject* repr;              // repr saved at cancel time in debug mode
+    PyObject* weakrefs;
+    LoopCore* core;              // valid while `loop` is alive (it owns the core)
+    double when;                 // TimerHandle only
+    uint64_t seq;                // FIFO order among timers with the same `when`
+    Py_ssize_t heap_index;       // position in the timer heap, -1 when not scheduled
+    bool cancelled;
+};
+
+extern PyTypeObject* HandleType;
+extern PyTypeObject* TimerHandleType;
+
+// Creates the types and adds them to `module`. Returns -1 with an exception set.
+int init_handle_types(PyObject* module);
+
+// A new Handle (or TimerHandle when `type` says so). `context` may be nullptr or None
+// (then the current context is copied). Returns a new reference or nullptr.
+HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const* args,
+                         Py_ssize_t nargs, PyObject* context, PyObject* loop, LoopCore* core);
+
+// Runs the callback in its context. Exceptions go to the loop's exception handler;
+// returns -1 (exception left set) only for SystemExit and KeyboardInterrupt, which
+// must stop the loop, as in asyncio.
+int handle_run(HandleObject* h);
+
+// Marks the handle cancelled and drops the callback and arguments.
+void handle_cancel(HandleObject* h);
+
+inline bool is_handle(PyObject* o) { return PyObject_TypeCheck(o, HandleType); }
+
+}  // namespace pyloop

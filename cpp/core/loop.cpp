@@ -1,0 +1,348 @@
+#include "core/loop.hpp"
+
+#include "core/poller.hpp"
+#include "core/signal.hpp"
+#include "uv/error.hpp"
+
+#include <sys/socket.h>
+
+#include <cmath>
+#include <ctime>
+
+namespace pyloop {
+
+LoopCore::LoopCore(PyObject* py_loop) : py_loop_(py_loop) {}
+
+LoopCore::~LoopCore() {
+    if (!closed_ && close() < 0) PyErr_WriteUnraisable(py_loop_);
+}
+
+int LoopCore::init() {
+    int r = uv_loop_init(&loop_);
+    if (r < 0) return set_uv_error(r), -1;
+    loop_.data = this;
+    uv_idle_init(&loop_, &idle_);
+    uv_prepare_init(&loop_, &prepare_);
+    uv_check_init(&loop_, &check_);
+    uv_timer_init(&loop_, &timer_);
+    r = uv_async_init(&loop_, &async_, on_async);
+    if (r < 0) {
+        uv_loop_close(&loop_);
+        return set_uv_error(r), -1;
+    }
+    idle_.data = prepare_.data = check_.data = timer_.data = async_.data = this;
+    // Only the async handle keeps uv_run going: asyncio's run_forever never returns
+    // on its own, and the others are internal helpers.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&idle_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
+    uv_ready_ = true;
+    return 0;
+}
+
+double LoopCore::now() {
+    // time.monotonic()'s clock on Linux.
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// ---- the timer heap ------------------------------------------------------------------
+
+static inline bool earlier(const HandleObject* a, const HandleObject* b) {
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+void LoopCore::sift_up(size_t i) {
+    HandleObject* h = heap_[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!earlier(h, heap_[parent])) break;
+        heap_[i] = heap_[parent];
+        heap_[i]->heap_index = static_cast<Py_ssize_t>(i);
+        i = parent;
+    }
+    heap_[i] = h;
+    h->heap_index = static_cast<Py_ssize_t>(i);
+}
+
+void LoopCore::sift_down(size_t i) {
+    size_t n = heap_.size();
+    HandleObject* h = heap_[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) child++;
+        if (!earlier(heap_[child], h)) break;
+        heap_[i] = heap_[child];
+        heap_[i]->heap_index = static_cast<Py_ssize_t>(i);
+        i = child;
+    }
+    heap_[i] = h;
+    h->heap_index = static_cast<Py_ssize_t>(i);
+}
+
+void LoopCore::heap_push(HandleObject* h) {
+    heap_.push_back(h);
+    sift_up(heap_.size() - 1);
+}
+
+HandleObject* LoopCore::heap_pop() {
+    HandleObject* top = heap_.front();
+    HandleObject* last = heap_.back();
+    heap_.pop_back();
+    if (!heap_.empty()) {
+        heap_[0] = last;
+        sift_down(0);
+    }
+    top->heap_index = -1;
+    return top;
+}
+
+void LoopCore::push_timer(HandleObject* h) {
+    h->seq = timer_seq_++;
+    heap_push(h);
+}
+
+void LoopCore::compact_timers() {
+    // asyncio's rule: rebuild when more than 100 and more than half are cancelled.
+    if (timer_cancelled_count_ <= 100 || timer_cancelled_count_ * 2 <= heap_.size()) return;
+    std::vector<HandleObject*> dead;
+    size_t keep = 0;
+    for (HandleObject* h : heap_) {
+        if (h->cancelled) {
+            h->heap_index = -1;
+            dead.push_back(h);
+        } else {
+            heap_[keep++] = h;
+        }
+    }
+    heap_.resize(keep);
+    for (size_t i = heap_.size() / 2; i-- > 0;) sift_down(i);
+    for (size_t i = 0; i < heap_.size(); i++) heap_[i]->heap_index = static_cast<Py_ssize_t>(i);
+    timer_cancelled_count_ = 0;
+    for (HandleObject* h : dead) Py_DECREF(h);
+}
+
+void LoopCore::schedule_due_timers() {
+    // asyncio moves every timer due within the clock's resolution to the ready queue.
+    double end = now() + 1e-9;
+    while (!heap_.empty()) {
+        HandleObject* h = heap_.front();
+        if (h->cancelled) {
+            heap_pop();
+            timer_cancelled_count_--;
+            Py_DECREF(h);
+            continue;
+        }
+        if (h->when >= end) break;
+        heap_pop();
+        ready_.push_back(h);  // the heap's reference moves to the queue
+    }
+}
+
+void LoopCore::arm_timer() {
+    while (!heap_.empty() && heap_.front()->cancelled) {
+        HandleObject* h = heap_pop();
+        timer_cancelled_count_--;
+        Py_DECREF(h);
+    }
+    if (heap_.empty()) {
+        uv_timer_stop(&timer_);
+        return;
+    }
+    double delay = heap_.front()->when - now();
+    // Round up: a timer must never fire before its `when`.
+    uint64_t ms = delay <= 0 ? 0 : static_cast<uint64_t>(std::ceil(delay * 1000.0));
+    uv_update_time(&loop_);
+    uv_timer_start(&timer_, on_timer, ms, 0);
+}
+
+// ---- running -------------------------------------------------------------------------
+
+void LoopCore::set_fatal() {
+    PyObject* exc = fetch_exception();
+    if (fatal_) Py_XDECREF(exc);
+    else fatal_ = exc;
+    uv_stop(&loop_);
+}
+
+void LoopCore::log_slow(HandleObject* h, double dt) {
+    PyObject* r = PyObject_CallMethod(py_loop_, "_log_slow_callback", "Od", reinterpret_cast<PyObject*>(h), dt);
+    if (r) Py_DECREF(r);
+    else PyErr_WriteUnraisable(py_loop_);
+}
+
+void LoopCore::run_once_ready() {
+    size_t ntodo = ready_.size();
+    for (size_t i = 0; i < ntodo && !ready_.empty(); i++) {
+        HandleObject* h = ready_.front();
+        ready_.pop_front();
+        int r = 0;
+        if (!h->cancelled) {
+            if (debug_) {
+                double t0 = now();
+                r = handle_run(h);
+                double dt = now() - t0;
+                if (r == 0 && dt >= slow_callback_duration_) log_slow(h, dt);
+            } else {
+                r = handle_run(h);
+            }
+        }
+        if (r < 0) {
+            set_fatal();
+            Py_DECREF(h);
+            return;
+        }
+        Py_DECREF(h);
+        if (closed_) return;
+    }
+}
+
+void LoopCore::on_check(uv_check_t* handle) {
+    auto* self = static_cast<LoopCore*>(handle->data);
+    self->ensure_gil();
+    if (!self->fatal_) {
+        self->schedule_due_timers();
+        self->run_once_ready();
+    }
+    if (self->closed_) return;
+    self->compact_timers();
+    if (self->stopping_ || self->fatal_) uv_stop(&self->loop_);
+    if (!self->ready_.empty() || self->stopping_) uv_idle_start(&self->idle_, on_idle);
+    else uv_idle_stop(&self->idle_);
+    self->arm_timer();
+}
+
+void LoopCore::on_prepare(uv_prepare_t* handle) {
+    auto* self = static_cast<LoopCore*>(handle->data);
+    // Let other Python threads run while the loop waits for I/O; a poll that will not
+    // block keeps the GIL.
+    if (!self->saved_tstate_ && uv_backend_timeout(&self->loop_) != 0) self->saved_tstate_ = PyEval_SaveThread();
+}
+
+void LoopCore::on_timer(uv_timer_t* handle) {
+    // The timer only wakes the poll; the check phase moves due TimerHandles.
+    static_cast<LoopCore*>(handle->data)->ensure_gil();
+}
+
+void LoopCore::on_async(uv_async_t* handle) {
+    // call_soon_threadsafe already queued its handle (under the GIL); this only woke us.
+    static_cast<LoopCore*>(handle->data)->ensure_gil();
+}
+
+void LoopCore::on_wakeup(uv_poll_t* handle, int, int) {
+    auto* self = static_cast<LoopCore*>(handle->data);
+    self->ensure_gil();
+    char buf[256];
+    int fd = -1;
+    uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fd);
+    while (recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+    // A signal arrived while the poll slept: run Python's handlers now (SIGINT's
+    // default handler raises KeyboardInterrupt, which leaves run_forever).
+    if (PyErr_CheckSignals() < 0) self->set_fatal();
+}
+
+int LoopCore::run(int wakeup_fd) {
+    running_ = true;
+    if (wakeup_fd >= 0) {
+        int cur = -1;
+        if (wakeup_active_) uv_fileno(reinterpret_cast<uv_handle_t*>(&wakeup_), &cur);
+        if (cur != wakeup_fd) {
+            if (wakeup_active_) {
+                // A different fd than last run: forget the old watcher (closed below when the loop closes).
+                uv_poll_stop(&wakeup_);
+                uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+                uv_run(&loop_, UV_RUN_NOWAIT);
+                wakeup_active_ = false;
+            }
+            int r = uv_poll_init_socket(&loop_, &wakeup_, wakeup_fd);
+            if (r < 0) {
+                running_ = false;
+                return set_uv_error(r), -1;
+            }
+            wakeup_.data = this;
+            uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
+            wakeup_active_ = true;
+        }
+        uv_poll_start(&wakeup_, UV_READABLE, on_wakeup);
+    }
+    uv_prepare_start(&prepare_, on_prepare);
+    uv_check_start(&check_, on_check);
+    if (!ready_.empty() || stopping_) uv_idle_start(&idle_, on_idle);
+    arm_timer();
+
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    ensure_gil();
+
+    uv_prepare_stop(&prepare_);
+    uv_check_stop(&check_);
+    uv_idle_stop(&idle_);
+    uv_timer_stop(&timer_);
+    if (wakeup_active_) uv_poll_stop(&wakeup_);
+    running_ = false;
+    stopping_ = false;
+    if (fatal_) {
+        restore_exception(fatal_);
+        fatal_ = nullptr;
+        return -1;
+    }
+    return 0;
+}
+
+void LoopCore::clear_queues() {
+    std::deque<HandleObject*> ready;
+    ready.swap(ready_);
+    std::vector<HandleObject*> heap;
+    heap.swap(heap_);
+    timer_cancelled_count_ = 0;
+    for (HandleObject* h : heap) h->heap_index = -1;
+    // Dropping references can run arbitrary Python code (__del__): do it last.
+    for (HandleObject* h : ready) Py_DECREF(h);
+    for (HandleObject* h : heap) Py_DECREF(h);
+}
+
+int LoopCore::traverse(visitproc visit, void* arg) {
+    for (HandleObject* h : ready_) Py_VISIT(h);
+    for (HandleObject* h : heap_) Py_VISIT(h);
+    return 0;
+}
+
+int LoopCore::close() {
+    if (closed_) return 0;
+    closed_ = true;
+    clear_queues();
+    if (!uv_ready_) return 0;
+    std::vector<Poller*> pollers;
+    for (auto& kv : pollers_) pollers.push_back(kv.second);
+    pollers_.clear();
+    for (Poller* p : pollers) p->close();
+    std::vector<SignalWatcher*> sigs;
+    for (auto& kv : signals_) sigs.push_back(kv.second);
+    signals_.clear();
+    for (SignalWatcher* s : sigs) s->close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    if (wakeup_active_) uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+    wakeup_active_ = false;
+    uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks (with the GIL held)
+    int r = uv_loop_close(&loop_);
+    if (r == UV_EBUSY) {
+        // A handle we do not own a record of: close it too rather than leak the loop.
+        uv_walk(&loop_, [](uv_handle_t* h, void*) {
+            if (!uv_is_closing(h)) uv_close(h, nullptr);
+        }, nullptr);
+        uv_run(&loop_, UV_RUN_DEFAULT);
+        r = uv_loop_close(&loop_);
+    }
+    uv_ready_ = false;
+    if (r < 0) return set_uv_error(r), -1;
+    return 0;
+}
+
+}  // namespace pyloop

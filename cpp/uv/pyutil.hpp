@@ -1,0 +1,54 @@
+// Small helpers over the CPython C API shared by every component.
+#pragma once
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+namespace pyloop {
+
+// Takes the exception being raised (normalized, with its traceback) and clears it.
+// Returns a new reference, or nullptr when no exception is set.
+inline PyObject* fetch_exception() {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type) return nullptr;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+// Raises `exc` again (steals the reference).
+inline void restore_exception(PyObject* exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject* tb = PyException_GetTraceback(exc);
+    PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(exc));
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, tb);
+#endif
+}
+
+// An owned reference that is released when it goes out of scope.
+class Ref {
+  public:
+    Ref() = default;
+    explicit Ref(PyObject* o) : o_(o) {}  // steals
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    Ref(Ref&& r) noexcept : o_(r.o_) { r.o_ = nullptr; }
+    ~Ref() { Py_XDECREF(o_); }
+    PyObject* get() const { return o_; }
+    PyObject* release() { PyObject* o = o_; o_ = nullptr; return o; }
+    explicit operator bool() const { return o_ != nullptr; }
+
+  private:
+    PyObject* o_ = nullptr;
+};
+
+}  // namespace pyloop

@@ -1,0 +1,103 @@
+"""pyloop: a drop-in asyncio event loop written in C++ over libuv.
+
+    import pyloop
+    pyloop.run(main())                                  # like asyncio.run
+    asyncio.Runner(loop_factory=pyloop.new_event_loop)  # 3.11+
+    asyncio.run(main(), loop_factory=pyloop.new_event_loop)  # 3.12+
+"""
+
+import asyncio as _asyncio
+import sys as _sys
+from asyncio import coroutines as _coroutines, events as _events
+
+from . import _core
+from ._core import Handle, TimerHandle
+from ._loop import Loop
+
+Loop.__module__ = "pyloop"
+
+__all__ = ("Loop", "Handle", "TimerHandle", "new_event_loop", "EventLoopPolicy", "install", "run")
+__version__ = "0.1.0"
+
+
+def new_event_loop():
+    """A new pyloop event loop."""
+    return Loop()
+
+
+# asyncio renamed the policy base class when it deprecated policies (3.14).
+_BasePolicy = getattr(_events, "_BaseDefaultEventLoopPolicy", None) or _events.BaseDefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_BasePolicy):
+    """An asyncio event loop policy whose loops are pyloop loops.
+
+    asyncio.set_event_loop_policy(pyloop.EventLoopPolicy()); asyncio.run(main())
+    (policies are deprecated from Python 3.14 on: prefer pyloop.run or loop_factory).
+    """
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__}>"
+
+
+def install():
+    """Make pyloop the default event loop through the asyncio policy."""
+    if _sys.version_info >= (3, 12):
+        import warnings
+        warnings.warn("pyloop.install() sets an event loop policy, which asyncio deprecates; "
+                      "use pyloop.run(), or asyncio.Runner(loop_factory=pyloop.new_event_loop)",
+                      DeprecationWarning, stacklevel=2)
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """Run the coroutine `main` on a new pyloop loop and return its result, like
+    asyncio.run(): the loop is closed afterwards, after pending tasks are cancelled,
+    async generators finalized and the default executor shut down."""
+    if _sys.version_info >= (3, 11):
+        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_310(main, debug)
+
+
+def _cancel_all_tasks(loop):
+    pending = _asyncio.all_tasks(loop)
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(_asyncio.gather(*pending, return_exceptions=True))
+    for task in pending:
+        if task.cancelled():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler({
+                "message": "unhandled exception during pyloop.run() shutdown",
+                "exception": task.exception(),
+                "task": task,
+            })
+
+
+def _run_310(main, debug):
+    # Python 3.10 has no asyncio.Runner: the same steps as asyncio.run there.
+    if _events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    if not _coroutines.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    loop = new_event_loop()
+    try:
+        _events.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            _events.set_event_loop(None)
+            loop.close()

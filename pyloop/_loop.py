@@ -1,0 +1,518 @@
+"""pyloop.Loop: asyncio.AbstractEventLoop over the C++ core.
+
+The hot methods (call_soon, call_later, call_at, call_soon_threadsafe, time,
+create_future, get_debug, stop, is_running, is_closed) come from the C base class
+pyloop._core.CoreLoop. This module holds the glue that is not hot: running and
+closing, tasks, executors, async generators, exception handling, readers/writers
+and signals (argument checking here, the work in C++).
+"""
+
+import asyncio
+import concurrent.futures
+import errno
+import signal
+import socket
+import sys
+import threading
+import warnings
+import weakref
+from asyncio import constants, coroutines, events, format_helpers, futures, tasks
+from asyncio.log import logger
+
+from . import _core
+
+_PY311 = sys.version_info >= (3, 11)
+_PY314 = sys.version_info >= (3, 14)
+
+
+def _fileobj_to_fd(fileobj):
+    """An fd from an int or an object with fileno(), with asyncio's errors."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _check_signal(sig):
+    if not isinstance(sig, int):
+        raise TypeError(f"sig must be an int, not {sig!r}")
+    if sig not in signal.valid_signals():
+        raise ValueError(f"invalid signal number {sig}")
+
+
+def _stop_when_done(fut):
+    # run_until_complete's done callback: stop unless the future was cancelled by a
+    # stop() from elsewhere (as asyncio does).
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return
+    fut.get_loop().stop()
+
+
+class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
+    """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
+
+    def __init__(self):
+        self._exception_handler = None
+        self._task_factory = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._thread_id = None
+        self._signals = set()
+        self._wakeup_pair = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._slow_callback_duration = 0.1
+        self._set_debug_flag(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (f"<{type(self).__module__}.{type(self).__qualname__} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    # ---- running and stopping ----------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+
+    def _check_running(self):
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if events._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def _signal_wakeup_fd(self):
+        """In the main thread, route signals to a socket the core polls (libuv would
+        otherwise retry its poll on EINTR and never see Python's signal flag)."""
+        if threading.current_thread() is not threading.main_thread():
+            return -1, None
+        if self._wakeup_pair is None:
+            rsock, wsock = socket.socketpair()
+            rsock.setblocking(False)
+            wsock.setblocking(False)
+            self._wakeup_pair = (rsock, wsock)
+        rsock, wsock = self._wakeup_pair
+        try:
+            old = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main interpreter
+            return -1, None
+        return rsock.fileno(), old
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        wakeup_fd, old_wakeup = self._signal_wakeup_fd()
+        try:
+            events._set_running_loop(self)
+            self._run_core(wakeup_fd)
+        finally:
+            if wakeup_fd >= 0:
+                signal.set_wakeup_fd(old_wakeup)
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
+    def run_until_complete(self, future):
+        """Run until the future (or coroutine) is done; return its result."""
+        self._check_closed()
+        self._check_running()
+        new_task = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if new_task:
+            # The task is ours: do not warn that it was destroyed pending if the loop
+            # stops early (e.g. on KeyboardInterrupt).
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                # Mark its exception retrieved: the caller is about to see it.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_stop_when_done)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, release libuv, shut the default
+        executor down without waiting. The loop must not be running."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        self._executor_shutdown_called = True
+        try:
+            self._close_core()
+        finally:
+            self._restore_signals()
+            if self._wakeup_pair is not None:
+                for s in self._wakeup_pair:
+                    s.close()
+                self._wakeup_pair = None
+            executor = self._default_executor
+            if executor is not None:
+                self._default_executor = None
+                executor.shutdown(wait=False)
+
+    # ---- debug mode --------------------------------------------------------------
+
+    def set_debug(self, enabled):
+        self._set_debug_flag(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    @property
+    def slow_callback_duration(self):
+        return self._slow_callback_duration
+
+    @slow_callback_duration.setter
+    def slow_callback_duration(self, value):
+        _core.set_slow_callback_duration(self, float(value))
+        self._slow_callback_duration = value
+
+    def _set_coroutine_origin_tracking(self, enabled):
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
+            sys.set_coroutine_origin_tracking_depth(constants.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    def _check_callback_debug(self, callback, method, check_thread):
+        # Called by the C core in debug mode only.
+        if check_thread and self._thread_id is not None and threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one")
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    def _source_traceback_here(self):
+        # Called by the C core in debug mode: frame 1 is the caller of call_soon().
+        return format_helpers.extract_stack(sys._getframe(1))
+
+    def _log_slow_callback(self, handle, seconds):
+        cb = handle._callback
+        owner = getattr(cb, "__self__", None)
+        what = repr(owner) if isinstance(owner, asyncio.Task) else str(handle)
+        logger.warning("Executing %s took %.3f seconds", what, seconds)
+
+    # ---- exceptions --------------------------------------------------------------
+
+    def _report_callback_exception(self, handle, exc):
+        # Called by the C core when a callback raised (not SystemExit/KeyboardInterrupt).
+        source = format_helpers._format_callback_source(handle._callback, handle._args)
+        context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
+        if handle._source_traceback:
+            context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log the context at ERROR on the 'asyncio' logger, as asyncio does."""
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key in ("source_traceback", "handle_traceback"):
+                what = "Object" if key == "source_traceback" else "Handle"
+                value = f"{what} created at (most recent call last):\n" + "".join(
+                    format_helpers.traceback.format_list(value)).rstrip()
+            else:
+                value = repr(value)
+            lines.append(f"{key}: {value}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Pass the context to the handler set with set_exception_handler(), or to
+        default_exception_handler(). Errors in the handler are logged, never raised
+        (SystemExit and KeyboardInterrupt excepted)."""
+        handler = self._exception_handler
+        if handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler while handling an "
+                             "unexpected error in custom exception handler", exc_info=True)
+
+    # ---- tasks -------------------------------------------------------------------
+
+    if _PY314:
+        def create_task(self, coro, **kwargs):
+            """Schedule a coroutine as a Task (through the task factory, if set)."""
+            self._check_closed()
+            if self._task_factory is not None:
+                return self._task_factory(self, coro, **kwargs)
+            task = tasks.Task(coro, loop=self, **kwargs)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+    else:
+        def create_task(self, coro, *, name=None, context=None):
+            """Schedule a coroutine as a Task (through the task factory, if set)."""
+            self._check_closed()
+            if self._task_factory is None:
+                if context is None:
+                    task = tasks.Task(coro, loop=self, name=name)
+                else:
+                    task = tasks.Task(coro, loop=self, name=name, context=context)
+                if task._source_traceback:
+                    del task._source_traceback[-1]
+            else:
+                if context is None:
+                    task = self._task_factory(self, coro)
+                else:
+                    task = self._task_factory(self, coro, context=context)
+                if name is not None:
+                    task.set_name(name)
+            return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # ---- executors ---------------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        if self.get_debug():
+            self._check_callback_debug(func, "run_in_executor", False)
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down and wait for its threads (at most `timeout`
+        seconds; asyncio.Runner passes it positionally on 3.12+)."""
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is None:
+            return
+        done = self.create_future()
+
+        def join():
+            try:
+                executor.shutdown(wait=True)
+            except BaseException as exc:
+                result = (done.set_exception, exc)
+            else:
+                result = (done.set_result, None)
+            if not self.is_closed():
+                self.call_soon_threadsafe(
+                    lambda: done.done() or result[0](result[1]))
+
+        thread = threading.Thread(target=join, name="pyloop-executor-shutdown")
+        thread.start()
+        try:
+            await tasks.wait_for(done, timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            warnings.warn("The executor did not finishing joining its threads within "
+                          f"{timeout} seconds.", RuntimeWarning, stacklevel=2)
+            executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    # ---- async generators --------------------------------------------------------
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(f"asynchronous generator {agen!r} was scheduled after "
+                          "loop.shutdown_asyncgens() call", ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    async def shutdown_asyncgens(self):
+        """Close every async generator still open on this loop."""
+        self._asyncgens_shutdown_called = True
+        if not self._asyncgens:
+            return
+        agens = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await tasks.gather(*[ag.aclose() for ag in agens], return_exceptions=True)
+        for agen, result in zip(agens, results):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    # ---- readers and writers -----------------------------------------------------
+
+    def _add_poll(self, fd, writer, callback, args):
+        self._check_closed()
+        fd = _fileobj_to_fd(fd)
+        handle = _core.make_handle(self, callback, args)
+        _core.add_poll(self, fd, writer, handle)
+
+    def _remove_poll(self, fd, writer):
+        if self.is_closed():
+            return False
+        return _core.remove_poll(self, _fileobj_to_fd(fd), writer)
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable."""
+        self._add_poll(fd, False, callback, args)
+
+    def remove_reader(self, fd):
+        return self._remove_poll(fd, False)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable."""
+        self._add_poll(fd, True, callback, args)
+
+    def remove_writer(self, fd):
+        return self._remove_poll(fd, True)
+
+    # ---- signals -----------------------------------------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on the loop when signal sig arrives (main thread only)."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        _check_signal(sig)
+        self._check_closed()
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
+        handle = _core.make_handle(self, callback, args)
+        try:
+            _core.add_signal(self, sig, handle)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        self._signals.add(sig)
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler for sig; True if one was set."""
+        _check_signal(sig)
+        if sig not in self._signals or not _core.remove_signal(self, sig):
+            return False
+        self._signals.discard(sig)
+        self._restore_signal(sig)
+        return True
+
+    def _restore_signal(self, sig):
+        # libuv leaves SIG_DFL behind; give the signal back to Python as asyncio does.
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        except ValueError:  # not the main thread: nothing we can restore from here
+            pass
+
+    def _restore_signals(self):
+        sigs, self._signals = self._signals, set()
+        for sig in sigs:
+            self._restore_signal(sig)
+
+
+def _not_implemented(name, is_coroutine):
+    message = f"pyloop does not implement {name}() yet"
+    if is_coroutine:
+        async def method(self, *args, **kwargs):
+            raise NotImplementedError(message)
+    else:
+        def method(self, *args, **kwargs):
+            raise NotImplementedError(message)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = message
+    return method
+
+
+# AbstractEventLoop methods that later work implements (networking, subprocesses,
+# TLS): until then they raise NotImplementedError naming themselves.
+_PENDING = {
+    "getaddrinfo": True, "getnameinfo": True,
+    "create_connection": True, "create_server": True, "sendfile": True, "start_tls": True,
+    "create_unix_connection": True, "create_unix_server": True,
+    "connect_accepted_socket": True, "create_datagram_endpoint": True,
+    "connect_read_pipe": True, "connect_write_pipe": True,
+    "subprocess_shell": True, "subprocess_exec": True,
+    "sock_recv": True, "sock_recv_into": True, "sock_recvfrom": True, "sock_recvfrom_into": True,
+    "sock_sendall": True, "sock_sendto": True, "sock_connect": True, "sock_accept": True,
+    "sock_sendfile": True,
+}
+for _name, _coro in _PENDING.items():
+    setattr(Loop, _name, _not_implemented(_name, _coro))
+del _name, _coro
