@@ -1,0 +1,51 @@
+"""Every behaviour test runs on pyloop and on stock asyncio.
+
+- Sync tests take the `loop` fixture: it is parametrized over LOOP_FACTORIES, so a
+  test runs once per loop (ids `[asyncio]` and `[pyloop]`).
+- Async tests (`@pytest.mark.asyncio`) are parametrized over the same factories by
+  pytest-asyncio (>= 1.4) through the `pytest_asyncio_loop_factories` hook below.
+
+asyncio is the reference: a test that passes on asyncio and fails on pyloop is a
+pyloop bug. The `loop` fixture installs an exception handler that records every call
+in `loop.test_errors`; a test that expects errors takes them out of that list, and
+teardown fails if any are left.
+"""
+
+import asyncio
+import gc
+
+import pytest
+
+import pyloop
+
+LOOP_FACTORIES = {
+    "asyncio": asyncio.SelectorEventLoop,
+    "pyloop": pyloop.new_event_loop,
+}
+
+
+def pytest_asyncio_loop_factories(config, item):
+    return LOOP_FACTORIES
+
+
+@pytest.fixture(params=list(LOOP_FACTORIES))
+def loop(request):
+    loop = LOOP_FACTORIES[request.param]()
+    loop.test_errors = []
+    loop.set_exception_handler(lambda lp, context: lp.test_errors.append(context))
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.set_event_loop(None)
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+        errors = loop.test_errors
+        gc.collect()
+    assert not errors, f"unexpected calls to the exception handler: {errors}"
+
+
+@pytest.fixture
+def loop_name(loop):
+    return "pyloop" if isinstance(loop, pyloop.Loop) else "asyncio"

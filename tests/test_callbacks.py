@@ -1,0 +1,191 @@
+"""call_soon, Handle, contexts, ordering, call_soon_threadsafe."""
+
+import asyncio
+import contextvars
+import socket
+import threading
+
+import pytest
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def run_briefly(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_call_soon_fifo_with_args(loop):
+    calls = []
+    for i in range(10):
+        loop.call_soon(calls.append, i)
+    loop.call_soon(lambda a, b, c: calls.append((a, b, c)), 1, 2, 3)
+    run_briefly(loop)
+    assert calls == list(range(10)) + [(1, 2, 3)]
+
+
+def test_handle_api(loop):
+    h = loop.call_soon(lambda: None)
+    assert not h.cancelled()
+    if hasattr(h, "get_context"):  # asyncio has it from 3.12, pyloop always
+        assert isinstance(h.get_context(), contextvars.Context)
+    assert "Handle" in repr(h) and "lambda" in repr(h)
+    h.cancel()
+    assert h.cancelled()
+    assert "cancelled" in repr(h)
+    h.cancel()  # idempotent
+    run_briefly(loop)
+
+
+def test_cancelled_callback_does_not_run(loop):
+    calls = []
+    h = loop.call_soon(calls.append, 1)
+    loop.call_soon(calls.append, 2)
+    h.cancel()
+    run_briefly(loop)
+    assert calls == [2]
+
+
+def test_cancel_from_earlier_callback(loop):
+    calls = []
+    h2 = None
+
+    def first():
+        calls.append(1)
+        h2.cancel()
+
+    loop.call_soon(first)
+    h2 = loop.call_soon(calls.append, 2)
+    run_briefly(loop)
+    assert calls == [1]
+
+
+def test_context_is_copied_at_schedule_time(loop):
+    seen = []
+    VAR.set("before")
+    loop.call_soon(lambda: seen.append(VAR.get()))
+    VAR.set("after")
+    run_briefly(loop)
+    assert seen == ["before"]
+
+
+def test_explicit_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "inside")
+    seen = []
+
+    def cb():
+        seen.append(VAR.get())
+        VAR.set("changed")
+
+    loop.call_soon(cb, context=ctx)
+    loop.call_later(0, lambda: seen.append(VAR.get()), context=ctx)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["inside", "changed"]
+    assert VAR.get() != "changed"
+
+
+def test_bad_keyword(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon(lambda: None, bogus=1)
+    with pytest.raises(TypeError):
+        loop.call_soon()
+
+
+def test_scheduled_during_iteration_runs_after_io(loop):
+    # A callback scheduled while the loop runs callbacks waits for the next iteration,
+    # which polls I/O first: the reader's callback is appended after it, as in asyncio.
+    a, b = socket.socketpair()
+    order = []
+    try:
+        def first():
+            order.append("first")
+            b.send(b"x")
+            loop.call_soon(order.append, "next")
+
+        def on_read():
+            order.append("reader")
+            a.recv(10)
+            loop.remove_reader(a)
+            loop.stop()
+
+        loop.add_reader(a, on_read)
+        loop.call_soon(first)
+        loop.run_forever()
+        assert order == ["first", "next", "reader"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_call_soon_threadsafe_from_8_threads(loop):
+    n_threads, per_thread = 8, 2000
+    got = []
+    done = loop.create_future()
+    barrier = threading.Barrier(n_threads)
+
+    def on_item(item):
+        got.append(item)
+        if len(got) == n_threads * per_thread and not done.done():
+            done.set_result(None)
+
+    def worker(t):
+        barrier.wait()
+        for i in range(per_thread):
+            loop.call_soon_threadsafe(on_item, (t, i))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    loop.run_until_complete(asyncio.wait_for(done, 30))
+    for t in threads:
+        t.join()
+    assert sorted(got) == [(t, i) for t in range(n_threads) for i in range(per_thread)]
+    # each thread's calls arrive in that thread's order
+    for t in range(n_threads):
+        assert [i for (tt, i) in got if tt == t] == list(range(per_thread))
+
+
+def test_call_soon_threadsafe_wakes_sleeping_loop(loop):
+    fut = loop.create_future()
+
+    def later():
+        loop.call_soon_threadsafe(fut.set_result, "woken")
+
+    timer = threading.Timer(0.05, later)
+    timer.start()
+    assert loop.run_until_complete(asyncio.wait_for(fut, 10)) == "woken"
+    timer.join()
+
+
+def test_call_soon_threadsafe_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "ctx")
+    fut = loop.create_future()
+    t = threading.Thread(target=lambda: loop.call_soon_threadsafe(lambda: fut.set_result(VAR.get()), context=ctx))
+    t.start()
+    assert loop.run_until_complete(fut) == "ctx"
+    t.join()
+
+
+def test_gil_released_while_loop_waits(loop):
+    count = 0
+    stop = threading.Event()
+
+    def spin():
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        loop.run_until_complete(asyncio.sleep(0.3))
+        before = count
+        loop.run_until_complete(asyncio.sleep(0.3))
+        progressed = count - before
+    finally:
+        stop.set()
+        t.join()
+    # The other thread made real progress while the loop slept.
+    assert progressed > 10000
