@@ -117,7 +117,8 @@ static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_s
     }
     double delay = PyFloat_AsDouble(args[0]);
     if (delay == -1.0 && PyErr_Occurred()) return nullptr;
-    return schedule_at(self, LoopCore::now() + delay, args + 1, nargs - 1, context, "call_later");
+    // asyncio implements call_later with call_at, and its debug checks name call_at.
+    return schedule_at(self, LoopCore::now() + delay, args + 1, nargs - 1, context, "call_at");
 }
 
 static PyObject* CoreLoop_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {

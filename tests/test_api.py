@@ -1,0 +1,122 @@
+"""The public API: new_event_loop, Loop, EventLoopPolicy, install, run, Runner."""
+
+import asyncio
+import sys
+import warnings
+
+import pytest
+
+import pyloop
+
+
+async def _which_loop():
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop())
+
+
+def test_new_event_loop():
+    lp = pyloop.new_event_loop()
+    try:
+        assert isinstance(lp, pyloop.Loop)
+        assert isinstance(lp, asyncio.AbstractEventLoop)
+        assert "pyloop.Loop" in repr(lp)
+    finally:
+        lp.close()
+
+
+def test_run():
+    assert pyloop.run(_which_loop()) is pyloop.Loop
+
+
+def test_run_debug():
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert pyloop.run(main(), debug=True) is True
+
+
+def test_run_rejects_non_coroutine():
+    with pytest.raises((ValueError, TypeError)):
+        pyloop.run(42)
+
+
+def test_run_cancels_leftover_tasks():
+    state = {}
+
+    async def forever():
+        try:
+            await asyncio.sleep(100)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def main():
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0)
+
+    pyloop.run(main())
+    assert state == {"cancelled": True}
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in 3.11")
+def test_runner_loop_factory():
+    with asyncio.Runner(loop_factory=pyloop.new_event_loop) as runner:
+        assert runner.run(_which_loop()) is pyloop.Loop
+        assert runner.run(_which_loop()) is pyloop.Loop
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is new in 3.12")
+def test_asyncio_run_loop_factory():
+    assert asyncio.run(_which_loop(), loop_factory=pyloop.new_event_loop) is pyloop.Loop
+
+
+def test_policy():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = asyncio.get_event_loop_policy()
+        try:
+            asyncio.set_event_loop_policy(pyloop.EventLoopPolicy())
+            assert asyncio.run(_which_loop()) is pyloop.Loop
+            lp = asyncio.new_event_loop()
+            assert isinstance(lp, pyloop.Loop)
+            lp.close()
+        finally:
+            asyncio.set_event_loop_policy(old)
+
+
+def test_install():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = asyncio.get_event_loop_policy()
+        try:
+            pyloop.install()
+            assert isinstance(asyncio.get_event_loop_policy(), pyloop.EventLoopPolicy)
+            assert asyncio.run(_which_loop()) is pyloop.Loop
+        finally:
+            asyncio.set_event_loop_policy(old)
+
+
+def test_unimplemented_methods_name_themselves():
+    lp = pyloop.new_event_loop()
+    try:
+        with pytest.raises(NotImplementedError, match="subprocess_exec"):
+            lp.run_until_complete(lp.subprocess_exec(asyncio.SubprocessProtocol, "true"))
+    finally:
+        lp.close()
+
+
+def test_handles_cannot_be_made_directly():
+    with pytest.raises(TypeError):
+        pyloop.Handle()
+
+
+@pytest.mark.asyncio
+async def test_async_tests_run_on_both_loops(request):
+    # pytest-asyncio parametrizes async tests through pytest_asyncio_loop_factories.
+    name = request.node.callspec.id if hasattr(request.node, "callspec") else ""
+    loop = asyncio.get_running_loop()
+    if "pyloop" in name:
+        assert isinstance(loop, pyloop.Loop)
+    else:
+        assert not isinstance(loop, pyloop.Loop)
+    await asyncio.sleep(0.001)

@@ -1,0 +1,133 @@
+"""Debug mode: slow callbacks, thread checks, PYTHONASYNCIODEBUG, exception handler API."""
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+
+def test_set_get_debug(loop):
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+
+
+def test_slow_callback_logged(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+    loop.call_soon(time.sleep, 0.05)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    msgs = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert any(m.startswith("Executing <Handle sleep(0.05)") and "seconds" in m for m in msgs), msgs
+
+
+def test_fast_callbacks_not_logged(loop, caplog):
+    loop.set_debug(True)
+    loop.call_soon(lambda: None)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    assert not [r for r in caplog.records if "took" in r.getMessage()]
+
+
+def test_debug_rejects_coroutines_and_non_callables(loop):
+    loop.set_debug(True)
+
+    async def coro():
+        pass
+
+    with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):
+        loop.call_soon(coro)
+    with pytest.raises(TypeError, match="a callable object was expected by call_at"):
+        loop.call_later(1, 42)
+
+
+def test_debug_non_thread_safe_call(loop):
+    loop.set_debug(True)
+    errors = []
+
+    async def main():
+        def other():
+            try:
+                loop.call_soon(lambda: None)
+            except RuntimeError as exc:
+                errors.append(exc)
+        t = threading.Thread(target=other)
+        t.start()
+        await asyncio.sleep(0.05)
+        t.join()
+
+    loop.run_until_complete(main())
+    assert len(errors) == 1 and "Non-thread-safe operation" in str(errors[0])
+
+
+def test_debug_source_traceback(loop):
+    loop.set_debug(True)
+    h = loop.call_soon(lambda: None)
+    assert h._source_traceback
+    assert h._source_traceback[-1][2] == "test_debug_source_traceback"
+    h.cancel()
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_pythonasynciodebug_env(which):
+    code = ("import asyncio, pyloop; "
+            f"lp = pyloop.new_event_loop() if {which!r} == 'pyloop' else asyncio.SelectorEventLoop(); "
+            "print(lp.get_debug()); lp.close()")
+    env = dict(os.environ, PYTHONASYNCIODEBUG="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_exception_handler_api(loop):
+    assert loop.get_exception_handler() is not None  # the fixture's
+    with pytest.raises(TypeError):
+        loop.set_exception_handler(42)
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    loop.call_exception_handler({"message": "hello"})
+    assert seen == [{"message": "hello"}]
+    loop.set_exception_handler(None)
+    assert loop.get_exception_handler() is None
+
+
+def test_default_exception_handler_logs(loop, caplog):
+    loop.set_exception_handler(None)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            loop.call_exception_handler({"message": "Something", "exception": exc, "extra": 1})
+    [rec] = caplog.records
+    assert rec.getMessage().splitlines() == ["Something", "extra: 1"]
+    assert rec.exc_info[0] is ValueError
+
+
+def test_failing_custom_handler_is_logged(loop, caplog):
+    def handler(lp, ctx):
+        raise RuntimeError("handler broke")
+
+    loop.set_exception_handler(handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_exception_handler({"message": "x"})
+    assert any("Unhandled error in exception handler" in r.getMessage() for r in caplog.records)
+
+
+def test_callback_error_logged_by_default_handler(loop, caplog):
+    loop.set_exception_handler(None)
+
+    def bad():
+        raise KeyError("k")
+
+    loop.call_soon(bad)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    [rec] = caplog.records
+    assert rec.getMessage().startswith("Exception in callback ")
+    assert "handle: <Handle" in rec.getMessage()

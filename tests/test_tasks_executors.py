@@ -1,0 +1,192 @@
+"""Futures, tasks, task factories, executors, async generators."""
+
+import asyncio
+import concurrent.futures
+import contextvars
+import sys
+import threading
+
+import pytest
+
+import pyloop
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def test_create_future(loop):
+    fut = loop.create_future()
+    assert isinstance(fut, asyncio.Future)
+    assert fut.get_loop() is loop
+
+
+def test_create_task_name_and_result(loop):
+    async def coro():
+        await asyncio.sleep(0)
+        return "r"
+
+    task = loop.create_task(coro(), name="my-task")
+    assert isinstance(task, asyncio.Task)
+    assert task.get_name() == "my-task"
+    assert loop.run_until_complete(task) == "r"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task(context=) is new in 3.11")
+def test_create_task_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "task-ctx")
+
+    async def coro():
+        return VAR.get()
+
+    assert loop.run_until_complete(loop.create_task(coro(), context=ctx)) == "task-ctx"
+
+
+def test_task_factory(loop):
+    made = []
+
+    def factory(lp, coro, **kwargs):
+        made.append(coro)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    assert loop.get_task_factory() is None
+    loop.set_task_factory(factory)
+    assert loop.get_task_factory() is factory
+
+    async def coro():
+        return 1
+
+    assert loop.run_until_complete(loop.create_task(coro(), name="n")) == 1
+    assert len(made) == 1
+    with pytest.raises(TypeError):
+        loop.set_task_factory(1)
+    loop.set_task_factory(None)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in 3.12")
+def test_eager_task_factory(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+    order = []
+
+    async def coro():
+        order.append("ran eagerly")
+        return 5
+
+    async def main():
+        t = loop.create_task(coro())
+        order.append("after create_task")
+        return await t
+
+    assert loop.run_until_complete(main()) == 5
+    assert order[:2] == ["ran eagerly", "after create_task"]
+
+
+def test_cancellation(loop):
+    async def sleeper():
+        await asyncio.sleep(10)
+
+    async def main():
+        t = loop.create_task(sleeper())
+        await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return t.cancelled()
+
+    assert loop.run_until_complete(main()) is True
+
+
+def test_gather_many(loop):
+    async def one(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def main():
+        return await asyncio.gather(*[one(i) for i in range(10_000)])
+
+    assert loop.run_until_complete(main()) == list(range(10_000))
+
+
+def test_wait_for_timeout(loop):
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(10), 0.02)
+
+    loop.run_until_complete(main())
+
+
+def test_run_in_executor(loop):
+    main_thread = threading.get_ident()
+    res = loop.run_until_complete(loop.run_in_executor(None, threading.get_ident))
+    assert res != main_thread
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        assert loop.run_until_complete(loop.run_in_executor(ex, sum, [1, 2])) == 3
+
+
+def test_set_default_executor(loop):
+    with pytest.raises(TypeError):
+        loop.set_default_executor(object())
+    ex = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mine")
+    loop.set_default_executor(ex)
+    name = loop.run_until_complete(loop.run_in_executor(None, lambda: threading.current_thread().name))
+    assert name.startswith("mine")
+    loop.run_until_complete(loop.shutdown_default_executor())
+    assert ex._shutdown
+
+
+def test_shutdown_default_executor_then_run_raises(loop):
+    loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
+        loop.run_in_executor(None, lambda: None)
+
+
+def test_shutdown_default_executor_timeout_positional(loop):
+    # asyncio.Runner passes the timeout positionally on 3.12+; pyloop accepts it everywhere.
+    if not isinstance(loop, pyloop.Loop) and sys.version_info < (3, 12):
+        pytest.skip("asyncio < 3.12 takes no timeout")
+    loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+    loop.run_until_complete(loop.shutdown_default_executor(5))
+
+
+def test_shutdown_asyncgens(loop):
+    closed = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    async def main():
+        g = agen()
+        assert await g.__anext__() == 1
+        return g
+
+    g = loop.run_until_complete(main())
+    assert closed == []
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert closed == [True]
+    del g
+
+
+def test_asyncgen_finalized_by_loop(loop):
+    closed = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    async def main():
+        g = agen()
+        await g.__anext__()
+        del g
+        import gc
+        gc.collect()
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    assert closed == [True]
