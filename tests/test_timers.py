@@ -17,6 +17,25 @@ def test_call_later_returns_timer_handle(loop):
     h.cancel()
 
 
+@pytest.mark.parametrize("delay", [0, 0.001, 0.02])
+def test_timer_alone_before_run_forever(loop, delay):
+    # Nothing else is scheduled: the timer alone must wake the loop.
+    calls = []
+    loop.call_later(delay, lambda: (calls.append(1), loop.stop()))
+    loop.run_forever()
+    assert calls == [1]
+
+
+def test_timer_due_while_callbacks_run(loop):
+    # A timer that falls due while a slow callback runs must fire on the next turn.
+    import time
+    calls = []
+    loop.call_later(0.001, lambda: (calls.append("timer"), loop.stop()))
+    loop.call_soon(time.sleep, 0.01)
+    loop.run_forever()
+    assert calls == ["timer"]
+
+
 def test_timers_run_in_when_order(loop):
     calls = []
     for delay in (0.03, 0.01, 0.02, 0.0, 0.015):

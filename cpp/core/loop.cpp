@@ -223,8 +223,11 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
 }
 
 void LoopCore::on_timer(uv_timer_t* handle) {
-    // The timer only wakes the poll; the check phase moves due TimerHandles.
-    static_cast<LoopCore*>(handle->data)->ensure_gil();
+    // A TimerHandle is due; the check phase of this iteration moves it to the ready
+    // queue. libuv runs timers before the poll, so keep that poll from blocking.
+    auto* self = static_cast<LoopCore*>(handle->data);
+    self->ensure_gil();
+    uv_idle_start(&self->idle_, on_idle);
 }
 
 void LoopCore::on_async(uv_async_t* handle) {

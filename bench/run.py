@@ -1,0 +1,132 @@
+"""pyloop's benchmark suite: stock asyncio, uvloop (when installed) and pyloop, in one run.
+
+Every figure is the median of several runs, each in a fresh process, interleaved
+across loops so that machine noise hits them alike. Prints a table of ns/op with the
+ratios pyloop/asyncio and pyloop/uvloop, and writes bench/results/micro.json and
+bench/results/micro.png (when matplotlib is installed).
+
+    python bench/run.py [--repeat N] [--scale F] [--only SUBSTRING]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, HERE)
+
+from micro import BENCHES  # noqa: E402
+
+
+def available_loops():
+    loops = ["asyncio"]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append("uvloop")
+    loops.append("pyloop")
+    return loops
+
+
+def run_one(loop, bench, n):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "micro.py"), loop, bench, str(n)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{loop} / {bench} failed:\n{out.stderr}")
+    return float(out.stdout.strip())
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def print_table(rows, loops):
+    headers = ["benchmark"] + [f"{lp} ns/op" for lp in loops] + ["pyloop/asyncio"]
+    if "uvloop" in loops:
+        headers.append("pyloop/uvloop")
+    table = []
+    for bench, med in rows.items():
+        line = [bench] + [f"{med[lp]:.1f}" for lp in loops] + [ratio(med["pyloop"], med["asyncio"])]
+        if "uvloop" in loops:
+            line.append(ratio(med["pyloop"], med["uvloop"]))
+        table.append(line)
+    widths = [max(len(str(r[i])) for r in [headers] + table) for i in range(len(headers))]
+    fmt = lambda r: "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                      for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    print(fmt(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in table:
+        print(fmt(r))
+
+
+def chart(rows, loops, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no chart)")
+        return
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
+    h = 0.8 / len(loops)
+    for i, lp in enumerate(loops):
+        vals = [rows[b][lp] / rows[b]["asyncio"] for b in names]
+        ax.barh([y + i * h for y in range(len(names))], vals, height=h, label=lp)
+    ax.set_yticks([y + h * (len(loops) - 1) / 2 for y in range(len(names))])
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("time per operation relative to stock asyncio (lower is faster)")
+    ax.set_title("pyloop micro-benchmarks (median of fresh-process runs)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"chart: {os.path.relpath(path)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
+    ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
+    args = ap.parse_args()
+
+    loops = available_loops()
+    if "uvloop" not in loops:
+        print("uvloop is not installed: comparing with stock asyncio only")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
+          f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
+    benches = {b: v for b, v in BENCHES.items() if args.only in b}
+    samples = {b: {lp: [] for lp in loops} for b in benches}
+    for b, (_, n) in benches.items():
+        n = max(1, int(n * args.scale))
+        for _ in range(args.repeat):
+            for lp in loops:  # interleaved
+                samples[b][lp].append(run_one(lp, b, n))
+    rows = {b: {lp: statistics.median(v) for lp, v in per.items()} for b, per in samples.items()}
+    print_table(rows, loops)
+
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "micro.json"), "w") as f:
+        json.dump({
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "repeat": args.repeat,
+            "unit": "ns/op",
+            "median": rows,
+            "samples": samples,
+        }, f, indent=2)
+    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'micro.json'))}")
+    chart(rows, loops, os.path.join(RESULTS, "micro.png"))
+
+
+if __name__ == "__main__":
+    main()
