@@ -351,7 +351,12 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
 
     def set_default_executor(self, executor):
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor instance")
+            if not _PY311:  # 3.10's asyncio only warns
+                warnings.warn("Using the default executor that is not an instance of "
+                              "ThreadPoolExecutor is deprecated and will be prohibited "
+                              "in Python 3.9", DeprecationWarning, 2)
+            else:
+                raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
     async def shutdown_default_executor(self, timeout=None):
