@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, coroutines, events, format_helpers, futures, tasks
 from asyncio.log import logger
 
-from . import _core
+from . import _core, _handles
 
 _PY311 = sys.version_info >= (3, 11)
 _PY314 = sys.version_info >= (3, 14)
@@ -231,7 +231,7 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
 
     def _report_callback_exception(self, handle, exc):
         # Called by the C core when a callback raised (not SystemExit/KeyboardInterrupt).
-        source = format_helpers._format_callback_source(handle._callback, handle._args)
+        source = _handles.format_callback(handle._callback, handle._args, self)
         context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
         if handle._source_traceback:
             context["source_traceback"] = handle._source_traceback

@@ -19,7 +19,7 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
         ctx = Py_NewRef(context);
     }
     PyObject* argtuple = nullptr;
-    if (nargs > 0) {
+    if (nargs > kInlineArgs) {
         argtuple = PyTuple_New(nargs);
         if (!argtuple) {
             Py_DECREF(ctx);
@@ -35,6 +35,10 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
     }
     h->callback = Py_NewRef(callback);
     h->args = argtuple;
+    h->nargs = nargs;
+    h->inline_args[0] = h->inline_args[1] = nullptr;
+    if (!argtuple)
+        for (Py_ssize_t i = 0; i < nargs; i++) h->inline_args[i] = Py_NewRef(args[i]);
     h->context = ctx;
     h->loop = Py_NewRef(loop);
     h->source_traceback = nullptr;
@@ -50,9 +54,14 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
 }
 
 static inline PyObject* call_callback(HandleObject* h) {
-    if (!h->args) return PyObject_CallNoArgs(h->callback);
-    return PyObject_Vectorcall(h->callback, &PyTuple_GET_ITEM(h->args, 0),
-                               static_cast<size_t>(PyTuple_GET_SIZE(h->args)), nullptr);
+    PyObject* const* argv = h->args ? &PyTuple_GET_ITEM(h->args, 0) : h->inline_args;
+    return PyObject_Vectorcall(h->callback, argv, static_cast<size_t>(h->nargs), nullptr);
+}
+
+static void clear_args(HandleObject* h) {
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->inline_args[0]);
+    Py_CLEAR(h->inline_args[1]);
 }
 
 static inline bool is_fatal_pending() {
@@ -94,7 +103,7 @@ void handle_cancel(HandleObject* h) {
     h->cancelled = true;
     if (h->heap_index >= 0 && h->core) h->core->timer_cancelled();
     Py_CLEAR(h->callback);
-    Py_CLEAR(h->args);
+    clear_args(h);
 }
 
 // ---- Python-visible methods -------------------------------------------------------
@@ -125,7 +134,10 @@ static PyObject* Handle_get_args(PyObject* self, void*) {
     auto* h = reinterpret_cast<HandleObject*>(self);
     if (h->args) return Py_NewRef(h->args);
     if (h->cancelled) Py_RETURN_NONE;
-    return PyTuple_New(0);
+    PyObject* t = PyTuple_New(h->nargs);
+    if (!t) return nullptr;
+    for (Py_ssize_t i = 0; i < h->nargs; i++) PyTuple_SET_ITEM(t, i, Py_NewRef(h->inline_args[i]));
+    return t;
 }
 
 static PyObject* Handle_get_callback(PyObject* self, void*) {
@@ -177,6 +189,8 @@ static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
+    Py_VISIT(h->inline_args[0]);
+    Py_VISIT(h->inline_args[1]);
     Py_VISIT(h->context);
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
@@ -186,7 +200,7 @@ static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
 static int Handle_clear(PyObject* self) {
     auto* h = reinterpret_cast<HandleObject*>(self);
     Py_CLEAR(h->callback);
-    Py_CLEAR(h->args);
+    clear_args(h);
     Py_CLEAR(h->context);
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
@@ -221,9 +235,11 @@ static PyObject* TimerHandle_richcompare(PyObject* a, PyObject* b, int op) {
                                              y->callback ? y->callback : Py_None, Py_EQ);
             if (c < 0) return nullptr;
             if (c) {
-                PyObject* xa = x->args ? x->args : Py_None;
-                PyObject* ya = y->args ? y->args : Py_None;
-                c = PyObject_RichCompareBool(xa, ya, Py_EQ);
+                PyObject* xa = Handle_get_args(a, nullptr);
+                PyObject* ya = xa ? Handle_get_args(b, nullptr) : nullptr;
+                c = ya ? PyObject_RichCompareBool(xa, ya, Py_EQ) : -1;
+                Py_XDECREF(xa);
+                Py_XDECREF(ya);
                 if (c < 0) return nullptr;
             }
             eq = c != 0;

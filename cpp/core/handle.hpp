@@ -9,10 +9,14 @@ namespace pyloop {
 
 class LoopCore;
 
+constexpr Py_ssize_t kInlineArgs = 2;
+
 struct HandleObject {
     PyObject_HEAD
     PyObject* callback;          // nullptr once cancelled
-    PyObject* args;              // tuple, or nullptr for no arguments
+    PyObject* args;              // tuple when there are more than kInlineArgs arguments
+    PyObject* inline_args[2];    // otherwise the arguments themselves (owned)
+    Py_ssize_t nargs;
     PyObject* context;           // contextvars.Context the callback runs in
     PyObject* loop;              // the Python loop object
     PyObject* source_traceback;  // debug mode only
