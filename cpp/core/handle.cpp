@@ -9,6 +9,21 @@ namespace pyloop {
 PyTypeObject* HandleType = nullptr;
 PyTypeObject* TimerHandleType = nullptr;
 
+// Recently freed Handles and TimerHandles (they share one layout), reused to spare
+// the allocator and the GC bookkeeping on the hottest path.
+static constexpr int kFreeListMax = 256;
+static HandleObject* g_free_list[kFreeListMax];
+static int g_free_count = 0;
+
+static HandleObject* alloc_handle(PyTypeObject* type) {
+    if (g_free_count > 0) {
+        HandleObject* h = g_free_list[--g_free_count];
+        PyObject_Init(reinterpret_cast<PyObject*>(h), type);  // new reference, increfs the heap type
+        return h;
+    }
+    return PyObject_GC_New(HandleObject, type);
+}
+
 HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const* args,
                          Py_ssize_t nargs, PyObject* context, PyObject* loop, LoopCore* core) {
     PyObject* ctx;
@@ -27,7 +42,7 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
         }
         for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
     }
-    HandleObject* h = PyObject_GC_New(HandleObject, type);
+    HandleObject* h = alloc_handle(type);
     if (!h) {
         Py_DECREF(ctx);
         Py_XDECREF(argtuple);
@@ -214,7 +229,10 @@ static void Handle_dealloc(PyObject* self) {
     PyObject_GC_UnTrack(self);
     if (h->weakrefs) PyObject_ClearWeakRefs(self);
     Handle_clear(self);
-    PyObject_GC_Del(self);
+    if ((tp == HandleType || tp == TimerHandleType) && g_free_count < kFreeListMax)
+        g_free_list[g_free_count++] = h;
+    else
+        PyObject_GC_Del(self);
     Py_DECREF(tp);
 }
 
