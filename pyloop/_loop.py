@@ -296,8 +296,10 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
 
     # ---- tasks -------------------------------------------------------------------
 
+    # create_task itself is C (CoreLoop.create_task): it builds the Task directly when
+    # no task factory is set and debug mode is off, and calls this otherwise.
     if _PY314:
-        def create_task(self, coro, **kwargs):
+        def _create_task_slow(self, coro, **kwargs):
             """Schedule a coroutine as a Task (through the task factory, if set)."""
             self._check_closed()
             if self._task_factory is not None:
@@ -307,7 +309,7 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
                 del task._source_traceback[-1]
             return task
     else:
-        def create_task(self, coro, *, name=None, context=None):
+        def _create_task_slow(self, coro, *, name=None, context=None):
             """Schedule a coroutine as a Task (through the task factory, if set)."""
             self._check_closed()
             if self._task_factory is None:

@@ -6,6 +6,9 @@ PyTypeObject* CoreLoopType = nullptr;
 static PyObject* g_future_type = nullptr;  // asyncio.Future
 static PyObject* g_loop_kwnames = nullptr;  // ("loop",)
 static PyObject* g_str_context = nullptr;
+static PyObject* g_task_type = nullptr;  // asyncio.Task
+static PyObject* g_str_task_factory = nullptr;
+static PyObject* g_str_create_task_slow = nullptr;
 
 LoopCore* core_of(PyObject* loop) {
     if (!PyObject_TypeCheck(loop, CoreLoopType)) {
@@ -154,6 +157,54 @@ static PyObject* CoreLoop_create_future(PyObject* self, PyObject*) {
     return PyObject_Vectorcall(g_future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
 }
 
+// create_task without a task factory (the common case) builds the asyncio.Task here;
+// with a factory, or in debug mode, the Python face's _create_task_slow does it.
+static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    LoopCore* core = CORE(self);
+    if (check_closed(core) < 0) return nullptr;
+    PyObject* factory = PyObject_GetAttr(self, g_str_task_factory);
+    if (!factory) return nullptr;
+    bool fast = factory == Py_None && !core->debug() && nargs == 1;
+    Py_DECREF(factory);
+    if (!fast) {
+        PyObject* method = PyObject_GetAttr(self, g_str_create_task_slow);
+        if (!method) return nullptr;
+        PyObject* r = PyObject_Vectorcall(method, args, static_cast<size_t>(nargs), kwnames);
+        Py_DECREF(method);
+        return r;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nkw == 0) {
+        PyObject* argv[3] = {nullptr, args[0], self};
+        return PyObject_Vectorcall(g_task_type, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+    }
+    // Task(coro, <the caller's keywords>, loop=self)
+    PyObject* names = PyTuple_New(nkw + 1);
+    if (!names) return nullptr;
+    PyObject* argv[8];
+    PyObject** heap_argv = nullptr;
+    PyObject** av = argv;
+    if (nkw + 2 > 8) {
+        heap_argv = static_cast<PyObject**>(PyMem_Malloc(sizeof(PyObject*) * static_cast<size_t>(nkw + 2)));
+        if (!heap_argv) {
+            Py_DECREF(names);
+            return PyErr_NoMemory();
+        }
+        av = heap_argv;
+    }
+    av[0] = args[0];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyTuple_SET_ITEM(names, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        av[1 + i] = args[1 + i];
+    }
+    PyTuple_SET_ITEM(names, nkw, Py_NewRef(PyTuple_GET_ITEM(g_loop_kwnames, 0)));
+    av[1 + nkw] = self;
+    PyObject* r = PyObject_Vectorcall(g_task_type, av, 1, names);
+    Py_DECREF(names);
+    if (heap_argv) PyMem_Free(heap_argv);
+    return r;
+}
+
 static PyObject* CoreLoop_is_closed(PyObject* self, PyObject*) { return PyBool_FromLong(CORE(self)->is_closed()); }
 
 static PyObject* CoreLoop_is_running(PyObject* self, PyObject*) {
@@ -224,6 +275,8 @@ static PyMethodDef CoreLoop_methods[] = {
     {"get_debug", CoreLoop_get_debug, METH_NOARGS, "Is debug mode on?"},
     {"_set_debug_flag", CoreLoop_set_debug_flag, METH_O, nullptr},
     {"create_future", CoreLoop_create_future, METH_NOARGS, "A new asyncio.Future attached to this loop."},
+    {"create_task", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_create_task)),
+     METH_FASTCALL | METH_KEYWORDS, "create_task(coro, *, name=None, context=None) -> asyncio.Task"},
     {"is_closed", CoreLoop_is_closed, METH_NOARGS, "Has close() been called?"},
     {"is_running", CoreLoop_is_running, METH_NOARGS, "Is the loop running?"},
     {"stop", CoreLoop_stop, METH_NOARGS, "Stop the loop after the callbacks that are ready now have run."},
@@ -253,6 +306,14 @@ int init_loop_type(PyObject* module) {
     g_future_type = PyObject_GetAttrString(futures, "Future");
     Py_DECREF(futures);
     if (!g_future_type) return -1;
+    PyObject* tasks = PyImport_ImportModule("asyncio.tasks");
+    if (!tasks) return -1;
+    g_task_type = PyObject_GetAttrString(tasks, "Task");
+    Py_DECREF(tasks);
+    if (!g_task_type) return -1;
+    g_str_task_factory = PyUnicode_InternFromString("_task_factory");
+    g_str_create_task_slow = PyUnicode_InternFromString("_create_task_slow");
+    if (!g_str_task_factory || !g_str_create_task_slow) return -1;
     g_loop_kwnames = Py_BuildValue("(s)", "loop");
     g_str_context = PyUnicode_InternFromString("context");
     if (!g_loop_kwnames || !g_str_context) return -1;
