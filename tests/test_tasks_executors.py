@@ -149,15 +149,20 @@ def test_shutdown_default_executor_timeout_positional(loop):
     loop.run_until_complete(loop.shutdown_default_executor(5))
 
 
-def test_shutdown_asyncgens(loop):
-    closed = []
-
+def _closing_agen(closed):
+    """An async generator function whose generators record their closing in `closed`."""
     async def agen():
         try:
             yield 1
             yield 2
         finally:
             closed.append(True)
+    return agen
+
+
+def test_shutdown_asyncgens(loop):
+    closed = []
+    agen = _closing_agen(closed)
 
     async def main():
         g = agen()
@@ -173,13 +178,7 @@ def test_shutdown_asyncgens(loop):
 
 def test_asyncgen_finalized_by_loop(loop):
     closed = []
-
-    async def agen():
-        try:
-            yield 1
-            yield 2
-        finally:
-            closed.append(True)
+    agen = _closing_agen(closed)
 
     async def main():
         g = agen()

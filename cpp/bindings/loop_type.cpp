@@ -106,38 +106,41 @@ static PyObject* schedule_at(PyObject* self, double when, PyObject* const* args,
     return reinterpret_cast<PyObject*>(h);
 }
 
-static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    PyObject* context;
-    if (parse_context(kwnames, args, nargs, "call_later", &context) < 0) return nullptr;
+// The arguments of call_later(delay, ...) and call_at(when, ...): the time as a
+// double, the callback and its arguments, context=. Returns -1 with TypeError set.
+static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* method,
+                            const char* time_name, const char* none_message, double* value, PyObject** context) {
+    if (parse_context(kwnames, args, nargs, method, context) < 0) return -1;
     if (nargs < 2) {
-        PyErr_Format(PyExc_TypeError, "call_later() missing %s required positional argument%s",
-                     nargs == 0 ? "2" : "1", nargs == 0 ? "s: 'delay' and 'callback'" : ": 'callback'");
-        return nullptr;
+        if (nargs == 0)
+            PyErr_Format(PyExc_TypeError, "%s() missing 2 required positional arguments: '%s' and 'callback'",
+                         method, time_name);
+        else
+            PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: 'callback'", method);
+        return -1;
     }
     if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "delay must not be None");
-        return nullptr;
+        PyErr_SetString(PyExc_TypeError, none_message);
+        return -1;
     }
-    double delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred()) return nullptr;
+    *value = PyFloat_AsDouble(args[0]);
+    return (*value == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* context;
+    double delay;
+    if (parse_timer_args(args, nargs, kwnames, "call_later", "delay", "delay must not be None", &delay, &context) < 0)
+        return nullptr;
     // asyncio implements call_later with call_at, and its debug checks name call_at.
     return schedule_at(self, LoopCore::now() + delay, args + 1, nargs - 1, context, "call_at");
 }
 
 static PyObject* CoreLoop_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     PyObject* context;
-    if (parse_context(kwnames, args, nargs, "call_at", &context) < 0) return nullptr;
-    if (nargs < 2) {
-        PyErr_Format(PyExc_TypeError, "call_at() missing %s required positional argument%s",
-                     nargs == 0 ? "2" : "1", nargs == 0 ? "s: 'when' and 'callback'" : ": 'callback'");
+    double when;
+    if (parse_timer_args(args, nargs, kwnames, "call_at", "when", "when cannot be None", &when, &context) < 0)
         return nullptr;
-    }
-    if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "when cannot be None");
-        return nullptr;
-    }
-    double when = PyFloat_AsDouble(args[0]);
-    if (when == -1.0 && PyErr_Occurred()) return nullptr;
     return schedule_at(self, when, args + 1, nargs - 1, context, "call_at");
 }
 
