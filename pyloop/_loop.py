@@ -250,6 +250,9 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
         message = context.get("message") or "Unhandled exception in event loop"
         exception = context.get("exception")
         exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        current = self._current_handle
+        if "source_traceback" not in context and current is not None and current._source_traceback:
+            context["handle_traceback"] = current._source_traceback
         lines = [message]
         for key in sorted(context):
             if key in ("message", "exception"):

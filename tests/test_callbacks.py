@@ -189,3 +189,25 @@ def test_gil_released_while_loop_waits(loop):
         t.join()
     # The other thread made real progress while the loop slept.
     assert progressed > 10000
+
+
+def test_busy_chain_still_sees_threads_and_timers(loop):
+    # A loop kept busy by call_soon chains must still run call_soon_threadsafe
+    # callbacks and due timers while the chain goes on.
+    events = []
+    deadline = loop.time() + 5
+
+    def chain():
+        if ("thread" in events and "timer" in events) or loop.time() > deadline:
+            loop.stop()
+        else:
+            loop.call_soon(chain)
+
+    loop.call_later(0.02, events.append, "timer")
+    t = threading.Timer(0.02, lambda: loop.call_soon_threadsafe(events.append, "thread"))
+    t.start()
+    loop.call_soon(chain)
+    loop.run_forever()
+    t.join()
+    assert sorted(events) == ["thread", "timer"]
+    assert loop.time() < deadline

@@ -131,3 +131,15 @@ def test_callback_error_logged_by_default_handler(loop, caplog):
     [rec] = caplog.records
     assert rec.getMessage().startswith("Exception in callback ")
     assert "handle: <Handle" in rec.getMessage()
+
+
+def test_handle_traceback_in_default_handler(loop, caplog):
+    # In debug mode, errors reported while a callback runs name where its handle was made.
+    loop.set_debug(True)
+    loop.set_exception_handler(None)
+    loop.call_soon(lambda: loop.call_exception_handler({"message": "reported"}))
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    [rec] = [r for r in caplog.records if r.getMessage().startswith("reported")]
+    assert "Handle created at (most recent call last):" in rec.getMessage()
+    assert "test_handle_traceback_in_default_handler" in rec.getMessage()

@@ -264,6 +264,16 @@ static void CoreLoop_dealloc(PyObject* self) {
     Py_DECREF(tp);
 }
 
+static PyObject* CoreLoop_get_current_handle(PyObject* self, void*) {
+    HandleObject* h = CORE(self)->current_handle();
+    return Py_NewRef(h ? reinterpret_cast<PyObject*>(h) : Py_None);
+}
+
+static PyGetSetDef CoreLoop_getset[] = {
+    {"_current_handle", CoreLoop_get_current_handle, nullptr, "The handle running now (debug mode only).", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
 static PyMethodDef CoreLoop_methods[] = {
     {"call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_call_soon)),
      METH_FASTCALL | METH_KEYWORDS, "call_soon(callback, *args, context=None) -> Handle"},
@@ -295,6 +305,7 @@ static PyType_Slot CoreLoop_slots[] = {
     {Py_tp_traverse, reinterpret_cast<void*>(CoreLoop_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(CoreLoop_clear)},
     {Py_tp_methods, CoreLoop_methods},
+    {Py_tp_getset, CoreLoop_getset},
     {0, nullptr},
 };
 

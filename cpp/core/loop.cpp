@@ -182,8 +182,10 @@ void LoopCore::run_once_ready() {
         int r = 0;
         if (!h->cancelled) {
             if (debug_) {
+                current_handle_ = h;
                 double t0 = now();
                 r = handle_run(h);
+                current_handle_ = nullptr;
                 double dt = now() - t0;
                 if (r == 0 && dt >= slow_callback_duration_) log_slow(h, dt);
             } else {
@@ -206,6 +208,16 @@ void LoopCore::on_check(uv_check_t* handle) {
     if (!self->fatal_) {
         self->schedule_due_timers();
         self->run_once_ready();
+        // With nothing to poll (no fd, signal or request watched), the next iterations'
+        // polls could only return nothing: run them here and skip libuv's turn and its
+        // epoll_wait. call_soon_threadsafe queues directly and Python's eval loop runs
+        // signal handlers, so nothing is missed; the cap lets libuv do its housekeeping.
+        for (int pass = 0; pass < kMaxPollFreeTurns && !self->ready_.empty() && !self->fatal_ &&
+                           !self->stopping_ && !self->closed_ && !self->has_io_sources();
+             pass++) {
+            self->schedule_due_timers();
+            self->run_once_ready();
+        }
     }
     if (self->closed_) return;
     self->compact_timers();

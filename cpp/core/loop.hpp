@@ -83,6 +83,16 @@ class LoopCore {
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
 
+    // Is anything watched that only a poll can report (fds, signals, libuv requests)?
+    bool has_io_sources() const {
+        return !pollers_.empty() || !signals_.empty() || io_sources_ > 0 || loop_.active_reqs.count > 0;
+    }
+    // Components with their own libuv handles (streams, servers, ...) count themselves here.
+    void add_io_source() { io_sources_++; }
+    void remove_io_source() { io_sources_--; }
+    // The handle running now, in debug mode (asyncio's _current_handle); else nullptr.
+    HandleObject* current_handle() const { return current_handle_; }
+
     int traverse(visitproc visit, void* arg);
     void clear_queues();
 
@@ -126,6 +136,9 @@ class LoopCore {
     bool closed_ = false;
     bool debug_ = false;
     double slow_callback_duration_ = 0.1;
+    size_t io_sources_ = 0;
+    HandleObject* current_handle_ = nullptr;
+    static constexpr int kMaxPollFreeTurns = 256;
 
     std::unordered_map<int, Poller*> pollers_;
     std::unordered_map<int, SignalWatcher*> signals_;
