@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, coroutines, events, format_helpers, futures, tasks
 from asyncio.log import logger
 
-from . import _core, _handles
+from . import _core, _dns, _handles
 
 _PY311 = sys.version_info >= (3, 11)
 _PY314 = sys.version_info >= (3, 14)
@@ -424,6 +424,26 @@ class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
                     "asyncgen": agen,
                 })
 
+    # ---- DNS (libuv's thread pool; never a Python thread) ------------------------
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """socket.getaddrinfo() without blocking: numeric addresses at once, names on
+        libuv's thread pool (size it with UV_THREADPOOL_SIZE before the first lookup)."""
+        if not self.get_debug():
+            return await _dns.getaddrinfo(self, host, port, family, type, proto, flags)
+        t0 = self.time()
+        msg = f"Get address info {host}:{port!r}, family={family!r}, type={type!r}, proto={proto}, flags={flags!r}"
+        logger.debug("%s", msg)
+        infos = await _dns.getaddrinfo(self, host, port, family, type, proto, flags)
+        dt = self.time() - t0
+        log = logger.info if dt >= self.slow_callback_duration else logger.debug
+        log("Getting address info %s took %.3f ms: %r", msg, dt * 1e3, infos)
+        return infos
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """socket.getnameinfo() without blocking, on libuv's thread pool."""
+        return await _dns.getnameinfo(self, sockaddr, flags)
+
     # ---- readers and writers -----------------------------------------------------
 
     def _add_poll(self, fd, writer, callback, args):
@@ -513,7 +533,6 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "getaddrinfo": True, "getnameinfo": True,
     "create_connection": True, "create_server": True, "sendfile": True, "start_tls": True,
     "create_unix_connection": True, "create_unix_server": True,
     "connect_accepted_socket": True, "create_datagram_endpoint": True,

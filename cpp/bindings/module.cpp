@@ -2,6 +2,7 @@
 // TimerHandle, CoreLoop); the rest of the core is bound here with pybind11.
 #include <pybind11/pybind11.h>
 
+#include "bindings/bindings.hpp"
 #include "bindings/loop_type.hpp"
 #include "uv/error.hpp"
 
@@ -86,4 +87,5 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "pyloop's C++ core over libuv";
     bind_handles(m);
     bind_loop(m);
+    bind_dns(m);
 }

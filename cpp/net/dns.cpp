@@ -1,0 +1,192 @@
+#include "net/dns.hpp"
+
+#include "core/loop.hpp"
+#include "uv/error.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <cstring>
+#include <functional>
+
+namespace py = pybind11;
+
+namespace pyloop {
+
+namespace {
+
+// libuv's UV_EAI_* codes back to the C library's EAI_* codes.
+int system_eai(int uv_code) {
+    switch (uv_code) {
+#ifdef EAI_ADDRFAMILY
+        case UV_EAI_ADDRFAMILY: return EAI_ADDRFAMILY;
+#endif
+        case UV_EAI_AGAIN: return EAI_AGAIN;
+        case UV_EAI_BADFLAGS: return EAI_BADFLAGS;
+        case UV_EAI_FAIL: return EAI_FAIL;
+        case UV_EAI_FAMILY: return EAI_FAMILY;
+        case UV_EAI_MEMORY: return EAI_MEMORY;
+#ifdef EAI_NODATA
+        case UV_EAI_NODATA: return EAI_NODATA;
+#endif
+        case UV_EAI_NONAME: return EAI_NONAME;
+        case UV_EAI_OVERFLOW: return EAI_OVERFLOW;
+        case UV_EAI_SERVICE: return EAI_SERVICE;
+        case UV_EAI_SOCKTYPE: return EAI_SOCKTYPE;
+#ifdef EAI_CANCELED
+        case UV_EAI_CANCELED: return EAI_CANCELED;
+#endif
+        default: return 0;
+    }
+}
+
+py::object sockaddr_to_tuple(const struct sockaddr* sa) {
+    char buf[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        auto* in = reinterpret_cast<const struct sockaddr_in*>(sa);
+        inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+        return py::make_tuple(py::str(buf), ntohs(in->sin_port));
+    }
+    if (sa->sa_family == AF_INET6) {
+        auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(sa);
+        inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+        return py::make_tuple(py::str(buf), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
+                              in6->sin6_scope_id);
+    }
+    return py::make_tuple(static_cast<int>(sa->sa_family), py::bytes(sa->sa_data, sizeof sa->sa_data));
+}
+
+// Settles the future unless it is done already (cancelled) or the loop has closed.
+void settle(LoopCore* core, py::object& future, py::object result, bool is_exception) {
+    if (core->is_closed() || future.attr("done")().cast<bool>()) return;
+    future.attr(is_exception ? "set_exception" : "set_result")(result);
+}
+
+template <class Req>
+struct DnsOp {
+    Req req;
+    LoopCore* core;
+    py::object loop;    // keeps the loop (and so the core) alive until the callback
+    py::object future;
+    std::shared_ptr<DnsShared> shared;
+};
+
+using GaiOp = DnsOp<uv_getaddrinfo_t>;
+using GniOp = DnsOp<uv_getnameinfo_t>;
+
+template <class Op>
+void finish(Op* op, const std::function<void()>& deliver) {
+    op->shared->req = nullptr;
+    try {
+        deliver();
+    } catch (py::error_already_set& e) {
+        e.restore();
+        PyErr_WriteUnraisable(op->future.ptr());
+    }
+    delete op;
+}
+
+void on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+    auto* op = static_cast<GaiOp*>(req->data);
+    op->core->ensure_gil();
+    finish(op, [&] {
+        if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
+        else settle(op->core, op->future, addrinfo_to_list(res), false);
+    });
+    if (res) uv_freeaddrinfo(res);
+}
+
+void on_getnameinfo(uv_getnameinfo_t* req, int status, const char* host, const char* service) {
+    auto* op = static_cast<GniOp*>(req->data);
+    op->core->ensure_gil();
+    finish(op, [&] {
+        if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
+        else settle(op->core, op->future, py::make_tuple(py::str(host), py::str(service)), false);
+    });
+}
+
+template <class Op>
+Op* new_op(py::object& loop, LoopCore& core, py::object& future) {
+    auto* op = new Op();
+    op->req.data = op;
+    op->core = &core;
+    op->loop = loop;
+    op->future = future;
+    op->shared = std::make_shared<DnsShared>();
+    return op;
+}
+
+}  // namespace
+
+bool DnsRequest::cancel() {
+    if (!shared_->req) return false;
+    return uv_cancel(shared_->req) == 0;
+}
+
+py::object gaierror_from_uv(int uv_code) {
+    int code = system_eai(uv_code);
+    py::object gaierror = py::module_::import("socket").attr("gaierror");
+    if (code == 0) return gaierror(uv_code, uv_strerror(uv_code));
+    return gaierror(code, gai_strerror(code));
+}
+
+py::list addrinfo_to_list(const struct addrinfo* res) {
+    py::list out;
+    for (const struct addrinfo* ai = res; ai; ai = ai->ai_next) {
+        out.append(py::make_tuple(ai->ai_family, ai->ai_socktype, ai->ai_protocol,
+                                  py::str(ai->ai_canonname ? ai->ai_canonname : ""),
+                                  sockaddr_to_tuple(ai->ai_addr)));
+    }
+    return out;
+}
+
+DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, const char* port, int family,
+                             int socktype, int proto, int flags) {
+    py::object future = loop.attr("create_future")();
+    auto* op = new_op<GaiOp>(loop, core, future);
+    struct addrinfo hints;
+    std::memset(&hints, 0, sizeof hints);
+    hints.ai_family = family;
+    hints.ai_socktype = socktype;
+    hints.ai_protocol = proto;
+    hints.ai_flags = flags;
+    int r = uv_getaddrinfo(core.uv(), &op->req, on_getaddrinfo, host, port, &hints);
+    if (r < 0) {
+        delete op;
+        set_uv_error(r);
+        throw py::error_already_set();
+    }
+    op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    return DnsRequest(op->shared, future);
+}
+
+DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const std::string& host, int port,
+                             unsigned flowinfo, unsigned scope_id, int flags) {
+    struct sockaddr_storage ss;
+    std::memset(&ss, 0, sizeof ss);
+    if (family == AF_INET) {
+        auto* in = reinterpret_cast<struct sockaddr_in*>(&ss);
+        in->sin_family = AF_INET;
+        in->sin_port = htons(static_cast<uint16_t>(port));
+        if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1) throw py::value_error("bad IPv4 address");
+    } else {
+        auto* in6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(static_cast<uint16_t>(port));
+        in6->sin6_flowinfo = htonl(flowinfo);
+        in6->sin6_scope_id = scope_id;
+        if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) throw py::value_error("bad IPv6 address");
+    }
+    py::object future = loop.attr("create_future")();
+    auto* op = new_op<GniOp>(loop, core, future);
+    int r = uv_getnameinfo(core.uv(), &op->req, on_getnameinfo, reinterpret_cast<struct sockaddr*>(&ss), flags);
+    if (r < 0) {
+        delete op;
+        set_uv_error(r);
+        throw py::error_already_set();
+    }
+    op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    return DnsRequest(op->shared, future);
+}
+
+}  // namespace pyloop

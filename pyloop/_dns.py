@@ -1,0 +1,103 @@
+"""getaddrinfo/getnameinfo for pyloop.Loop: the argument handling of Python's socket
+module, numeric addresses resolved at once, names on libuv's thread pool."""
+
+import socket
+
+from . import _core
+
+_NUMERIC = socket.AI_NUMERICHOST
+
+
+def _intenum(value, enum):
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+def _wrap(infos):
+    return [(_intenum(f, socket.AddressFamily), _intenum(t, socket.SocketKind), p, c, a)
+            for (f, t, p, c, a) in infos]
+
+
+def _host_bytes(host):
+    if host is None:
+        return None
+    if isinstance(host, str):
+        return host.encode("idna")
+    if isinstance(host, (bytes, bytearray)):
+        return bytes(host)
+    raise TypeError("getaddrinfo() argument 1 must be string or None")
+
+
+def _port_bytes(port):
+    if port is None:
+        return None
+    if isinstance(port, int):
+        return str(port).encode()
+    if isinstance(port, str):
+        return port.encode("utf-8")
+    if isinstance(port, (bytes, bytearray)):
+        return bytes(port)
+    raise OSError("Int or String expected")
+
+
+async def getaddrinfo(loop, host, port, family, type, proto, flags):
+    hostb = _host_bytes(host)
+    portb = _port_bytes(port)
+    for name, value in (("family", family), ("type", type), ("proto", proto), ("flags", flags)):
+        if not isinstance(value, int):
+            raise TypeError(f"'{value.__class__.__name__}' object cannot be interpreted as an integer")
+    if hostb is None or _looks_numeric(hostb):
+        # No name to look up: the C library answers at once, without the pool.
+        try:
+            return socket.getaddrinfo(host, port, family, type, proto, flags | _NUMERIC)
+        except socket.gaierror as exc:
+            if exc.errno != socket.EAI_NONAME or hostb is None:
+                raise
+    req = _core.getaddrinfo(loop, hostb, portb, int(family), int(type), int(proto), int(flags))
+    try:
+        return _wrap(await req.future)
+    except BaseException:
+        req.cancel()
+        raise
+
+
+def _looks_numeric(host):
+    return all(c in b"0123456789abcdefABCDEF.:%" for c in host) or b"%" in host
+
+
+def nameinfo_args(sockaddr):
+    """Check sockaddr as socket.getnameinfo does; (family, host, port, flowinfo, scope_id)."""
+    if not isinstance(sockaddr, tuple):
+        raise TypeError("getnameinfo() argument 1 must be a tuple")
+    if not 2 <= len(sockaddr) <= 4:
+        raise TypeError("getnameinfo(): illegal sockaddr argument")
+    host, port = sockaddr[0], sockaddr[1]
+    flowinfo = sockaddr[2] if len(sockaddr) > 2 else 0
+    scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
+    if not isinstance(host, str) or not all(isinstance(v, int) for v in (port, flowinfo, scope_id)):
+        raise TypeError("getnameinfo(): illegal sockaddr argument")
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError("getnameinfo(): flowinfo must be 0-1048575.")
+    infos = socket.getaddrinfo(host, str(port), socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, _NUMERIC)
+    if len(infos) != 1:
+        raise OSError("sockaddr resolved to multiple addresses")
+    fam, _, _, _, sa = infos[0]
+    if fam == socket.AF_INET:
+        if len(sockaddr) != 2:
+            raise OSError("IPv4 sockaddr must be 2 tuple")
+        return socket.AF_INET, sa[0], sa[1], 0, 0
+    return socket.AF_INET6, sa[0], sa[1], flowinfo, scope_id
+
+
+async def getnameinfo(loop, sockaddr, flags):
+    if not isinstance(flags, int):
+        raise TypeError(f"'{flags.__class__.__name__}' object cannot be interpreted as an integer")
+    family, host, port, flowinfo, scope_id = nameinfo_args(sockaddr)
+    req = _core.getnameinfo(loop, family, host, port, flowinfo, scope_id, flags)
+    try:
+        return await req.future
+    except BaseException:
+        req.cancel()
+        raise

@@ -1,0 +1,176 @@
+"""getaddrinfo/getnameinfo: the results and errors of the socket module; names on
+libuv's pool, never on a Python thread."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CASES = [
+    ("localhost", 80, {}),
+    ("localhost", "http", {"type": socket.SOCK_STREAM}),
+    (None, 8080, {"flags": socket.AI_PASSIVE}),
+    (None, 0, {}),
+    ("127.0.0.1", 443, {}),
+    ("::1", None, {"family": socket.AF_INET6}),
+    ("fe80::1%lo", 80, {"type": socket.SOCK_STREAM}),
+    (b"localhost", b"80", {"proto": socket.IPPROTO_TCP}),
+    ("localhost", 53, {"family": socket.AF_INET, "type": socket.SOCK_DGRAM}),
+    ("LOCALHOST", 1, {"flags": socket.AI_CANONNAME}),
+]
+
+
+@pytest.mark.parametrize("host,port,kw", CASES)
+def test_getaddrinfo_matches_socket_module(loop, host, port, kw):
+    got = loop.run_until_complete(loop.getaddrinfo(host, port, **kw))
+    want = socket.getaddrinfo(host, port, **kw)
+    assert got == want
+    assert [type(f) for f, *_ in got] == [type(f) for f, *_ in want]
+
+
+ERROR_CASES = [
+    (("localhost", "no-such-service"), {}),
+    (("localhost", 80), {"flags": socket.AI_NUMERICHOST}),
+    (("localhost", 80), {"family": 12345}),
+    (("localhost", 80), {"type": 12345}),
+]
+
+
+@pytest.mark.parametrize("args,kw", ERROR_CASES)
+def test_getaddrinfo_errors_match(loop, args, kw):
+    with pytest.raises(socket.gaierror) as want:
+        socket.getaddrinfo(*args, **kw)
+    with pytest.raises(socket.gaierror) as got:
+        loop.run_until_complete(loop.getaddrinfo(*args, **kw))
+    assert got.value.args == want.value.args
+
+
+def test_getaddrinfo_bad_types(loop):
+    with pytest.raises(TypeError):
+        loop.run_until_complete(loop.getaddrinfo(123, 80))
+    with pytest.raises(OSError):
+        loop.run_until_complete(loop.getaddrinfo("localhost", 1.5))
+
+
+@pytest.mark.parametrize("sockaddr,flags", [
+    (("127.0.0.1", 80), 0),
+    (("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (("::1", 443, 0, 0), 0),
+    (("127.0.0.1", 53), socket.NI_DGRAM),
+])
+def test_getnameinfo_matches(loop, sockaddr, flags):
+    got = loop.run_until_complete(loop.getnameinfo(sockaddr, flags))
+    assert got == socket.getnameinfo(sockaddr, flags)
+
+
+@pytest.mark.parametrize("sockaddr,exc", [
+    ("127.0.0.1", TypeError),
+    (("127.0.0.1", 80, 0, 0), OSError),
+    (("::1", 80, 1 << 21, 0), OverflowError),
+    (("not an address", 80), socket.gaierror),
+])
+def test_getnameinfo_errors(loop, sockaddr, exc):
+    with pytest.raises(exc):
+        socket.getnameinfo(sockaddr, 0)
+    with pytest.raises(exc):
+        loop.run_until_complete(loop.getnameinfo(sockaddr, 0))
+
+
+def test_concurrent_lookups(loop):
+    async def main():
+        return await asyncio.gather(*[loop.getaddrinfo("localhost", i) for i in range(200)])
+
+    results = loop.run_until_complete(main())
+    assert all(r == socket.getaddrinfo("localhost", i) for i, r in enumerate(results))
+
+
+def test_cancel_lookup(loop):
+    async def main():
+        tasks = [loop.create_task(loop.getaddrinfo("localhost", 80)) for _ in range(50)]
+        await asyncio.sleep(0)
+        for t in tasks:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(d, (asyncio.CancelledError, list)) for d in done)
+        return await loop.getaddrinfo("localhost", 80)
+
+    assert loop.run_until_complete(main()) == socket.getaddrinfo("localhost", 80)
+
+
+THREADS_CHILD = textwrap.dedent("""
+    import asyncio, os, sys, threading
+    import pyloop
+
+    def os_threads():
+        return len(os.listdir("/proc/self/task"))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        peak = [0, 0]
+        async def one(i):
+            infos = await loop.getaddrinfo("localhost", 1000 + i % 1000)
+            peak[0] = max(peak[0], threading.active_count())
+            peak[1] = max(peak[1], os_threads())
+            return infos
+        results = await asyncio.gather(*[one(i) for i in range(1000)])
+        assert all(results)
+        names = await asyncio.gather(*[loop.getnameinfo(("127.0.0.1", 80)) for _ in range(100)])
+        assert set(names) == {("localhost", "http")}
+        print(peak[0], peak[1], os_threads())
+
+    pyloop.run(main())
+""")
+
+
+@pytest.mark.parametrize("pool", [None, "2"])
+def test_no_python_threads(pool):
+    env = dict(os.environ)
+    env.pop("UV_THREADPOOL_SIZE", None)
+    if pool:
+        env["UV_THREADPOOL_SIZE"] = pool
+    out = subprocess.run([sys.executable, "-c", THREADS_CHILD], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    py_threads, peak_os, end_os = map(int, out.stdout.split())
+    size = int(pool or 4)
+    assert py_threads == 1
+    assert peak_os <= 1 + size and end_os <= 1 + size
+
+
+CANCEL_CHILD = textwrap.dedent("""
+    import asyncio
+    import pyloop
+    from pyloop import _core
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reqs = [_core.getaddrinfo(loop, b"localhost", b"80", 0, 0, 0, 0) for _ in range(300)]
+        cancelled = sum(r.cancel() for r in reqs)
+        for r in reqs:
+            r.future.cancel()
+        await asyncio.sleep(0.2)
+        print(cancelled, len(await loop.getaddrinfo("localhost", 80)) > 0)
+
+    pyloop.run(main())
+""")
+
+
+def test_queued_lookups_are_cancelled_on_the_pool():
+    env = dict(os.environ, UV_THREADPOOL_SIZE="1")
+    out = subprocess.run([sys.executable, "-c", CANCEL_CHILD], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    cancelled, ok = out.stdout.split()
+    assert int(cancelled) > 0 and ok == "True"
+
+
+def test_debug_logs_lookups(loop, caplog):
+    import logging
+    loop.set_debug(True)
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop.run_until_complete(loop.getaddrinfo("localhost", 80))
+    assert any("Getting address info" in r.getMessage() for r in caplog.records)
