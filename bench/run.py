@@ -1,5 +1,8 @@
 """pyloop's benchmark suite: stock asyncio, uvloop (when installed) and pyloop, in one run.
 
+Suites: `micro` (the loop's own operations) and `dns` (2,000 lookups at concurrency
+1,000 and 3: time, and peak Python and OS threads).
+
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Prints a table of ns/op with the
 ratios pyloop/asyncio and pyloop/uvloop, and writes bench/results/micro.json and
@@ -95,13 +98,63 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
+    ap.add_argument("--suite", default="micro,dns", help="comma-separated: micro, dns")
     args = ap.parse_args()
+    suites = args.suite.split(",")
 
     loops = available_loops()
     if "uvloop" not in loops:
         print("uvloop is not installed: comparing with stock asyncio only")
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
+    if "micro" in suites:
+        run_micro(args, loops)
+    if "dns" in suites:
+        run_dns(args, loops)
+
+
+def run_dns(args, loops):
+    n = max(10, int(2000 * args.scale))
+    print(f"\nDNS: {n} lookups of 'localhost' (from /etc/hosts), median of {args.repeat} fresh processes\n")
+    rows = {}
+    for conc in (1000, 3):
+        samples = {lp: [] for lp in loops}
+        for _ in range(args.repeat):
+            for lp in loops:
+                out = subprocess.run([sys.executable, os.path.join(HERE, "dns.py"), lp, str(n), str(conc)],
+                                     capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"dns {lp} failed:\n{out.stderr}")
+                secs, pyt, ost = out.stdout.split()
+                samples[lp].append((float(secs), int(pyt), int(ost)))
+        for lp in loops:
+            s = samples[lp]
+            rows[(conc, lp)] = {
+                "seconds": statistics.median(x[0] for x in s),
+                "peak_python_threads": max(x[1] for x in s),
+                "peak_os_threads": max(x[2] for x in s),
+            }
+    headers = ["concurrency", "loop", "time (ms)", "lookups/s", "peak Python threads", "peak OS threads",
+               "time vs pyloop"]
+    table = []
+    for (conc, lp), r in rows.items():
+        base = rows[(conc, "pyloop")]["seconds"]
+        table.append([conc, lp, f"{r['seconds'] * 1e3:.1f}", f"{n / r['seconds']:.0f}",
+                      r["peak_python_threads"], r["peak_os_threads"], f"{r['seconds'] / base:.2f}x"])
+    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "dns.json"), "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
+                   "lookups": n, "repeat": args.repeat,
+                   "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]}, f, indent=2)
+    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'dns.json'))}")
+
+
+def run_micro(args, loops):
     benches = {b: v for b, v in BENCHES.items() if args.only in b}
     samples = {b: {lp: [] for lp in loops} for b in benches}
     for b, (_, n) in benches.items():

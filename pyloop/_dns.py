@@ -8,18 +8,6 @@ from . import _core
 _NUMERIC = socket.AI_NUMERICHOST
 
 
-def _intenum(value, enum):
-    try:
-        return enum(value)
-    except ValueError:
-        return value
-
-
-def _wrap(infos):
-    return [(_intenum(f, socket.AddressFamily), _intenum(t, socket.SocketKind), p, c, a)
-            for (f, t, p, c, a) in infos]
-
-
 def _host_bytes(host):
     if host is None:
         return None
@@ -57,14 +45,15 @@ async def getaddrinfo(loop, host, port, family, type, proto, flags):
                 raise
     req = _core.getaddrinfo(loop, hostb, portb, int(family), int(type), int(proto), int(flags))
     try:
-        return _wrap(await req.future)
+        return await req.future
     except BaseException:
         req.cancel()
         raise
 
 
 def _looks_numeric(host):
-    return all(c in b"0123456789abcdefABCDEF.:%" for c in host) or b"%" in host
+    # Only what an IPv4/IPv6 literal (with a scope) can hold; anything else is a name.
+    return not host.translate(None, b"0123456789abcdefABCDEF.:%") or b"%" in host
 
 
 def nameinfo_args(sockaddr):

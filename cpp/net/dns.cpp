@@ -40,26 +40,66 @@ int system_eai(int uv_code) {
     }
 }
 
-py::object sockaddr_to_tuple(const struct sockaddr* sa) {
+// The sockaddr tuple socket.getaddrinfo gives: (host, port) for IPv4, (host, port,
+// flowinfo, scope_id) for IPv6. Returns a new reference or nullptr.
+PyObject* sockaddr_to_tuple(const struct sockaddr* sa) {
     char buf[INET6_ADDRSTRLEN];
     if (sa->sa_family == AF_INET) {
         auto* in = reinterpret_cast<const struct sockaddr_in*>(sa);
         inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-        return py::make_tuple(py::str(buf), ntohs(in->sin_port));
+        return Py_BuildValue("(si)", buf, static_cast<int>(ntohs(in->sin_port)));
     }
     if (sa->sa_family == AF_INET6) {
         auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(sa);
         inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-        return py::make_tuple(py::str(buf), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
-                              in6->sin6_scope_id);
+        return Py_BuildValue("(siII)", buf, static_cast<int>(ntohs(in6->sin6_port)),
+                             static_cast<unsigned>(ntohl(in6->sin6_flowinfo)),
+                             static_cast<unsigned>(in6->sin6_scope_id));
     }
-    return py::make_tuple(static_cast<int>(sa->sa_family), py::bytes(sa->sa_data, sizeof sa->sa_data));
+    return Py_BuildValue("(iy#)", static_cast<int>(sa->sa_family), sa->sa_data,
+                         static_cast<Py_ssize_t>(sizeof sa->sa_data));
+}
+
+// family and type as socket.AddressFamily / socket.SocketKind members, as the socket
+// module gives them (plain ints for values the enums do not know).
+PyObject* as_enum(const char* enum_name, int value) {
+    static PyObject* caches[2] = {nullptr, nullptr};
+    int which = enum_name[0] == 'A' ? 0 : 1;
+    if (!caches[which]) {
+        py::object socket = py::module_::import("socket");
+        py::dict cache;
+        for (py::handle member : socket.attr(enum_name))
+            cache[py::reinterpret_borrow<py::object>(member).attr("value")] = member;
+        caches[which] = cache.release().ptr();
+    }
+    PyObject* key = PyLong_FromLong(value);
+    if (!key) return nullptr;
+    PyObject* member = PyDict_GetItemWithError(caches[which], key);
+    if (member) {
+        Py_DECREF(key);
+        return Py_NewRef(member);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return nullptr;
+    }
+    return key;
 }
 
 // Settles the future unless it is done already (cancelled) or the loop has closed.
 void settle(LoopCore* core, py::object& future, py::object result, bool is_exception) {
-    if (core->is_closed() || future.attr("done")().cast<bool>()) return;
-    future.attr(is_exception ? "set_exception" : "set_result")(result);
+    static PyObject* s_done = PyUnicode_InternFromString("done");
+    static PyObject* s_set_result = PyUnicode_InternFromString("set_result");
+    static PyObject* s_set_exception = PyUnicode_InternFromString("set_exception");
+    if (core->is_closed()) return;
+    PyObject* done = PyObject_CallMethodNoArgs(future.ptr(), s_done);
+    if (!done) throw py::error_already_set();
+    bool is_done = done == Py_True;
+    Py_DECREF(done);
+    if (is_done) return;
+    PyObject* r = PyObject_CallMethodOneArg(future.ptr(), is_exception ? s_set_exception : s_set_result, result.ptr());
+    if (!r) throw py::error_already_set();
+    Py_DECREF(r);
 }
 
 template <class Req>
@@ -105,6 +145,13 @@ void on_getnameinfo(uv_getnameinfo_t* req, int status, const char* host, const c
     });
 }
 
+py::object new_future(py::object& loop) {
+    static PyObject* s_create_future = PyUnicode_InternFromString("create_future");
+    PyObject* f = PyObject_CallMethodNoArgs(loop.ptr(), s_create_future);
+    if (!f) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(f);
+}
+
 template <class Op>
 Op* new_op(py::object& loop, LoopCore& core, py::object& future) {
     auto* op = new Op();
@@ -133,16 +180,31 @@ py::object gaierror_from_uv(int uv_code) {
 py::list addrinfo_to_list(const struct addrinfo* res) {
     py::list out;
     for (const struct addrinfo* ai = res; ai; ai = ai->ai_next) {
-        out.append(py::make_tuple(ai->ai_family, ai->ai_socktype, ai->ai_protocol,
-                                  py::str(ai->ai_canonname ? ai->ai_canonname : ""),
-                                  sockaddr_to_tuple(ai->ai_addr)));
+        PyObject* family = as_enum("AddressFamily", ai->ai_family);
+        PyObject* kind = family ? as_enum("SocketKind", ai->ai_socktype) : nullptr;
+        PyObject* addr = kind ? sockaddr_to_tuple(ai->ai_addr) : nullptr;
+        PyObject* item = addr ? Py_BuildValue("(NNisN)", family, kind, ai->ai_protocol,
+                                              ai->ai_canonname ? ai->ai_canonname : "", addr)
+                              : nullptr;
+        if (!item) {
+            if (!addr) {
+                Py_XDECREF(family);
+                Py_XDECREF(kind);
+            }
+            throw py::error_already_set();
+        }
+        if (PyList_Append(out.ptr(), item) < 0) {
+            Py_DECREF(item);
+            throw py::error_already_set();
+        }
+        Py_DECREF(item);
     }
     return out;
 }
 
 DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, const char* port, int family,
                              int socktype, int proto, int flags) {
-    py::object future = loop.attr("create_future")();
+    py::object future = new_future(loop);
     auto* op = new_op<GaiOp>(loop, core, future);
     struct addrinfo hints;
     std::memset(&hints, 0, sizeof hints);
@@ -177,7 +239,7 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
         in6->sin6_scope_id = scope_id;
         if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) throw py::value_error("bad IPv6 address");
     }
-    py::object future = loop.attr("create_future")();
+    py::object future = new_future(loop);
     auto* op = new_op<GniOp>(loop, core, future);
     int r = uv_getnameinfo(core.uv(), &op->req, on_getnameinfo, reinterpret_cast<struct sockaddr*>(&ss), flags);
     if (r < 0) {

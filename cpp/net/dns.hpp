@@ -44,7 +44,7 @@ DnsRequest start_getnameinfo(pybind11::object loop, LoopCore& core, int family, 
 // code and gai_strerror() text, as socket.getaddrinfo raises it.
 pybind11::object gaierror_from_uv(int uv_code);
 
-// The tuples socket.getaddrinfo returns, with plain ints for family and type.
+// The tuples socket.getaddrinfo returns (family and type as the socket module's enums).
 pybind11::list addrinfo_to_list(const struct addrinfo* res);
 
 }  // namespace pyloop
