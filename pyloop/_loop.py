@@ -20,6 +20,7 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from asyncio.log import logger
 
 from . import _core, _dns, _handles
+from ._sock import SocketMethods
 
 _PY311 = sys.version_info >= (3, 11)
 _PY314 = sys.version_info >= (3, 14)
@@ -56,7 +57,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, asyncio.AbstractEventLoop):
+class Loop(_core.CoreLoop, SocketMethods, asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
     def __init__(self):
@@ -538,9 +539,6 @@ _PENDING = {
     "connect_accepted_socket": True, "create_datagram_endpoint": True,
     "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
-    "sock_recv": True, "sock_recv_into": True, "sock_recvfrom": True, "sock_recvfrom_into": True,
-    "sock_sendall": True, "sock_sendto": True, "sock_connect": True, "sock_accept": True,
-    "sock_sendfile": True,
 }
 for _name, _coro in _PENDING.items():
     setattr(Loop, _name, _not_implemented(_name, _coro))

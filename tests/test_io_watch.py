@@ -166,3 +166,26 @@ def test_fd_closed_and_reused(loop):
     finally:
         c.close()
         d.close()
+
+
+def test_threads_run_while_loop_waits_after_a_watch_change(loop, pair):
+    # The loop must release the GIL before every blocking poll, also right after a
+    # watcher was (re)started: an executor thread needs it to finish its job.
+    a, b = pair
+
+    async def main():
+        for _ in range(200):
+            fut = loop.create_future()
+
+            def on_writable():
+                loop.remove_writer(a)
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_writer(a, on_writable)
+            await fut
+            loop.add_reader(b, lambda: None)
+            assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 1), 10) == 1
+            loop.remove_reader(b)
+
+    loop.run_until_complete(main())

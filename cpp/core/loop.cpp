@@ -229,9 +229,13 @@ void LoopCore::on_check(uv_check_t* handle) {
 
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
-    // Let other Python threads run while the loop waits for I/O; a poll that will not
-    // block keeps the GIL.
-    if (!self->saved_tstate_ && uv_backend_timeout(&self->loop_) != 0) self->saved_tstate_ = PyEval_SaveThread();
+    // Let other Python threads run while the loop waits for I/O. The poll cannot block
+    // while the idle handle is active (callbacks are ready, or the loop is stopping):
+    // then keep the GIL. Otherwise release it, even when libuv may still decide not to
+    // block: uv_backend_timeout() cannot tell (it answers 0 whenever a watcher change
+    // is queued, and the poll then blocks all the same).
+    if (!self->saved_tstate_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&self->idle_)))
+        self->saved_tstate_ = PyEval_SaveThread();
 }
 
 void LoopCore::on_timer(uv_timer_t* handle) {

@@ -64,7 +64,7 @@ class LoopCore {
     int add_poll(int fd, bool writer, HandleObject* h);
     int remove_poll(int fd, bool writer);  // 1 removed, 0 nothing there
     bool has_poll(int fd, bool writer) const;
-    void forget_poller(int fd) { pollers_.erase(fd); }
+    void poller_activity(int delta) { active_pollers_ += delta; }
 
     // --- signals (uv_signal) ---
     int add_signal(int signum, HandleObject* h);
@@ -85,7 +85,7 @@ class LoopCore {
 
     // Is anything watched that only a poll can report (fds, signals, libuv requests)?
     bool has_io_sources() const {
-        return !pollers_.empty() || !signals_.empty() || io_sources_ > 0 || loop_.active_reqs.count > 0;
+        return active_pollers_ > 0 || !signals_.empty() || io_sources_ > 0 || loop_.active_reqs.count > 0;
     }
     // Components with their own libuv handles (streams, servers, ...) count themselves here.
     void add_io_source() { io_sources_++; }
@@ -137,6 +137,7 @@ class LoopCore {
     bool debug_ = false;
     double slow_callback_duration_ = 0.1;
     size_t io_sources_ = 0;
+    long active_pollers_ = 0;  // pollers watching at least one direction
     HandleObject* current_handle_ = nullptr;
     static constexpr int kMaxPollFreeTurns = 256;
 

@@ -10,18 +10,22 @@ int Poller::init() { return uv_poll_init(core_->uv(), &poll_, fd_); }
 int Poller::update() {
     int events = (reader_ ? UV_READABLE : 0) | (writer_ ? UV_WRITABLE : 0);
     if (events == events_) return 0;
+    bool was_active = events_ != 0;
     // Stop before every change so that libuv registers the fd afresh (EPOLL_CTL_ADD):
     // the fd may have been closed and reused behind our back, and a MOD of an fd the
     // kernel already forgot would fail.
     uv_poll_stop(&poll_);
     events_ = 0;
-    if (events == 0) {
-        core_->forget_poller(fd_);
-        close();
-        return 0;
+    int r = 0;
+    // A poller with nothing to watch stays (stopped) until the loop closes: closing it
+    // while a new uv_poll watched the same fd would make libuv remove that one's
+    // registration from epoll (uv_close runs EPOLL_CTL_DEL on the fd number).
+    if (events != 0) {
+        r = uv_poll_start(&poll_, events, on_poll);
+        if (r == 0) events_ = events;
     }
-    int r = uv_poll_start(&poll_, events, on_poll);
-    if (r == 0) events_ = events;
+    bool active = events_ != 0;
+    if (active != was_active) core_->poller_activity(active ? 1 : -1);
     return r;
 }
 

@@ -1,0 +1,233 @@
+"""The loop's sock_* methods: non-blocking socket operations awaited on the loop.
+
+Each operation is tried at once; if the kernel is not ready it waits for the fd
+through the core's uv_poll (a reader or writer Handle) and tries again.
+"""
+
+import errno
+import os
+import socket
+
+from asyncio import exceptions
+
+from . import _core
+
+_SENDFILE_CHUNK = 256 * 1024
+
+
+def _check_socket(sock):
+    try:
+        import ssl
+    except ImportError:  # pragma: no cover
+        ssl = None
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    # asyncio checks this in debug mode only; a blocking socket would block the
+    # whole loop, so pyloop always refuses it (docs/api.md).
+    if sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+class SocketMethods:
+    """Mixed into pyloop.Loop."""
+
+    async def _sock_wait(self, sock, writer, attempt, try_first=True):
+        """Call attempt() until it stops raising BlockingIOError; return its result.
+        With try_first false, the first call waits for the fd to be ready."""
+        if try_first:
+            try:
+                return attempt()
+            except (BlockingIOError, InterruptedError):
+                pass
+        fut = self.create_future()
+
+        def ready():
+            if fut.done():
+                return
+            try:
+                result = attempt()
+            except (BlockingIOError, InterruptedError):
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        fd = sock.fileno()
+        handle = _core.make_handle(self, ready, ())
+        _core.add_poll(self, fd, writer, handle)
+        try:
+            return await fut
+        finally:
+            # Unless someone else's callback replaced ours on this fd meanwhile.
+            if not handle.cancelled() and not self.is_closed():
+                _core.remove_poll(self, fd, writer)
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from the non-blocking socket."""
+        _check_socket(sock)
+        return await self._sock_wait(sock, False, lambda: sock.recv(n))
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; return the number of bytes received."""
+        _check_socket(sock)
+        return await self._sock_wait(sock, False, lambda: sock.recv_into(buf))
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram: (data, address)."""
+        _check_socket(sock)
+        return await self._sock_wait(sock, False, lambda: sock.recvfrom(bufsize))
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (nbytes, address)."""
+        _check_socket(sock)
+        nbytes = nbytes or len(buf)
+        return await self._sock_wait(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data; returns None once the kernel has taken every byte."""
+        _check_socket(sock)
+        view = memoryview(data).cast("B")
+        sent = 0
+        total = len(view)
+
+        def attempt():
+            nonlocal sent
+            while sent < total:
+                sent += sock.send(view[sent:])
+            return None
+
+        try:
+            return await self._sock_wait(sock, True, attempt)
+        finally:
+            view.release()
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; return the number of bytes sent."""
+        _check_socket(sock)
+        return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
+
+    async def sock_connect(self, sock, address):
+        """Connect the socket, resolving host names through the loop's getaddrinfo."""
+        _check_socket(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = address[:2]
+            infos = await self.getaddrinfo(host, port, family=sock.family, type=sock.type,
+                                           proto=sock.proto)
+            if not infos:
+                raise OSError(f"getaddrinfo({host!r}) returned empty list")
+            address = infos[0][4] if len(address) <= 2 else (infos[0][4][:2] + tuple(address[2:]))
+        try:
+            sock.connect(address)
+            return None
+        except (BlockingIOError, InterruptedError):
+            pass
+
+        def check():
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err == errno.EINPROGRESS:
+                raise BlockingIOError
+            if err:
+                raise OSError(err, f"Connect call failed {address}")
+            return None
+
+        return await self._sock_wait(sock, True, check, try_first=False)
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        _check_socket(sock)
+
+        def attempt():
+            conn, addr = sock.accept()
+            conn.setblocking(False)
+            return conn, addr
+
+        return await self._sock_wait(sock, False, attempt)
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send a file over a stream socket: os.sendfile (zero-copy) when the file
+        allows it, else read-and-send when fallback is true."""
+        _check_socket(sock)
+        _check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sendfile_native(sock, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sendfile_fallback(sock, file, offset, count)
+
+    async def _sendfile_native(self, sock, file, offset, count):
+        try:
+            fileno = file.fileno()
+            size = os.fstat(fileno).st_size
+        except (AttributeError, OSError, ValueError) as exc:
+            raise exceptions.SendfileNotAvailableError("not a regular file") from exc
+        if not (count or size):
+            return 0
+        sent_total = 0
+
+        def attempt():
+            nonlocal sent_total
+            while True:
+                left = (count - sent_total) if count else _SENDFILE_CHUNK
+                if left <= 0:
+                    return sent_total
+                try:
+                    sent = os.sendfile(sock.fileno(), fileno, offset + sent_total, min(left, _SENDFILE_CHUNK))
+                except (BlockingIOError, InterruptedError):
+                    raise
+                except OSError as exc:
+                    if sent_total == 0:
+                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
+                    if exc.errno == errno.ENOTCONN:
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    return sent_total
+                sent_total += sent
+
+        try:
+            return await self._sock_wait(sock, True, attempt)
+        finally:
+            if sent_total:
+                file.seek(offset + sent_total)
+
+    async def _sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _SENDFILE_CHUNK) if count else _SENDFILE_CHUNK
+        buf = bytearray(blocksize)
+        total = 0
+        try:
+            while True:
+                want = min(blocksize, count - total) if count else blocksize
+                if want <= 0:
+                    break
+                view = memoryview(buf)[:want]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total += read
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
+
+def _check_sendfile_params(sock, file, offset, count):
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
