@@ -20,6 +20,7 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from asyncio.log import logger
 
 from . import _core, _dns, _handles
+from ._net import NetworkMethods
 from ._sock import SocketMethods
 
 _PY311 = sys.version_info >= (3, 11)
@@ -57,7 +58,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, SocketMethods, asyncio.AbstractEventLoop):
+class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
     def __init__(self):
@@ -534,9 +535,7 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "create_connection": True, "create_server": True, "sendfile": True, "start_tls": True,
-    "create_unix_connection": True, "create_unix_server": True,
-    "connect_accepted_socket": True, "create_datagram_endpoint": True,
+    "sendfile": True, "start_tls": True, "create_datagram_endpoint": True,
     "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
 }

@@ -5,5 +5,6 @@
 namespace pyloop {
 
 void bind_dns(pybind11::module_& m);
+void bind_net(pybind11::module_& m);
 
 }  // namespace pyloop

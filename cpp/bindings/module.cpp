@@ -88,4 +88,5 @@ PYBIND11_MODULE(_core, m) {
     bind_handles(m);
     bind_loop(m);
     bind_dns(m);
+    bind_net(m);
 }

@@ -1,0 +1,729 @@
+#include "net/stream.hpp"
+
+#include "bindings/loop_type.hpp"
+#include "core/loop.hpp"
+#include "uv/error.hpp"
+
+#include <structmember.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace pyloop {
+
+PyTypeObject* StreamTransportType = nullptr;
+
+namespace {
+
+constexpr size_t kDefaultHighWater = 64 * 1024;
+constexpr long kLogThresholdConnLostWrites = 5;  // asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+constexpr size_t kReadBufferSize = 256 * 1024;
+
+PyObject* g_buffered_protocol = nullptr;  // asyncio.BufferedProtocol
+PyObject* g_logger = nullptr;             // asyncio.log.logger
+
+struct WriteReq {
+    uv_write_t req;
+    TransportObject* t;
+    size_t len;
+    char data[1];
+};
+
+inline TransportObject* T(PyObject* o) { return reinterpret_cast<TransportObject*>(o); }
+inline PyObject* O(TransportObject* t) { return reinterpret_cast<PyObject*>(t); }
+
+// Schedules callable(*args) on the loop as a Handle (asyncio's loop.call_soon).
+int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs) {
+    HandleObject* h = handle_new(HandleType, callable, args, nargs, nullptr, t->loop, t->core);
+    if (!h) return -1;
+    t->core->push_ready(h);
+    return 0;
+}
+
+int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObject* arg) {
+    PyObject* m = PyObject_GetAttrString(obj, name);
+    if (!m) return -1;
+    int r = call_soon(t, m, &arg, arg ? 1 : 0);
+    Py_DECREF(m);
+    return r;
+}
+
+void report_unraisable(PyObject* obj) { PyErr_WriteUnraisable(obj); }
+
+// loop.call_exception_handler({message, exception, transport, protocol}).
+void call_exception_handler(TransportObject* t, const char* message, PyObject* exc) {
+    PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", message, "exception", exc, "transport", O(t),
+                                  "protocol", t->protocol ? t->protocol : Py_None);
+    if (!ctx) return report_unraisable(O(t));
+    PyObject* r = PyObject_CallMethod(t->loop, "call_exception_handler", "O", ctx);
+    Py_DECREF(ctx);
+    if (r) Py_DECREF(r);
+    else report_unraisable(O(t));
+}
+
+void stop_reading(TransportObject* t) {
+    if (t->reading) {
+        uv_read_stop(&t->h.stream);
+        t->reading = false;
+    }
+}
+
+int start_reading(TransportObject* t);
+
+// asyncio's _force_close: drop what was buffered, stop reading, and schedule
+// connection_lost(exc) once.
+void force_close(TransportObject* t, PyObject* exc) {
+    if (t->conn_lost) return;
+    t->write_buffer_size = 0;  // queued uv_writes complete with UV_ECANCELED on close
+    if (!t->closing) {
+        t->closing = true;
+        stop_reading(t);
+    }
+    t->conn_lost++;
+    if (call_soon_method(t, O(t), "_call_connection_lost", exc ? exc : Py_None) < 0) report_unraisable(O(t));
+}
+
+// asyncio's _fatal_error: OSErrors are only logged in debug mode; anything else goes
+// to the exception handler. Then the transport is closed with exc.
+void fatal_error(TransportObject* t, PyObject* exc, const char* message) {
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        if (t->core->debug()) {
+            PyObject* r = PyObject_CallMethod(g_logger, "debug", "sOs", "%r: %s", O(t), message);
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+    } else {
+        call_exception_handler(t, message, exc);
+    }
+    force_close(t, exc);
+}
+
+// Handles a Python exception raised by a protocol callback. Returns -1 if it must
+// escape the loop (SystemExit, KeyboardInterrupt): the core stops then.
+int protocol_failed(TransportObject* t, const char* message) {
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        t->core->set_fatal();
+        return -1;
+    }
+    PyObject* exc = fetch_exception();
+    fatal_error(t, exc, message);
+    Py_DECREF(exc);
+    return 0;
+}
+
+void fatal_uv_error(TransportObject* t, int err, const char* message) {
+    PyObject* exc = uv_error_object(err);
+    if (!exc) return report_unraisable(O(t));
+    fatal_error(t, exc, message);
+    Py_DECREF(exc);
+}
+
+void call_protocol_flow(TransportObject* t, const char* method, const char* message) {
+    PyObject* r = PyObject_CallMethod(t->protocol, method, nullptr);
+    if (r) {
+        Py_DECREF(r);
+        return;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        t->core->set_fatal();
+        return;
+    }
+    PyObject* exc = fetch_exception();
+    call_exception_handler(t, message, exc);
+    Py_DECREF(exc);
+}
+
+void maybe_pause_protocol(TransportObject* t) {
+    if (t->write_buffer_size <= t->high_water || t->protocol_paused) return;
+    t->protocol_paused = true;
+    call_protocol_flow(t, "pause_writing", "protocol.pause_writing() failed");
+}
+
+void maybe_resume_protocol(TransportObject* t) {
+    if (!t->protocol_paused || t->write_buffer_size > t->low_water) return;
+    t->protocol_paused = false;
+    call_protocol_flow(t, "resume_writing", "protocol.resume_writing() failed");
+}
+
+// ---- reading ----------------------------------------------------------------------
+
+void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    t->core->ensure_gil();
+    if (!t->buffered) {
+        static char shared[kReadBufferSize];  // the loop thread reads into it, then copies to bytes
+        *buf = uv_buf_init(shared, sizeof shared);
+        return;
+    }
+    *buf = uv_buf_init(nullptr, 0);
+    PyObject* b = PyObject_CallMethod(t->protocol, "get_buffer", "n", static_cast<Py_ssize_t>(65536));
+    if (!b) {
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    int r = PyObject_GetBuffer(b, &t->read_buf, PyBUF_WRITABLE);
+    Py_DECREF(b);
+    if (r < 0) {
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    if (t->read_buf.len == 0) {
+        PyBuffer_Release(&t->read_buf);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    t->has_read_buf = true;
+    *buf = uv_buf_init(static_cast<char*>(t->read_buf.buf), static_cast<unsigned>(t->read_buf.len));
+}
+
+void release_read_buf(TransportObject* t) {
+    if (t->has_read_buf) {
+        t->has_read_buf = false;
+        PyBuffer_Release(&t->read_buf);
+    }
+}
+
+void on_eof(TransportObject* t) {
+    stop_reading(t);
+    PyObject* keep = PyObject_CallMethod(t->protocol, "eof_received", nullptr);
+    if (!keep) {
+        protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    int keep_open = PyObject_IsTrue(keep);
+    Py_DECREF(keep);
+    if (keep_open < 0) {
+        protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    if (!keep_open) {
+        PyObject* r = PyObject_CallMethod(O(t), "close", nullptr);
+        if (r) Py_DECREF(r);
+        else report_unraisable(O(t));
+    }
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* t = static_cast<TransportObject*>(stream->data);
+    t->core->ensure_gil();
+    Py_INCREF(O(t));  // protocol callbacks may close and release the transport
+    if (nread > 0) {
+        PyObject* r;
+        if (t->buffered) {
+            release_read_buf(t);
+            r = PyObject_CallMethod(t->protocol, "buffer_updated", "n", static_cast<Py_ssize_t>(nread));
+            if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+        } else {
+            static PyObject* s_data_received = PyUnicode_InternFromString("data_received");
+            PyObject* data = PyBytes_FromStringAndSize(buf->base, nread);
+            r = data ? PyObject_CallMethodOneArg(t->protocol, s_data_received, data) : nullptr;
+            Py_XDECREF(data);
+            if (!r) protocol_failed(t, "Fatal error: protocol.data_received() call failed.");
+        }
+        Py_XDECREF(r);
+    } else {
+        release_read_buf(t);
+        if (nread == UV_EOF) on_eof(t);
+        else if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
+        else if (nread < 0) fatal_uv_error(t, static_cast<int>(nread), "Fatal read error on socket transport");
+    }
+    Py_DECREF(O(t));
+}
+
+int start_reading(TransportObject* t) {
+    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open) return 0;
+    int r = uv_read_start(&t->h.stream, on_alloc, on_read);
+    if (r < 0) {
+        fatal_uv_error(t, r, "Fatal read error on socket transport");
+        return 0;
+    }
+    t->reading = true;
+    return 0;
+}
+
+// ---- writing ----------------------------------------------------------------------
+
+void on_shutdown(uv_shutdown_t* req, int) {
+    auto* t = static_cast<TransportObject*>(req->data);
+    free(req);
+    t->core->ensure_gil();
+    Py_DECREF(O(t));
+}
+
+void send_eof(TransportObject* t) {
+    if (t->eof_sent || !t->handle_open) return;
+    t->eof_sent = true;
+    auto* req = static_cast<uv_shutdown_t*>(malloc(sizeof(uv_shutdown_t)));
+    req->data = t;
+    Py_INCREF(O(t));
+    int r = uv_shutdown(req, &t->h.stream, on_shutdown);
+    if (r < 0) {
+        free(req);
+        Py_DECREF(O(t));
+    }
+}
+
+void on_write(uv_write_t* req, int status) {
+    auto* w = reinterpret_cast<WriteReq*>(req);
+    TransportObject* t = w->t;
+    t->core->ensure_gil();
+    size_t len = w->len;
+    free(w);
+    if (t->conn_lost) {  // force-closed: the buffer was dropped already
+        Py_DECREF(O(t));
+        return;
+    }
+    t->write_buffer_size -= len;
+    if (status < 0) {
+        fatal_uv_error(t, status, "Fatal write error on socket transport");
+    } else {
+        maybe_resume_protocol(t);
+        if (t->write_buffer_size == 0) {
+            if (t->closing) {
+                t->conn_lost++;
+                if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
+            } else if (t->eof_requested) {
+                send_eof(t);
+            }
+        }
+    }
+    Py_DECREF(O(t));
+}
+
+// ---- lifetime -----------------------------------------------------------------------
+
+void on_close(uv_handle_t* handle) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    t->core->ensure_gil();
+    t->core->remove_io_source();
+    PyObject* self_ref = t->self_ref;
+    t->self_ref = nullptr;
+    Py_XDECREF(self_ref);
+}
+
+void close_handle(TransportObject* t) {
+    if (!t->handle_open) return;
+    t->handle_open = false;
+    stop_reading(t);
+    // libuv closes the fd: the Python socket object must not close it again.
+    if (t->sock && t->sock != Py_None) {
+        PyObject* r = PyObject_CallMethod(t->sock, "detach", nullptr);
+        if (r) Py_DECREF(r);
+        else PyErr_Clear();
+    }
+    uv_close(&t->h.handle, on_close);
+}
+
+}  // namespace
+
+// ---- Python methods -------------------------------------------------------------------
+
+static PyObject* Transport_write(PyObject* self, PyObject* data) {
+    TransportObject* t = T(self);
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
+                     Py_TYPE(data)->tp_name);
+        return nullptr;
+    }
+    if (t->eof_requested) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return nullptr;
+    }
+    size_t len = static_cast<size_t>(view.len);
+    if (len == 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    if (t->conn_lost || !t->handle_open) {
+        if (t->conn_lost >= kLogThresholdConnLostWrites) {
+            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s", "socket.send() raised exception.");
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+        t->conn_lost++;
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    size_t sent = 0;
+    if (t->write_buffer_size == 0) {
+        // Try the kernel first; only what it does not take is buffered.
+        uv_buf_t b = uv_buf_init(static_cast<char*>(view.buf), static_cast<unsigned>(len));
+        int n = uv_try_write(&t->h.stream, &b, 1);
+        if (n >= 0) {
+            sent = static_cast<size_t>(n);
+        } else if (n != UV_EAGAIN) {
+            PyBuffer_Release(&view);
+            fatal_uv_error(t, n, "Fatal write error on socket transport");
+            Py_RETURN_NONE;
+        }
+    }
+    if (sent < len) {
+        size_t rest = len - sent;
+        auto* w = static_cast<WriteReq*>(malloc(offsetof(WriteReq, data) + rest));
+        if (!w) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        std::memcpy(w->data, static_cast<char*>(view.buf) + sent, rest);
+        w->t = t;
+        w->len = rest;
+        uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(rest));
+        int r = uv_write(&w->req, &t->h.stream, &b, 1, on_write);
+        if (r < 0) {
+            free(w);
+            PyBuffer_Release(&view);
+            fatal_uv_error(t, r, "Fatal write error on socket transport");
+            Py_RETURN_NONE;
+        }
+        Py_INCREF(self);  // held until on_write
+        t->write_buffer_size += rest;
+        maybe_pause_protocol(t);
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_write_eof(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->closing || t->eof_requested) Py_RETURN_NONE;
+    t->eof_requested = true;
+    if (t->write_buffer_size == 0) send_eof(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_can_write_eof(PyObject*, PyObject*) { Py_RETURN_TRUE; }
+
+static PyObject* Transport_close(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->closing) Py_RETURN_NONE;
+    t->closing = true;
+    stop_reading(t);
+    if (t->write_buffer_size == 0) {
+        t->conn_lost++;
+        if (call_soon_method(t, self, "_call_connection_lost", Py_None) < 0) return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_abort(PyObject* self, PyObject*) {
+    force_close(T(self), nullptr);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
+    // asyncio's _call_connection_lost: tell the protocol, then release the socket
+    // (libuv closes the fd) and leave the server.
+    TransportObject* t = T(self);
+    PyObject* r = t->protocol != Py_None ? PyObject_CallMethod(t->protocol, "connection_lost", "O", exc)
+                                         : Py_NewRef(Py_None);
+    PyObject* exc_state = r ? nullptr : fetch_exception();
+    close_handle(t);
+    Py_SETREF(t->protocol, Py_NewRef(Py_None));
+    PyObject* server = t->server;
+    t->server = Py_NewRef(Py_None);
+    if (server != Py_None) {
+        PyObject* d = PyObject_CallMethod(server, "_detach", "O", self);
+        if (d) Py_DECREF(d);
+        else report_unraisable(self);
+    }
+    Py_DECREF(server);
+    if (!r) {
+        restore_exception(exc_state);
+        return nullptr;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_start_reading(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    t->read_started = true;
+    start_reading(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_is_closing(PyObject* self, PyObject*) { return PyBool_FromLong(T(self)->closing); }
+
+static PyObject* Transport_is_reading(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    return PyBool_FromLong(!t->paused && !t->closing);
+}
+
+static PyObject* Transport_pause_reading(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->closing || t->paused) Py_RETURN_NONE;
+    t->paused = true;
+    stop_reading(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_resume_reading(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->closing || !t->paused) Py_RETURN_NONE;
+    t->paused = false;
+    start_reading(t);
+    Py_RETURN_NONE;
+}
+
+static int set_protocol(TransportObject* t, PyObject* protocol) {
+    int buffered = PyObject_IsInstance(protocol, g_buffered_protocol);
+    if (buffered < 0) return -1;
+    Py_XSETREF(t->protocol, Py_NewRef(protocol));
+    t->buffered = buffered != 0;
+    return 0;
+}
+
+static PyObject* Transport_set_protocol(PyObject* self, PyObject* protocol) {
+    if (set_protocol(T(self), protocol) < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_get_protocol(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    return Py_NewRef(t->protocol ? t->protocol : Py_None);
+}
+
+static PyObject* Transport_get_write_buffer_size(PyObject* self, PyObject*) {
+    return PyLong_FromSize_t(T(self)->write_buffer_size);
+}
+
+static PyObject* Transport_get_write_buffer_limits(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(t->low_water), static_cast<Py_ssize_t>(t->high_water));
+}
+
+static PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* kwlist[] = {"high", "low", nullptr};
+    PyObject* high_o = Py_None;
+    PyObject* low_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", const_cast<char**>(kwlist),
+                                     &high_o, &low_o))
+        return nullptr;
+    long long high, low;
+    if (high_o == Py_None) {
+        if (low_o == Py_None) high = kDefaultHighWater;
+        else {
+            low = PyLong_AsLongLong(low_o);
+            if (low == -1 && PyErr_Occurred()) return nullptr;
+            high = 4 * low;
+        }
+    } else {
+        high = PyLong_AsLongLong(high_o);
+        if (high == -1 && PyErr_Occurred()) return nullptr;
+    }
+    if (low_o == Py_None) low = high / 4;
+    else {
+        low = PyLong_AsLongLong(low_o);
+        if (low == -1 && PyErr_Occurred()) return nullptr;
+    }
+    if (!(high >= low && low >= 0)) {
+        PyErr_Format(PyExc_ValueError, "high (%lld) must be >= low (%lld) must be >= 0", high, low);
+        return nullptr;
+    }
+    TransportObject* t = T(self);
+    t->high_water = static_cast<size_t>(high);
+    t->low_water = static_cast<size_t>(low);
+    maybe_pause_protocol(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject* Transport_repr(PyObject* self) {
+    TransportObject* t = T(self);
+    const char* state = t->conn_lost && !t->handle_open ? "closed" : t->closing ? "closing" : "open";
+    int fd = -1;
+    if (t->handle_open) uv_fileno(&t->h.handle, &fd);
+    return PyUnicode_FromFormat("<%s fd=%d %s>", Py_TYPE(self)->tp_name, fd, state);
+}
+
+static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
+    TransportObject* t = T(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(t->extra);
+    Py_VISIT(t->loop);
+    Py_VISIT(t->protocol);
+    Py_VISIT(t->sock);
+    Py_VISIT(t->server);
+    Py_VISIT(t->self_ref);
+    return 0;
+}
+
+static int Transport_clear(PyObject* self) {
+    TransportObject* t = T(self);
+    if (t->handle_open) return 0;  // libuv still points at us: keep everything
+    Py_CLEAR(t->extra);
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->sock);
+    Py_CLEAR(t->server);
+    return 0;
+}
+
+static void Transport_dealloc(PyObject* self) {
+    TransportObject* t = T(self);
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (t->weakrefs) PyObject_ClearWeakRefs(self);
+    release_read_buf(t);
+    Py_CLEAR(t->extra);
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->sock);
+    Py_CLEAR(t->server);
+    Py_CLEAR(t->loop);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject* Transport_new_from_python(PyTypeObject* type, PyObject*, PyObject*) {
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly", type->tp_name);
+    return nullptr;
+}
+
+static PyMethodDef Transport_methods[] = {
+    {"write", Transport_write, METH_O, "Write bytes; what the kernel does not take now is buffered."},
+    {"write_eof", Transport_write_eof, METH_NOARGS, "Close the write end after the buffered data."},
+    {"can_write_eof", Transport_can_write_eof, METH_NOARGS, nullptr},
+    {"close", Transport_close, METH_NOARGS, "Close after the buffered data is written; then connection_lost(None)."},
+    {"abort", Transport_abort, METH_NOARGS, "Close now, dropping buffered data."},
+    {"is_closing", Transport_is_closing, METH_NOARGS, nullptr},
+    {"is_reading", Transport_is_reading, METH_NOARGS, nullptr},
+    {"pause_reading", Transport_pause_reading, METH_NOARGS, nullptr},
+    {"resume_reading", Transport_resume_reading, METH_NOARGS, nullptr},
+    {"set_protocol", Transport_set_protocol, METH_O, nullptr},
+    {"get_protocol", Transport_get_protocol, METH_NOARGS, nullptr},
+    {"get_write_buffer_size", Transport_get_write_buffer_size, METH_NOARGS, nullptr},
+    {"get_write_buffer_limits", Transport_get_write_buffer_limits, METH_NOARGS, nullptr},
+    {"set_write_buffer_limits", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Transport_set_write_buffer_limits)),
+     METH_VARARGS | METH_KEYWORDS, nullptr},
+    {"_call_connection_lost", Transport_call_connection_lost, METH_O, nullptr},
+    {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PyMemberDef Transport_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TransportObject, weakrefs), READONLY, nullptr},
+    {"_loop", T_OBJECT, offsetof(TransportObject, loop), READONLY, nullptr},
+    {"_protocol", T_OBJECT, offsetof(TransportObject, protocol), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+static PyType_Slot Transport_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A stream transport (TCP or Unix socket) over libuv.")},
+    {Py_tp_new, reinterpret_cast<void*>(Transport_new_from_python)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Transport_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Transport_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Transport_clear)},
+    {Py_tp_repr, reinterpret_cast<void*>(Transport_repr)},
+    {Py_tp_methods, Transport_methods},
+    {Py_tp_members, Transport_members},
+    {0, nullptr},
+};
+
+static PyType_Spec Transport_spec = {
+    "pyloop.StreamTransport", sizeof(TransportObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Transport_slots,
+};
+
+int init_stream_type(PyObject* module) {
+    PyObject* transports = PyImport_ImportModule("asyncio.transports");
+    if (!transports) return -1;
+    PyObject* base = PyObject_GetAttrString(transports, "Transport");
+    Py_DECREF(transports);
+    if (!base) return -1;
+    // Our struct puts BaseTransport's one slot (`_extra`) right after the header.
+    if (reinterpret_cast<PyTypeObject*>(base)->tp_basicsize !=
+        static_cast<Py_ssize_t>(offsetof(TransportObject, extra) + sizeof(PyObject*))) {
+        Py_DECREF(base);
+        PyErr_SetString(PyExc_ImportError, "asyncio.Transport has an unexpected layout");
+        return -1;
+    }
+    PyObject* bases = PyTuple_Pack(1, base);
+    Py_DECREF(base);
+    if (!bases) return -1;
+    StreamTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Transport_spec, bases));
+    Py_DECREF(bases);
+    if (!StreamTransportType) return -1;
+    PyObject* protocols = PyImport_ImportModule("asyncio.protocols");
+    if (!protocols) return -1;
+    g_buffered_protocol = PyObject_GetAttrString(protocols, "BufferedProtocol");
+    Py_DECREF(protocols);
+    PyObject* log = PyImport_ImportModule("asyncio.log");
+    if (!log) return -1;
+    g_logger = PyObject_GetAttrString(log, "logger");
+    Py_DECREF(log);
+    if (!g_buffered_protocol || !g_logger) return -1;
+    return PyModule_AddObjectRef(module, "StreamTransport", reinterpret_cast<PyObject*>(StreamTransportType));
+}
+
+PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra, PyObject* server) {
+    LoopCore* core = core_of(loop);
+    if (!core) return nullptr;
+    if (core->is_closed()) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return nullptr;
+    }
+    PyObject* fileno = PyObject_CallMethod(sock, "fileno", nullptr);
+    if (!fileno) return nullptr;
+    int fd = PyLong_AsLong(fileno);
+    Py_DECREF(fileno);
+    if (fd == -1 && PyErr_Occurred()) return nullptr;
+    PyObject* family_o = PyObject_GetAttrString(sock, "family");
+    if (!family_o) return nullptr;
+    long family = PyLong_AsLong(family_o);
+    Py_DECREF(family_o);
+
+    auto* t = reinterpret_cast<TransportObject*>(StreamTransportType->tp_alloc(StreamTransportType, 0));
+    if (!t) return nullptr;
+    // tp_alloc zeroed the struct: every pointer is null and every flag false.
+    t->extra = Py_NewRef(extra);
+    t->core = core;
+    t->loop = Py_NewRef(loop);
+    t->sock = Py_NewRef(sock);
+    t->server = Py_NewRef(server);
+    t->high_water = kDefaultHighWater;
+    t->low_water = kDefaultHighWater / 4;
+    if (set_protocol(t, protocol) < 0) {
+        Py_DECREF(O(t));
+        return nullptr;
+    }
+    int r;
+    if (family == AF_UNIX) {
+        r = uv_pipe_init(core->uv(), &t->h.pipe, 0);
+        if (r == 0) r = uv_pipe_open(&t->h.pipe, fd);
+    } else {
+        r = uv_tcp_init(core->uv(), &t->h.tcp);
+        if (r == 0) {
+            r = uv_tcp_open(&t->h.tcp, fd);
+            if (r == 0) uv_tcp_nodelay(&t->h.tcp, 1);  // as asyncio does for TCP transports
+        }
+    }
+    if (r < 0) {
+        Py_DECREF(O(t));
+        return set_uv_error(r);
+    }
+    t->h.handle.data = t;
+    t->handle_open = true;
+    t->self_ref = Py_NewRef(O(t));
+    core->add_io_source();
+    PyObject* self = O(t);
+    if (call_soon_method(t, protocol, "connection_made", self) < 0 ||
+        call_soon_method(t, self, "_start_reading", nullptr) < 0) {
+        close_handle(t);
+        Py_DECREF(self);
+        return nullptr;
+    }
+    if (server != Py_None) {
+        PyObject* a = PyObject_CallMethod(server, "_attach", "O", self);
+        if (!a) {
+            close_handle(t);
+            Py_DECREF(self);
+            return nullptr;
+        }
+        Py_DECREF(a);
+    }
+    return self;
+}
+
+}  // namespace pyloop

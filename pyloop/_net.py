@@ -1,0 +1,536 @@
+"""Stream connections and servers for pyloop.Loop: create_connection, create_server,
+their Unix-socket twins, connect_accepted_socket, and the Server object.
+
+Sockets are made, bound and connected here with the socket module (asyncio's
+semantics and error messages); the connected socket is then handed to the C++
+StreamTransport (pyloop._core.stream_transport), which moves the bytes with libuv.
+"""
+
+import collections.abc
+import errno
+import functools
+import itertools
+import os
+import socket
+import stat
+import sys
+import weakref
+from asyncio import constants, events, exceptions, staggered, tasks, trsock
+from asyncio.log import logger
+
+from . import _core
+
+_PY312 = sys.version_info >= (3, 12)
+_HAS_IPV6 = hasattr(socket, "AF_INET6")
+_ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _no_tls(ssl):
+    if ssl:
+        raise NotImplementedError("pyloop does not implement TLS yet (ssl=...)")
+
+
+def _check_ssl_socket(sock):
+    try:
+        import ssl
+    except ImportError:  # pragma: no cover
+        return
+    if isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def _interleave(infos, first_family_count=1):
+    """Alternate address families (RFC 8305), starting with the first one seen."""
+    by_family = collections.OrderedDict()
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    lists = list(by_family.values())
+    out = []
+    if first_family_count > 1:
+        out.extend(lists[0][:first_family_count - 1])
+        lists[0] = lists[0][first_family_count - 1:]
+    for group in itertools.zip_longest(*lists):
+        out.extend(x for x in group if x is not None)
+    return out
+
+
+def _transport_extra(sock, peername=None):
+    extra = {"socket": trsock.TransportSocket(sock)}
+    try:
+        extra["sockname"] = sock.getsockname()
+    except OSError:
+        extra["sockname"] = None
+    if peername is not None:
+        extra["peername"] = peername
+    else:
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+    return extra
+
+
+class Server(events.AbstractServer):
+    """What create_server() returns (asyncio.Server's interface)."""
+
+    def __init__(self, loop, sockets, protocol_factory, backlog, unix_paths=None):
+        self._loop = loop
+        self._sockets = sockets
+        self._protocol_factory = protocol_factory
+        self._backlog = backlog
+        self._active_count = 0
+        self._clients = weakref.WeakSet()
+        self._waiters = []
+        self._serving = False
+        self._serving_forever_fut = None
+        self._unix_paths = unix_paths or {}  # listening Unix socket -> (path, inode) to remove on close
+
+    def __repr__(self):
+        return f"<{type(self).__name__} sockets={self.sockets!r}>"
+
+    def _attach(self, transport):
+        self._active_count += 1
+        self._clients.add(transport)
+
+    def _detach(self, transport):
+        self._active_count -= 1
+        self._clients.discard(transport)
+        if self._active_count == 0 and self._sockets is None:
+            self._wakeup()
+
+    def _wakeup(self):
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _start_serving(self):
+        if self._serving:
+            return
+        self._serving = True
+        for sock in self._sockets:
+            sock.listen(self._backlog)
+            self._loop._start_accepting(self, sock)
+
+    def get_loop(self):
+        return self._loop
+
+    def is_serving(self):
+        return self._serving
+
+    @property
+    def sockets(self):
+        if self._sockets is None:
+            return ()
+        return tuple(trsock.TransportSocket(s) for s in self._sockets)
+
+    def close(self):
+        sockets = self._sockets
+        if sockets is None:
+            return
+        self._sockets = None
+        for sock in sockets:
+            self._loop._stop_accepting(sock)
+            unix = self._unix_paths.pop(sock, None)
+            sock.close()
+            if unix is not None:
+                _remove_unix_socket_file(*unix)
+        self._serving = False
+        fut = self._serving_forever_fut
+        if fut is not None and not fut.done():
+            fut.cancel()
+            self._serving_forever_fut = None
+        if self._active_count == 0:
+            self._wakeup()
+
+    def close_clients(self):
+        for transport in list(self._clients):
+            transport.close()
+
+    def abort_clients(self):
+        for transport in list(self._clients):
+            transport.abort()
+
+    async def start_serving(self):
+        self._start_serving()
+        await tasks.sleep(0)
+
+    async def serve_forever(self):
+        if self._serving_forever_fut is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._sockets is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._start_serving()
+        self._serving_forever_fut = self._loop.create_future()
+        try:
+            await self._serving_forever_fut
+        except exceptions.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever_fut = None
+
+    async def wait_closed(self):
+        """Wait until the server is closed and (3.12+) every connection is gone."""
+        if self._waiters is None or (not _PY312 and self._sockets is None):
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+        await self.wait_closed()
+
+
+def _remove_unix_socket_file(path, inode):
+    # asyncio 3.13 removes the file on close if it is still the one the server bound.
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.error("Unable to clean up listening UNIX socket %r: %r", path, exc)
+
+
+class NetworkMethods:
+    """Mixed into pyloop.Loop."""
+
+    # ---- connecting ------------------------------------------------------------
+
+    async def _resolve_stream(self, address, family=0, proto=0, flags=0):
+        host, port = address[:2]
+        infos = await self.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto,
+                                       flags=flags)
+        if not infos:
+            raise OSError("getaddrinfo() returned empty list")
+        return infos
+
+    async def _connect_sock(self, exceptions, addr_info, local_addr_infos=None):
+        mine = []
+        exceptions.append(mine)
+        family, type_, proto, _, address = addr_info
+        sock = None
+        try:
+            sock = socket.socket(family=family, type=type_, proto=proto)
+            sock.setblocking(False)
+            if local_addr_infos is not None:
+                for lfamily, _, _, _, laddr in local_addr_infos:
+                    if lfamily != family:
+                        continue
+                    try:
+                        sock.bind(laddr)
+                        break
+                    except OSError as exc:
+                        mine.append(OSError(exc.errno, f"error while attempting to bind on address "
+                                                       f"{laddr!r}: {exc.strerror.lower()}"))
+                else:
+                    if mine:
+                        raise mine.pop()
+                    raise OSError(f"no matching local address with family={family} found")
+            await self.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            mine.append(exc)
+            if sock is not None:
+                sock.close()
+            raise
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+
+    async def _make_stream_transport(self, sock, protocol_factory, server=None):
+        protocol = protocol_factory()
+        transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock), server)
+        waiter = self.create_future()
+        # Runs after connection_made (the transport scheduled it first).
+        self.call_soon(lambda: waiter.done() or waiter.set_result(None))
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
+                                flags=0, sock=None, local_addr=None, server_hostname=None,
+                                ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                happy_eyeballs_delay=None, interleave=None, all_errors=False):
+        """Open a TCP connection: (transport, protocol)."""
+        if server_hostname is not None and not ssl:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        _no_tls(ssl)
+        if sock is not None:
+            _check_ssl_socket(sock)
+        if happy_eyeballs_delay is not None and interleave is None:
+            interleave = 1  # RFC 8305
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError("host/port and sock can not be specified at the same time")
+            infos = await self._resolve_stream((host, port), family, proto, flags)
+            laddr_infos = None
+            if local_addr is not None:
+                laddr_infos = await self._resolve_stream(local_addr, family, proto, flags)
+            if interleave:
+                infos = _interleave(infos, interleave)
+            exceptions = []
+            if happy_eyeballs_delay is None:
+                for info in infos:
+                    try:
+                        sock = await self._connect_sock(exceptions, info, laddr_infos)
+                        break
+                    except OSError:
+                        continue
+            else:
+                sock, _, _ = await staggered.staggered_race(
+                    (functools.partial(self._connect_sock, exceptions, info, laddr_infos) for info in infos),
+                    happy_eyeballs_delay, loop=self)
+            if sock is None:
+                errors = [exc for sub in exceptions for exc in sub]
+                try:
+                    if all_errors:
+                        raise ExceptionGroup("create_connection failed", errors)  # noqa: F821 (3.11+)
+                    if len(errors) == 1:
+                        raise errors[0]
+                    model = str(errors[0])
+                    if all(str(exc) == model for exc in errors):
+                        raise errors[0]
+                    raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in errors)))
+                finally:
+                    errors = exceptions = None
+        else:
+            if sock is None:
+                raise ValueError("host and port was not specified and no sock specified")
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        sock.setblocking(False)
+        return await self._make_stream_transport(sock, protocol_factory)
+
+    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
+                                     server_hostname=None, ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        """Open a Unix stream connection: (transport, protocol)."""
+        if server_hostname is not None and not ssl:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        _no_tls(ssl)
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if sock is None:
+                raise ValueError("no path and sock were specified")
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+            sock.setblocking(False)
+        return await self._make_stream_transport(sock, protocol_factory)
+
+    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
+                                      ssl_shutdown_timeout=None):
+        """Wrap a socket accepted elsewhere in a transport: (transport, protocol)."""
+        _no_tls(ssl)
+        _check_ssl_socket(sock)
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        sock.setblocking(False)
+        return await self._make_stream_transport(sock, protocol_factory)
+
+    # ---- serving -------------------------------------------------------------------
+
+    def _start_accepting(self, server, sock):
+        if server._sockets is None or self.is_closed():
+            return
+        handle = _core.make_handle(self, self._accept_connections, (server, sock))
+        _core.add_poll(self, sock.fileno(), False, handle)
+
+    def _stop_accepting(self, sock):
+        if not self.is_closed() and sock.fileno() >= 0:
+            _core.remove_poll(self, sock.fileno(), False)
+
+    def _accept_connections(self, server, sock):
+        for _ in range(server._backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_OUT_OF_RESOURCES:
+                    raise
+                # Out of file descriptors (or memory): say so, pause, try again later.
+                self.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": exc,
+                    "socket": trsock.TransportSocket(sock),
+                })
+                self._stop_accepting(sock)
+                self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_accepting, server, sock)
+                return
+            try:
+                protocol = server._protocol_factory()
+                _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr), server)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                conn.close()
+                self.call_exception_handler({
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                })
+
+    async def create_server(self, protocol_factory, host=None, port=None, *, family=socket.AF_UNSPEC,
+                            flags=socket.AI_PASSIVE, sock=None, backlog=100, ssl=None, reuse_address=None,
+                            reuse_port=None, keep_alive=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None, start_serving=True):
+        """Listen for TCP connections on host/port (or sock): a Server."""
+        if isinstance(ssl, bool):
+            raise TypeError("ssl argument must be an SSLContext or None")
+        if ssl_handshake_timeout is not None and ssl is None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and ssl is None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        _no_tls(ssl)
+        if sock is not None:
+            _check_ssl_socket(sock)
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError("host/port and sock can not be specified at the same time")
+            if reuse_address is None:
+                reuse_address = os.name == "posix" and sys.platform != "cygwin"
+            if host == "":
+                hosts = [None]
+            elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
+                hosts = [host]
+            else:
+                hosts = host
+            resolved = await tasks.gather(*[self._resolve_stream((h, port), family, 0, flags) for h in hosts])
+            infos = list(dict.fromkeys(itertools.chain.from_iterable(resolved)))
+            sockets = []
+            done = False
+            try:
+                for af, socktype, proto, _, sa in infos:
+                    try:
+                        sock = socket.socket(af, socktype, proto)
+                    except OSError:
+                        if self.get_debug():
+                            logger.warning("create_server() failed to create socket.socket(%r, %r, %r)",
+                                           af, socktype, proto, exc_info=True)
+                        continue
+                    sockets.append(sock)
+                    if reuse_address:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
+                    if reuse_port:
+                        if not hasattr(socket, "SO_REUSEPORT"):
+                            raise ValueError("reuse_port not supported by socket module")
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if keep_alive:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
+                    if _HAS_IPV6 and af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                    try:
+                        sock.bind(sa)
+                    except OSError as err:
+                        msg = f"error while attempting to bind on address {sa!r}: {err.strerror.lower()}"
+                        if err.errno == errno.EADDRNOTAVAIL and _PY312:
+                            # The family is not enabled here: skip it, as asyncio does.
+                            sockets.pop()
+                            sock.close()
+                            if self.get_debug():
+                                logger.warning(msg)
+                            continue
+                        raise OSError(err.errno, msg) from None
+                if not sockets:
+                    raise OSError(f"could not bind on any address out of {[i[4] for i in infos]!r}")
+                done = True
+            finally:
+                if not done:
+                    for s in sockets:
+                        s.close()
+        else:
+            if sock is None:
+                raise ValueError("Neither host/port nor sock were specified")
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+            sockets = [sock]
+        for s in sockets:
+            s.setblocking(False)
+        server = Server(self, sockets, protocol_factory, backlog)
+        if start_serving:
+            server._start_serving()
+            await tasks.sleep(0)
+        if self.get_debug():
+            logger.info("%r is serving", server)
+        return server
+
+    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
+                                 cleanup_socket=True):
+        """Listen for Unix stream connections on path (or sock): a Server."""
+        if isinstance(ssl, bool):
+            raise TypeError("ssl argument must be an SSLContext or None")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        _no_tls(ssl)
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if path[0] not in (0, "\x00"):  # not in the abstract namespace: remove a stale socket file
+                try:
+                    if stat.S_ISSOCK(os.stat(path).st_mode):
+                        os.remove(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
+                raise
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if sock is None:
+                raise ValueError("path was not specified, and no sock specified")
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        unix_paths = {}
+        if cleanup_socket:
+            bound = sock.getsockname()
+            if isinstance(bound, (str, bytes)) and bound and bound[0] not in (0, "\x00"):
+                try:
+                    unix_paths[sock] = (bound, os.stat(bound).st_ino)
+                except FileNotFoundError:
+                    pass
+        sock.setblocking(False)
+        server = Server(self, [sock], protocol_factory, backlog, unix_paths)
+        if start_serving:
+            server._start_serving()
+            await tasks.sleep(0)
+        return server

@@ -1,0 +1,613 @@
+"""TCP and Unix stream transports, servers and the streams API, on both loops."""
+
+import asyncio
+import hashlib
+import os
+import socket
+import sys
+
+import pytest
+
+import pyloop
+
+
+class Recorder(asyncio.Protocol):
+    """Records what happens to it; `done` resolves at connection_lost."""
+
+    def __init__(self, loop, keep_open_on_eof=False):
+        self.loop = loop
+        self.events = []
+        self.data = bytearray()
+        self.transport = None
+        self.done = loop.create_future()
+        self.keep_open_on_eof = keep_open_on_eof
+        self.paused = 0
+        self.resumed = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        assert isinstance(data, bytes)
+        self.data += data
+
+    def eof_received(self):
+        self.events.append("eof")
+        return self.keep_open_on_eof
+
+    def pause_writing(self):
+        self.paused += 1
+
+    def resume_writing(self):
+        self.resumed += 1
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+async def wait_for_data(proto, n, timeout=10):
+    async def poll():
+        while len(proto.data) < n:
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def make_server(loop, factory=None, **kw):
+    protos = []
+
+    def default():
+        p = Recorder(loop)
+        protos.append(p)
+        return p
+
+    server = await loop.create_server(factory or default, "127.0.0.1", 0, **kw)
+    return server, protos, server.sockets[0].getsockname()[1]
+
+
+def test_protocol_round_trip_and_transport_api(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        assert isinstance(tr, asyncio.Transport)
+        assert client.events == ["made"]
+        assert isinstance(tr.get_extra_info("socket"), asyncio.trsock.TransportSocket)
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert tr.get_extra_info("nothing", "default") == "default"
+        assert tr.get_protocol() is client
+        assert tr.is_reading() and not tr.is_closing()
+        assert tr.can_write_eof()
+        tr.write(b"hello ")
+        tr.writelines([b"wor", bytearray(b"ld"), memoryview(b"!")])
+        await asyncio.sleep(0)
+        while not protos or len(protos[0].data) < 12:
+            await asyncio.sleep(0.001)
+        assert bytes(protos[0].data) == b"hello world!"
+        assert protos[0].transport.get_extra_info("peername") == tr.get_extra_info("sockname")
+        protos[0].transport.write(b"back")
+        await wait_for_data(client, 4)
+        tr.close()
+        assert tr.is_closing()
+        assert await client.done is None
+        assert client.events == ["made", ("lost", None)]
+        await protos[0].done
+        assert protos[0].events == ["made", "eof", ("lost", None)]
+        server.close()
+        await server.wait_closed()
+        return bytes(client.data)
+
+    assert loop.run_until_complete(main()) == b"back"
+
+
+def test_write_errors_and_write_after_close(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        with pytest.raises(TypeError, match="bytes-like"):
+            tr.write("text")
+        tr.write(b"")
+        tr.write_eof()
+        with pytest.raises(RuntimeError, match="write_eof"):
+            tr.write(b"x")
+        tr.close()
+        await client.done
+        tr.write  # still there
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_write_after_connection_lost_is_ignored(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.abort()
+        await client.done
+        assert client.events == ["made", ("lost", None)]
+        tr2, client2 = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr2.close()
+        await client2.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_eof_received_true_keeps_half_open(loop):
+    async def main():
+        srv_protos = []
+
+        def factory():
+            p = Recorder(loop, keep_open_on_eof=True)
+            srv_protos.append(p)
+            return p
+
+        server, _, port = await make_server(loop, factory)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.write(b"request")
+        tr.write_eof()
+        while not srv_protos or "eof" not in srv_protos[0].events:
+            await asyncio.sleep(0.001)
+        # the server's side is half-open: it can still answer
+        srv_protos[0].transport.write(b"response")
+        srv_protos[0].transport.close()
+        await client.done
+        assert bytes(srv_protos[0].data) == b"request"
+        server.close()
+        await server.wait_closed()
+        return bytes(client.data), client.events
+
+    data, events = loop.run_until_complete(main())
+    assert data == b"response"
+    assert events == ["made", "eof", ("lost", None)]
+
+
+def test_pause_and_resume_reading(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.pause_reading()
+        assert not tr.is_reading()
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.write(b"data")
+        await asyncio.sleep(0.05)
+        assert client.data == b""
+        tr.resume_reading()
+        assert tr.is_reading()
+        await wait_for_data(client, 4)
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_flow_control_with_a_peer_that_never_reads(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.pause_reading()
+        assert tr.get_write_buffer_limits() == (16384, 65536)
+        tr.set_write_buffer_limits(high=100_000, low=10_000)
+        assert tr.get_write_buffer_limits() == (10_000, 100_000)
+        with pytest.raises(ValueError):
+            tr.set_write_buffer_limits(high=1, low=2)
+        chunk = b"x" * 65536
+        sent = 0
+        while not client.paused:
+            tr.write(chunk)
+            sent += len(chunk)
+            await asyncio.sleep(0)
+            assert sent < 200 * 1024 * 1024, "pause_writing never came"
+        assert tr.get_write_buffer_size() > 100_000
+        buffered = tr.get_write_buffer_size()
+        protos[0].transport.resume_reading()
+        await wait_for_data(protos[0], sent, timeout=30)
+        while not client.resumed:
+            await asyncio.sleep(0.001)
+        assert tr.get_write_buffer_size() <= 10_000
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return buffered
+
+    assert loop.run_until_complete(main()) > 0
+
+
+class Buffered(asyncio.BufferedProtocol):
+    def __init__(self, loop):
+        self.buf = bytearray(1000)
+        self.got = bytearray()
+        self.sizes = []
+        self.done = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.sizes.append(nbytes)
+        self.got += self.buf[:nbytes]
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.done.set_result(exc)
+
+
+def test_buffered_protocol(loop):
+    payload = os.urandom(300_000)
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Buffered(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.write(payload)
+        protos[0].transport.close()
+        await asyncio.wait_for(client.done, 10)
+        server.close()
+        await server.wait_closed()
+        return bytes(client.got), max(client.sizes)
+
+    got, biggest = loop.run_until_complete(main())
+    assert got == payload
+    assert biggest <= 1000
+
+
+def test_connection_refused(loop):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
+
+
+def test_multiple_addresses_all_refused(loop):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    infos = socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)
+    with pytest.raises(OSError) as excinfo:
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "localhost", port))
+    if len({i[0] for i in infos}) > 1:
+        assert "Multiple exceptions" in str(excinfo.value)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="all_errors is new in 3.12")
+def test_all_errors(loop):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ExceptionGroup):  # noqa: F821
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True))
+
+
+def test_happy_eyeballs_and_local_addr(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "localhost", port,
+                                                  happy_eyeballs_delay=0.05, local_addr=("127.0.0.1", 0))
+        assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_create_connection_with_sock_and_bad_args(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        sock = socket.socket()
+        sock.connect(("127.0.0.1", port))
+        tr, client = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+        tr.close()
+        await client.done
+        extra_sock = socket.socket()
+        with pytest.raises(ValueError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, sock=extra_sock)
+        extra_sock.close()
+        with pytest.raises(ValueError):
+            await loop.create_connection(asyncio.Protocol)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with pytest.raises(ValueError):
+            await loop.create_connection(asyncio.Protocol, sock=udp)
+        udp.close()
+        with pytest.raises(ValueError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, server_hostname="x")
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_server_object(loop):
+    async def main():
+        server = await loop.create_server(lambda: Recorder(loop), "127.0.0.1", 0, start_serving=False)
+        assert not server.is_serving()
+        assert server.get_loop() is loop
+        [sock] = server.sockets
+        assert isinstance(sock, asyncio.trsock.TransportSocket)
+        await server.start_serving()
+        assert server.is_serving()
+        port = sock.getsockname()[1]
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.close()
+        await client.done
+        server.close()
+        assert not server.is_serving()
+        assert server.sockets == ()
+        await server.wait_closed()
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+
+    loop.run_until_complete(main())
+
+
+def test_server_async_with_and_serve_forever(loop):
+    async def main():
+        async with await loop.create_server(asyncio.Protocol, "127.0.0.1", 0) as server:
+            task = loop.create_task(server.serve_forever())
+            await asyncio.sleep(0.01)
+            with pytest.raises(RuntimeError):
+                await server.serve_forever()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not server.is_serving()
+
+    loop.run_until_complete(main())
+
+
+def test_server_on_all_interfaces_and_host_list(loop):
+    async def main():
+        s1 = await loop.create_server(asyncio.Protocol, None, 0)
+        s2 = await loop.create_server(asyncio.Protocol, ["127.0.0.1", "localhost"], 0)
+        for s in (s1, s2):
+            assert s.sockets
+            s.close()
+            await s.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_bind_error_message(loop):
+    async def main():
+        s = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, reuse_address=False)
+        port = s.sockets[0].getsockname()[1]
+        with pytest.raises(OSError) as excinfo:
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", port, reuse_address=False)
+        s.close()
+        await s.wait_closed()
+        return excinfo.value
+
+    err = loop.run_until_complete(main())
+    assert "error while attempting to bind on address" in str(err)
+
+
+def test_reuse_port(loop):
+    async def main():
+        s1 = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, reuse_port=True)
+        port = s1.sockets[0].getsockname()[1]
+        s2 = await loop.create_server(asyncio.Protocol, "127.0.0.1", port, reuse_port=True)
+        for s in (s1, s2):
+            s.close()
+            await s.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_close_clients_and_abort_clients(loop):
+    if not isinstance(loop, pyloop.Loop) and sys.version_info < (3, 13):
+        pytest.skip("asyncio has close_clients/abort_clients from 3.13")
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        clients = []
+        for _ in range(3):
+            clients.append(await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port))
+        while len(protos) < 3:
+            await asyncio.sleep(0.001)
+        server.close()
+        server.close_clients()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        for tr, proto in clients:
+            await proto.done
+        server2, protos2, port2 = await make_server(loop)
+        tr, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port2)
+        while not protos2:
+            await asyncio.sleep(0.001)
+        server2.abort_clients()
+        await proto.done
+        server2.close()
+        await server2.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_peer_reset(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        sock = protos[0].transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        protos[0].transport.abort()  # RST
+        exc = await asyncio.wait_for(client.done, 5)
+        server.close()
+        await server.wait_closed()
+        return exc
+
+    exc = loop.run_until_complete(main())
+    assert exc is None or isinstance(exc, ConnectionResetError)
+
+
+def test_exception_in_data_received_goes_to_handler(loop):
+    class Bad(Recorder):
+        def data_received(self, data):
+            raise ZeroDivisionError
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Bad(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.write(b"x")
+        exc = await asyncio.wait_for(client.done, 5)
+        server.close()
+        await server.wait_closed()
+        return exc
+
+    exc = loop.run_until_complete(main())
+    assert isinstance(exc, ZeroDivisionError)
+    [ctx] = loop.test_errors
+    loop.test_errors.clear()
+    assert ctx["message"] == "Fatal error: protocol.data_received() call failed."
+    assert ctx["transport"] is not None and ctx["protocol"] is not None
+
+
+def test_connect_accepted_socket(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        csock = socket.socket()
+        csock.connect(lsock.getsockname())
+        conn, _ = lsock.accept()
+        lsock.close()
+        tr, proto = await loop.connect_accepted_socket(lambda: Recorder(loop), conn)
+        csock.sendall(b"ping")
+        await wait_for_data(proto, 4)
+        tr.close()
+        await proto.done
+        csock.close()
+        return bytes(proto.data)
+
+    assert loop.run_until_complete(main()) == b"ping"
+
+
+def _echo_handler():
+    async def handle(reader, writer):
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    return handle
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_streams_100mib_checksum(loop, kind, tmp_path):
+    total = 100 * 1024 * 1024
+    block = os.urandom(1 << 20)
+
+    async def main():
+        if kind == "tcp":
+            server = await asyncio.start_server(_echo_handler(), "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        else:
+            path = str(tmp_path / "s.sock")
+            server = await asyncio.start_unix_server(_echo_handler(), path)
+            reader, writer = await asyncio.open_unix_connection(path)
+
+        async def send():
+            for _ in range(total // len(block)):
+                writer.write(block)
+                await writer.drain()
+            writer.write_eof()
+
+        sender = loop.create_task(send())
+        digest = hashlib.sha256()
+        got = 0
+        while data := await reader.read(1 << 20):
+            digest.update(data)
+            got += len(data)
+        await sender
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return got, digest.hexdigest()
+
+    want = hashlib.sha256()
+    for _ in range(total // len(block)):
+        want.update(block)
+    got, digest = loop.run_until_complete(main())
+    assert got == total and digest == want.hexdigest()
+
+
+def test_unix_server_stale_file_and_cleanup(loop, tmp_path):
+    path = str(tmp_path / "srv.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()
+    assert os.path.exists(path)
+
+    async def main():
+        server = await loop.create_unix_server(lambda: Recorder(loop), path)
+        tr, proto = await loop.create_unix_connection(lambda: Recorder(loop), path)
+        assert tr.get_extra_info("peername") == path
+        tr.close()
+        await proto.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    if isinstance(loop, pyloop.Loop) or sys.version_info >= (3, 13):
+        assert not os.path.exists(path)  # removed on close, as asyncio 3.13 does
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def test_unix_abstract_namespace(loop):
+    name = "\0pyloop-test-%d" % os.getpid()
+
+    async def main():
+        server = await loop.create_unix_server(lambda: Recorder(loop), name)
+        tr, proto = await loop.create_unix_connection(lambda: Recorder(loop), name)
+        tr.write(b"abc")
+        tr.close()
+        await proto.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_1000_concurrent_connections(loop):
+    async def main():
+        server = await asyncio.start_server(_echo_handler(), "127.0.0.1", 0, backlog=1000)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one(i):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"%d\n" % i)
+            line = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            return line
+
+        lines = await asyncio.gather(*[one(i) for i in range(1000)])
+        server.close()
+        await server.wait_closed()
+        return lines
+
+    assert loop.run_until_complete(main()) == [b"%d\n" % i for i in range(1000)]
