@@ -22,6 +22,7 @@ from asyncio.log import logger
 from . import _core, _dns, _handles
 from ._net import NetworkMethods
 from ._sock import SocketMethods
+from ._udp import DatagramMethods
 
 _PY311 = sys.version_info >= (3, 11)
 _PY314 = sys.version_info >= (3, 14)
@@ -58,7 +59,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, asyncio.AbstractEventLoop):
+class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, DatagramMethods, asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
     def __init__(self):
@@ -535,7 +536,7 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "sendfile": True, "start_tls": True, "create_datagram_endpoint": True,
+    "sendfile": True, "start_tls": True,
     "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
 }

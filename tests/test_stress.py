@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -74,29 +75,37 @@ def test_many_pending_callbacks_freed_on_close():
     assert after - base < 500_000
 
 
+FORK_CHILD = """
+import asyncio, os, sys
+import pyloop
+factory = pyloop.new_event_loop if sys.argv[1] == "pyloop" else asyncio.SelectorEventLoop
+parent = factory()
+parent.run_until_complete(asyncio.sleep(0.01))
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        child = factory()
+        async def main():
+            await asyncio.sleep(0.01)
+            fut = child.create_future()
+            child.call_later(0.01, fut.set_result, 7)
+            return await asyncio.wait_for(fut, 5)
+        code = 0 if child.run_until_complete(main()) == 7 else 2
+        child.close()
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+parent.run_until_complete(asyncio.sleep(0.01))
+parent.close()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("which", ["asyncio", "pyloop"])
 def test_new_loop_after_fork(which):
-    factory = pyloop.new_event_loop if which == "pyloop" else asyncio.SelectorEventLoop
-    parent = factory()
-    try:
-        parent.run_until_complete(asyncio.sleep(0.01))
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 1
-            try:
-                child = factory()
-                async def main():
-                    await asyncio.sleep(0.01)
-                    fut = child.create_future()
-                    child.call_later(0.01, fut.set_result, 7)
-                    return await asyncio.wait_for(fut, 5)
-                code = 0 if child.run_until_complete(main()) == 7 else 2
-                child.close()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        parent.run_until_complete(asyncio.sleep(0.01))
-    finally:
-        parent.close()
+    # In a fresh single-threaded process: forking a multi-threaded one is unsafe.
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD, which], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
