@@ -1,7 +1,9 @@
 """pyloop's benchmark suite: stock asyncio, uvloop (when installed) and pyloop, in one run.
 
-Suites: `micro` (the loop's own operations) and `dns` (2,000 lookups at concurrency
-1,000 and 3: time, and peak Python and OS threads).
+Suites: `micro` (the loop's own operations), `dns` (2,000 lookups at concurrency
+1,000 and 3: time, and peak Python and OS threads) and `echo` (echo servers in four
+styles over TCP and Unix sockets, driven by a small C load generator: requests/s and
+the server's CPU time per request).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Prints a table of ns/op with the
@@ -98,7 +100,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns", help="comma-separated: micro, dns")
+    ap.add_argument("--suite", default="micro,dns,echo", help="comma-separated: micro, dns, echo")
+    ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     args = ap.parse_args()
     suites = args.suite.split(",")
 
@@ -111,6 +114,24 @@ def main():
         run_micro(args, loops)
     if "dns" in suites:
         run_dns(args, loops)
+    if "echo" in suites:
+        run_echo(args, loops)
+
+
+def run_echo(args, loops):
+    import echo
+    print(f"\nEcho: 8 connections, {args.seconds:g} s of load per run, server pinned to CPU 0 and the "
+          f"C load generator to CPU 1; median of {args.repeat} runs\n")
+    rows = echo.run(loops, repeat=args.repeat, seconds=args.seconds, only=args.only)
+    echo.print_rows(rows, loops)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "echo.json"), "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
+                   "seconds": args.seconds, "repeat": args.repeat,
+                   "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
+                                                   for lp, v in med.items()}} for name, med in rows]},
+                  f, indent=2)
+    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'echo.json'))}")
 
 
 def run_dns(args, loops):

@@ -157,7 +157,10 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
         return;
     }
     *buf = uv_buf_init(nullptr, 0);
-    PyObject* b = PyObject_CallMethod(t->protocol, "get_buffer", "n", static_cast<Py_ssize_t>(65536));
+    static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
+    static PyObject* s_hint = PyLong_FromLong(65536);
+    PyObject* args[2] = {t->protocol, s_hint};
+    PyObject* b = PyObject_VectorcallMethod(s_get_buffer, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
     if (!b) {
         protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
         return;
@@ -213,7 +216,10 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         PyObject* r;
         if (t->buffered) {
             release_read_buf(t);
-            r = PyObject_CallMethod(t->protocol, "buffer_updated", "n", static_cast<Py_ssize_t>(nread));
+            static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
+            PyObject* n = PyLong_FromSsize_t(nread);
+            r = n ? PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, n) : nullptr;
+            Py_XDECREF(n);
             if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
         } else {
             static PyObject* s_data_received = PyUnicode_InternFromString("data_received");

@@ -1,0 +1,104 @@
+"""The echo benchmark: servers in four styles on each loop, driven by a small C load
+generator (bench/echo_load.c, built here with cc). The server is pinned to CPU 0 and
+the load to CPU 1; besides requests/s it reports the server's CPU time per request
+(utime+stime from /proc), which stays meaningful when the machine is busy.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.join(HERE, "build")
+LOAD = os.path.join(BUILD, "echo_load")
+STYLES = ["protocol", "buffered", "streams", "sock"]
+KINDS = ["tcp", "unix"]
+SIZES = [1024, 10 * 1024, 100 * 1024]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def build_load_generator():
+    src = os.path.join(HERE, "echo_load.c")
+    if os.path.exists(LOAD) and os.path.getmtime(LOAD) >= os.path.getmtime(src):
+        return
+    os.makedirs(BUILD, exist_ok=True)
+    subprocess.run(["cc", "-O2", "-o", LOAD, src], check=True)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def pin(pid, cpu):
+    try:
+        os.sched_setaffinity(pid, {cpu % os.cpu_count()})
+    except OSError:
+        pass
+
+
+def run_once(loop, style, kind, size, seconds, connections):
+    with tempfile.TemporaryDirectory() as tmp:
+        addr = "0" if kind == "tcp" else os.path.join(tmp, "echo.sock")
+        server = subprocess.Popen([sys.executable, os.path.join(HERE, "echo_server.py"), loop, style, kind, addr],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            pin(server.pid, 0)
+            line = server.stdout.readline().split()
+            if not line or line[0] != "ready":
+                raise RuntimeError(f"{loop}/{style}/{kind}: server did not start")
+            target = ["tcp", "127.0.0.1", line[1]] if kind == "tcp" else ["unix", addr]
+            cpu0 = cpu_seconds(server.pid)
+            load = subprocess.Popen(["taskset", "-c", str(1 % os.cpu_count()), LOAD, *target, str(connections),
+                                     str(size), str(seconds)], stdout=subprocess.PIPE, text=True)
+            out, _ = load.communicate(timeout=seconds + 60)
+            cpu1 = cpu_seconds(server.pid)
+            if load.returncode != 0:
+                raise RuntimeError(f"{loop}/{style}/{kind}/{size}: load generator failed")
+            requests, elapsed = out.split()
+            requests, elapsed = int(requests), float(elapsed)
+            return requests / elapsed, (cpu1 - cpu0) / max(requests, 1) * 1e6
+        finally:
+            server.stdin.close()
+            server.wait(timeout=30)
+
+
+def run(loops, repeat=3, seconds=1.0, connections=8, only=""):
+    build_load_generator()
+    rows = []
+    for kind in KINDS:
+        for style in STYLES:
+            for size in SIZES:
+                name = f"{kind} {style} {size // 1024} KiB"
+                if only not in name:
+                    continue
+                res = {lp: [] for lp in loops}
+                for _ in range(repeat):
+                    for lp in loops:  # interleaved
+                        res[lp].append(run_once(lp, style, kind, size, seconds, connections))
+                rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+                                    for lp, v in res.items()}))
+                print(".", end="", flush=True)
+    print()
+    return rows
+
+
+def print_rows(rows, loops):
+    headers = ["benchmark"] + [f"{lp} req/s" for lp in loops] + [f"{lp} CPU µs/req" for lp in loops]
+    headers.append("CPU/req pyloop/uvloop" if "uvloop" in loops else "CPU/req pyloop/asyncio")
+    ref = "uvloop" if "uvloop" in loops else "asyncio"
+    table = []
+    for name, med in rows:
+        line = [name] + [f"{med[lp][0]:.0f}" for lp in loops] + [f"{med[lp][1]:.1f}" for lp in loops]
+        line.append(f"{med['pyloop'][1] / med[ref][1]:.2f}x" if med[ref][1] else "-")
+        table.append(line)
+    widths = [max(len(str(r[i])) for r in [headers] + table) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in table:
+        print("| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                for i, (c, w) in enumerate(zip(r, widths))) + " |")

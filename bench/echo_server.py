@@ -1,0 +1,101 @@
+"""An echo server for the echo benchmark: python bench/echo_server.py LOOP STYLE KIND ADDR
+
+LOOP: asyncio | uvloop | pyloop.  STYLE: protocol | buffered | streams | sock.
+KIND: tcp (ADDR is a port, 0 for any) | unix (ADDR is a path). Prints "ready <port>"
+when listening and serves until its stdin closes.
+"""
+
+import asyncio
+import os
+import socket
+import sys
+
+from micro import make_loop
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class EchoBuffered(asyncio.BufferedProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = bytearray(256 * 1024)
+        self.view = memoryview(self.buf)
+
+    def get_buffer(self, sizehint):
+        return self.view
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(self.view[:nbytes])
+
+
+async def streams_handler(reader, writer):
+    while data := await reader.read(256 * 1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def listening_socket(kind, addr):
+    if kind == "tcp":
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(addr)))
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(addr)
+    s.listen(128)
+    s.setblocking(False)
+    return s
+
+
+async def sock_server(loop, lsock):
+    async def serve(conn):
+        with conn:
+            while data := await loop.sock_recv(conn, 256 * 1024):
+                await loop.sock_sendall(conn, data)
+
+    while True:
+        conn, _ = await loop.sock_accept(lsock)
+        if conn.family == socket.AF_INET:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop.create_task(serve(conn))
+
+
+async def main(loop, style, kind, addr):
+    lsock = listening_socket(kind, addr)
+    if style == "protocol":
+        server = await loop.create_server(EchoProtocol, sock=lsock) if kind == "tcp" else \
+            await loop.create_unix_server(EchoProtocol, sock=lsock)
+    elif style == "buffered":
+        server = await loop.create_server(EchoBuffered, sock=lsock) if kind == "tcp" else \
+            await loop.create_unix_server(EchoBuffered, sock=lsock)
+    elif style == "streams":
+        server = await asyncio.start_server(streams_handler, sock=lsock) if kind == "tcp" else \
+            await asyncio.start_unix_server(streams_handler, sock=lsock)
+    else:
+        server = None
+        loop.create_task(sock_server(loop, lsock))
+    port = lsock.getsockname()[1] if kind == "tcp" else 0
+    print(f"ready {port}", flush=True)
+    # serve until the harness closes our stdin
+    done = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))
+    await done
+    if server is not None:
+        server.close()
+
+
+if __name__ == "__main__":
+    loop_name, style, kind, addr = sys.argv[1:5]
+    loop = make_loop(loop_name)
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main(loop, style, kind, addr))
+    finally:
+        os._exit(0)
