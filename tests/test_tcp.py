@@ -611,3 +611,121 @@ def test_1000_concurrent_connections(loop):
         return lines
 
     assert loop.run_until_complete(main()) == [b"%d\n" % i for i in range(1000)]
+
+
+def test_graceful_close_delivers_everything_written(loop):
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.pause_reading()  # the data has to wait in our buffer
+        tr.write(payload)
+        tr.close()  # graceful: flush, then connection_lost
+        await asyncio.sleep(0.05)
+        protos[0].transport.resume_reading()
+        await asyncio.wait_for(protos[0].done, 30)
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return bytes(protos[0].data)
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_eof_mid_message(loop):
+    async def handle(reader, writer):
+        writer.write(b"only part")
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        with pytest.raises(asyncio.IncompleteReadError) as excinfo:
+            await reader.readexactly(100)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return excinfo.value.partial
+
+    assert loop.run_until_complete(main()) == b"only part"
+
+
+def test_keep_alive(loop):
+    if not isinstance(loop, pyloop.Loop) and sys.version_info < (3, 13):
+        pytest.skip("asyncio has keep_alive from 3.13")
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, keep_alive=True)
+        value = server.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        server.close()
+        await server.wait_closed()
+        return value
+
+    assert loop.run_until_complete(main()) == 1
+
+
+FD_EXHAUSTION_CHILD = r"""
+import asyncio, resource, socket, sys
+import pyloop
+
+loop = pyloop.new_event_loop() if sys.argv[1] == "pyloop" else asyncio.SelectorEventLoop()
+errors = []
+loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["message"]))
+
+async def handle(reader, writer):
+    data = await reader.read(100)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    hogs = []
+    try:
+        while True:
+            hogs.append(socket.socket())
+    except OSError:
+        pass
+    # no fd left: the client itself needs one, so free exactly one for it
+    hogs.pop().close()
+    client = socket.socket()
+    client.setblocking(False)
+    try:
+        client.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if errors:
+            break
+    for h in hogs:
+        h.close()
+    client.close()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # the server keeps serving once descriptors are back (after asyncio's 1 s pause)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    writer.write(b"still here")
+    answer = await asyncio.wait_for(reader.read(100), 10)
+    writer.close()
+    server.close()
+    print(errors[:1], answer)
+
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_fd_exhaustion_on_accept(which):
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", FD_EXHAUSTION_CHILD, which], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['socket.accept() out of system resource'] b'still here'"
