@@ -20,7 +20,7 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from asyncio.log import logger
 
 from . import _core, _dns, _handles
-from ._net import NetworkMethods
+from ._net import NetworkMethods, SendfileMethods
 from ._sock import SocketMethods
 from ._udp import DatagramMethods
 
@@ -59,7 +59,8 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, DatagramMethods, asyncio.AbstractEventLoop):
+class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods,
+           asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
     def __init__(self):
@@ -536,7 +537,7 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "sendfile": True, "start_tls": True,
+    "start_tls": True,
     "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
 }

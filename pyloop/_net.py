@@ -534,3 +534,65 @@ class NetworkMethods:
             server._start_serving()
             await tasks.sleep(0)
         return server
+
+
+class SendfileMethods:
+    """loop.sendfile(transport, file): mixed into pyloop.Loop."""
+
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        """Send a file over a stream transport: os.sendfile (zero-copy) when the file
+        and socket allow it, else read-and-write through the transport when fallback
+        is true. Returns the number of bytes sent; the file position follows."""
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        if not isinstance(transport, _core.StreamTransport):
+            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+            try:
+                return await self._sendfile_over_transport(transport, file, offset, count)
+            except exceptions.SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(f"fallback is disabled and native sendfile is not supported for transport "
+                               f"{transport!r}")
+        return await self._sendfile_fallback_transport(transport, file, offset, count)
+
+    async def _sendfile_over_transport(self, transport, file, offset, count):
+        resume = transport.is_reading()
+        transport.pause_reading()
+        await transport._wait_drained()
+        # libuv watches the transport's fd; a duplicate of it can be watched separately.
+        tsock = transport.get_extra_info("socket")
+        dup = socket.socket(tsock.family, tsock.type, tsock.proto, fileno=os.dup(tsock.fileno()))
+        try:
+            dup.setblocking(False)
+            return await self.sock_sendfile(dup, file, offset, count, fallback=False)
+        finally:
+            dup.close()
+            if resume and not transport.is_closing():
+                transport.resume_reading()
+
+    async def _sendfile_fallback_transport(self, transport, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, 16384) if count else 16384
+        buf = bytearray(blocksize)
+        total = 0
+        try:
+            while True:
+                want = min(blocksize, count - total) if count else blocksize
+                if want <= 0:
+                    return total
+                view = memoryview(buf)[:want]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    return total
+                transport.write(view[:read])
+                total += read
+                if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                    await transport._wait_drained()
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)

@@ -729,3 +729,52 @@ def test_fd_exhaustion_on_accept(which):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['socket.accept() out of system resource'] b'still here'"
+
+
+@pytest.mark.parametrize("source", ["file", "bytesio"])
+def test_loop_sendfile(loop, tmp_path, source):
+    import io
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        f = open(path, "rb") if source == "file" else io.BytesIO(data)
+        with f:
+            tr.write(b"head:")
+            sent = await loop.sendfile(tr, f, 1000, len(data) - 2000)
+            tr.write(b":tail")
+            pos = f.tell()
+        while not protos or len(protos[0].data) < 5 + sent + 5:
+            await asyncio.sleep(0.005)
+        assert tr.is_reading()
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return sent, pos, bytes(protos[0].data)
+
+    sent, pos, got = loop.run_until_complete(main())
+    assert sent == len(data) - 2000
+    assert pos == len(data) - 1000
+    assert got == b"head:" + data[1000:-1000] + b":tail"
+
+
+def test_loop_sendfile_errors(loop, tmp_path):
+    import io
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        with pytest.raises(asyncio.SendfileNotAvailableError):
+            await loop.sendfile(tr, io.BytesIO(b"x" * 10), fallback=False)
+        tr.close()
+        with pytest.raises(RuntimeError, match="closing"):
+            await loop.sendfile(tr, io.BytesIO(b"x"))
+        await client.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

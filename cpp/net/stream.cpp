@@ -134,6 +134,24 @@ void call_protocol_flow(TransportObject* t, const char* method, const char* mess
     Py_DECREF(exc);
 }
 
+// Settles the drain waiter (if any): with None, or with exc when exc is not null.
+void settle_drain_waiter(TransportObject* t, PyObject* exc) {
+    PyObject* fut = t->drain_waiter;
+    if (!fut) return;
+    t->drain_waiter = nullptr;
+    PyObject* done = PyObject_CallMethod(fut, "done", nullptr);
+    if (done == Py_False) {
+        PyObject* r = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc)
+                          : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (r) Py_DECREF(r);
+        else report_unraisable(O(t));
+    } else if (!done) {
+        report_unraisable(O(t));
+    }
+    Py_XDECREF(done);
+    Py_DECREF(fut);
+}
+
 void maybe_pause_protocol(TransportObject* t) {
     if (t->write_buffer_size <= t->high_water || t->protocol_paused) return;
     t->protocol_paused = true;
@@ -287,6 +305,7 @@ void on_write(uv_write_t* req, int status) {
     } else {
         maybe_resume_protocol(t);
         if (t->write_buffer_size == 0) {
+            settle_drain_waiter(t, nullptr);
             if (t->closing) {
                 t->conn_lost++;
                 if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
@@ -428,6 +447,15 @@ static PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     PyObject* r = t->protocol != Py_None ? PyObject_CallMethod(t->protocol, "connection_lost", "O", exc)
                                          : Py_NewRef(Py_None);
     PyObject* exc_state = r ? nullptr : fetch_exception();
+    if (t->drain_waiter) {
+        PyObject* lost = PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
+        if (lost) {
+            settle_drain_waiter(t, lost);
+            Py_DECREF(lost);
+        } else {
+            report_unraisable(self);
+        }
+    }
     close_handle(t);
     Py_SETREF(t->protocol, Py_NewRef(Py_None));
     PyObject* server = t->server;
@@ -444,6 +472,26 @@ static PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     }
     Py_DECREF(r);
     Py_RETURN_NONE;
+}
+
+// A future that resolves once everything written so far has gone to the kernel
+// (loop.sendfile waits for it before it sends the file on the same socket).
+static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->drain_waiter) return Py_NewRef(t->drain_waiter);
+    PyObject* fut = PyObject_CallMethod(t->loop, "create_future", nullptr);
+    if (!fut) return nullptr;
+    if (t->write_buffer_size == 0) {
+        PyObject* r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (!r) {
+            Py_DECREF(fut);
+            return nullptr;
+        }
+        Py_DECREF(r);
+        return fut;
+    }
+    t->drain_waiter = Py_NewRef(fut);
+    return fut;
 }
 
 static PyObject* Transport_start_reading(PyObject* self, PyObject*) {
@@ -555,6 +603,7 @@ static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(t->sock);
     Py_VISIT(t->server);
     Py_VISIT(t->self_ref);
+    Py_VISIT(t->drain_waiter);
     return 0;
 }
 
@@ -578,6 +627,7 @@ static void Transport_dealloc(PyObject* self) {
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->server);
+    Py_CLEAR(t->drain_waiter);
     Py_CLEAR(t->loop);
     tp->tp_free(self);
     Py_DECREF(tp);
@@ -606,6 +656,7 @@ static PyMethodDef Transport_methods[] = {
      METH_VARARGS | METH_KEYWORDS, nullptr},
     {"_call_connection_lost", Transport_call_connection_lost, METH_O, nullptr},
     {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
+    {"_wait_drained", Transport_wait_drained, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -29,6 +29,7 @@ struct TransportObject {
     PyObject* sock;      // the Python socket object (detached when libuv closes the fd)
     PyObject* server;    // pyloop Server or None
     PyObject* self_ref;  // set while the uv handle is open
+    PyObject* drain_waiter;  // future for loop.sendfile(): set when the write buffer empties
     Py_buffer read_buf;  // BufferedProtocol's buffer during a read
     size_t write_buffer_size;
     size_t high_water;
