@@ -6,6 +6,7 @@ semantics and error messages); the connected socket is then handed to the C++
 StreamTransport (pyloop._core.stream_transport), which moves the bytes with libuv.
 """
 
+import builtins
 import collections.abc
 import errno
 import functools
@@ -19,8 +20,10 @@ from asyncio import constants, events, exceptions, staggered, tasks, trsock
 from asyncio.log import logger
 
 from . import _core
+from ._sock import send_file_chunks
 
 _PY312 = sys.version_info >= (3, 12)
+_EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -189,6 +192,20 @@ class Server(events.AbstractServer):
         await self.wait_closed()
 
 
+def remove_stale_unix_socket(path):
+    """Remove a socket file left at path by an earlier server (not in the abstract
+    namespace, and only if it is a socket), as asyncio does before binding."""
+    if not path or path[0] in (0, "\x00"):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
 def _remove_unix_socket_file(path, inode):
     # asyncio 3.13 removes the file on close if it is still the one the server bound.
     try:
@@ -300,8 +317,8 @@ class NetworkMethods:
             if sock is None:
                 errors = [exc for sub in exceptions for exc in sub]
                 try:
-                    if all_errors:
-                        raise ExceptionGroup("create_connection failed", errors)  # noqa: F821 (3.11+)
+                    if all_errors and _EXCEPTION_GROUP is not None:  # ExceptionGroup is 3.11+
+                        raise _EXCEPTION_GROUP("create_connection failed", errors)
                     if len(errors) == 1:
                         raise errors[0]
                     model = str(errors[0])
@@ -497,14 +514,7 @@ class NetworkMethods:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            if path[0] not in (0, "\x00"):  # not in the abstract namespace: remove a stale socket file
-                try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+            remove_stale_unix_socket(path)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -575,24 +585,11 @@ class SendfileMethods:
                 transport.resume_reading()
 
     async def _sendfile_fallback_transport(self, transport, file, offset, count):
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, 16384) if count else 16384
-        buf = bytearray(blocksize)
-        total = 0
-        try:
-            while True:
-                want = min(blocksize, count - total) if count else blocksize
-                if want <= 0:
-                    return total
-                view = memoryview(buf)[:want]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    return total
-                transport.write(view[:read])
-                total += read
-                if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
-                    await transport._wait_drained()
-        finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)
+        high_water = transport.get_write_buffer_limits()[1]
+
+        async def send(chunk):
+            transport.write(chunk)
+            if transport.get_write_buffer_size() > high_water:
+                await transport._wait_drained()
+
+        return await send_file_chunks(self, file, offset, count, 16384, send)

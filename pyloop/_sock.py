@@ -195,26 +195,32 @@ class SocketMethods:
                 file.seek(offset + sent_total)
 
     async def _sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, _SENDFILE_CHUNK) if count else _SENDFILE_CHUNK
-        buf = bytearray(blocksize)
-        total = 0
-        try:
-            while True:
-                want = min(blocksize, count - total) if count else blocksize
-                if want <= 0:
-                    break
-                view = memoryview(buf)[:want]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    break
-                await self.sock_sendall(sock, view[:read])
-                total += read
-            return total
-        finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)
+        return await send_file_chunks(self, file, offset, count, _SENDFILE_CHUNK,
+                                      lambda chunk: self.sock_sendall(sock, chunk))
+
+
+async def send_file_chunks(loop, file, offset, count, blocksize, send):
+    """Read the file from offset (count bytes, or to its end) in an executor and await
+    send(chunk) for each chunk. Returns the bytes sent; the file position ends after them."""
+    if offset:
+        file.seek(offset)
+    blocksize = min(count, blocksize) if count else blocksize
+    buf = bytearray(blocksize)
+    total = 0
+    try:
+        while True:
+            want = min(blocksize, count - total) if count else blocksize
+            if want <= 0:
+                return total
+            view = memoryview(buf)[:want]
+            read = await loop.run_in_executor(None, file.readinto, view)
+            if not read:
+                return total
+            await send(view[:read])
+            total += read
+    finally:
+        if total > 0 and hasattr(file, "seek"):
+            file.seek(offset + total)
 
 
 def _check_sendfile_params(sock, file, offset, count):

@@ -7,13 +7,12 @@ protocol's error_received, anything else closes the transport.
 """
 
 import collections
-import os
 import socket
-import stat
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 
 from . import _core
+from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
 
@@ -340,14 +339,8 @@ class DatagramMethods:
             for addr in (local_addr, remote_addr):
                 if addr is not None and not isinstance(addr, str):
                     raise TypeError("string is expected")
-            if local_addr and local_addr[0] not in (0, "\x00"):
-                try:
-                    if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                        os.remove(local_addr)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    logger.error("Unable to check or remove stale UNIX socket %r: %r", local_addr, err)
+            if local_addr:
+                remove_stale_unix_socket(local_addr)
             return (((family, proto), (local_addr, remote_addr)),)
         by_key = {}
         for idx, addr in ((0, local_addr), (1, remote_addr)):

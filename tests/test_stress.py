@@ -1,6 +1,5 @@
 """Stress: a million chained callbacks, memory returned afterwards; fork."""
 
-import asyncio
 import gc
 import os
 import subprocess

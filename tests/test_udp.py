@@ -1,7 +1,6 @@
 """create_datagram_endpoint and datagram transports, on both loops."""
 
 import asyncio
-import os
 import socket
 import sys
 
