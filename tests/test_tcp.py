@@ -778,3 +778,48 @@ def test_loop_sendfile_errors(loop, tmp_path):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_servers_on_given_sockets(loop, kind, tmp_path):
+    async def main():
+        if kind == "tcp":
+            lsock = socket.socket()
+            lsock.bind(("127.0.0.1", 0))
+            server = await loop.create_server(lambda: Recorder(loop), sock=lsock)
+            addr = lsock.getsockname()
+            tr, proto = await loop.create_connection(lambda: Recorder(loop), *addr)
+        else:
+            path = str(tmp_path / "given.sock")
+            lsock = socket.socket(socket.AF_UNIX)
+            lsock.bind(path)
+            server = await loop.create_unix_server(lambda: Recorder(loop), sock=lsock)
+            csock = socket.socket(socket.AF_UNIX)
+            csock.connect(path)
+            tr, proto = await loop.create_unix_connection(lambda: Recorder(loop), sock=csock)
+        assert server.is_serving()
+        tr.write(b"over a given socket")
+        tr.close()
+        await proto.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_unix_bad_arguments(loop, tmp_path):
+    async def main():
+        tcp = socket.socket()
+        with pytest.raises(ValueError):
+            await loop.create_unix_server(asyncio.Protocol, sock=tcp)
+        with pytest.raises(ValueError):
+            await loop.create_unix_connection(asyncio.Protocol, sock=tcp)
+        tcp.close()
+        with pytest.raises(ValueError):
+            await loop.create_unix_server(asyncio.Protocol)
+        with pytest.raises(ValueError):
+            await loop.create_unix_connection(asyncio.Protocol)
+        with pytest.raises(FileNotFoundError):
+            await loop.create_unix_connection(asyncio.Protocol, str(tmp_path / "missing.sock"))
+
+    loop.run_until_complete(main())
