@@ -72,6 +72,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._asyncgens_shutdown_called = False
         self._thread_id = None
         self._signals = set()
+        self._transports = weakref.WeakValueDictionary()  # fd -> stream transport
         self._wakeup_pair = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
@@ -450,16 +451,23 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
 
     # ---- readers and writers -----------------------------------------------------
 
+    def _ensure_fd_no_transport(self, fd):
+        fd = _fileobj_to_fd(fd)
+        transport = self._transports.get(fd)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+        return fd
+
     def _add_poll(self, fd, writer, callback, args):
         self._check_closed()
-        fd = _fileobj_to_fd(fd)
+        fd = self._ensure_fd_no_transport(fd)
         handle = _core.make_handle(self, callback, args)
         _core.add_poll(self, fd, writer, handle)
 
     def _remove_poll(self, fd, writer):
         if self.is_closed():
             return False
-        return _core.remove_poll(self, _fileobj_to_fd(fd), writer)
+        return _core.remove_poll(self, self._ensure_fd_no_transport(fd), writer)
 
     def add_reader(self, fd, callback, *args):
         """Call callback(*args) whenever fd is readable."""

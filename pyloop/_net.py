@@ -267,6 +267,7 @@ class NetworkMethods:
     async def _make_stream_transport(self, sock, protocol_factory, server=None):
         protocol = protocol_factory()
         transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock), server)
+        self._transports[sock.fileno()] = transport
         waiter = self.create_future()
         # Runs after connection_made (the transport scheduled it first).
         self.call_soon(lambda: waiter.done() or waiter.set_result(None))
@@ -406,7 +407,9 @@ class NetworkMethods:
                 return
             try:
                 protocol = server._protocol_factory()
-                _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr), server)
+                fd = conn.fileno()
+                self._transports[fd] = _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr),
+                                                              server)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:

@@ -55,7 +55,7 @@ class SocketMethods:
             else:
                 fut.set_result(result)
 
-        fd = sock.fileno()
+        fd = self._ensure_fd_no_transport(sock.fileno())
         handle = _core.make_handle(self, ready, ())
         _core.add_poll(self, fd, writer, handle)
         try:

@@ -823,3 +823,22 @@ def test_unix_bad_arguments(loop, tmp_path):
             await loop.create_unix_connection(asyncio.Protocol, str(tmp_path / "missing.sock"))
 
     loop.run_until_complete(main())
+
+
+def test_fd_of_a_transport_cannot_be_watched(loop):
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        fd = tr.get_extra_info("socket").fileno()
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_reader(fd, lambda: None)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_writer(fd, lambda: None)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.remove_reader(fd)
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
