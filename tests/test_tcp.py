@@ -842,3 +842,33 @@ def test_fd_of_a_transport_cannot_be_watched(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+LOOP_CLOSED_UNDER_TRANSPORTS = r"""
+import asyncio, gc, warnings
+import pyloop
+warnings.simplefilter("ignore", ResourceWarning)
+loop = pyloop.new_event_loop()
+async def main():
+    srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", srv.sockets[0].getsockname()[1])
+    tr.pause_reading()
+    tr.write(b"x" * (8 << 20))  # leaves data buffered
+    return srv, tr
+srv, tr = loop.run_until_complete(main())
+loop.close()  # with a live transport and a listening server: must not hang or crash
+tr.write(b"after close")
+tr.close()
+tr.abort()
+del tr, srv
+gc.collect()
+print("ok")
+"""
+
+
+def test_closing_the_loop_under_live_transports():
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", LOOP_CLOSED_UNDER_TRANSPORTS], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -342,6 +342,10 @@ int LoopCore::close() {
     for (auto& kv : signals_) sigs.push_back(kv.second);
     signals_.clear();
     for (SignalWatcher* s : sigs) s->close();
+    // Transports the user left open: their owners close them (libuv needs every handle
+    // closed before the loop can be), or the uv_run below would wait for them forever.
+    std::vector<std::pair<uv_handle_t*, HandleCloser>> tracked(tracked_.begin(), tracked_.end());
+    for (auto& [h, closer] : tracked) closer(h);
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);

@@ -85,11 +85,13 @@ class LoopCore {
 
     // Is anything watched that only a poll can report (fds, signals, libuv requests)?
     bool has_io_sources() const {
-        return active_pollers_ > 0 || !signals_.empty() || io_sources_ > 0 || loop_.active_reqs.count > 0;
+        return active_pollers_ > 0 || !signals_.empty() || !tracked_.empty() || loop_.active_reqs.count > 0;
     }
-    // Components with their own libuv handles (streams, servers, ...) count themselves here.
-    void add_io_source() { io_sources_++; }
-    void remove_io_source() { io_sources_--; }
+    // Components with their own libuv handles (streams, ...) register them while open,
+    // with a function that closes one: close() uses it for handles still open then.
+    using HandleCloser = void (*)(uv_handle_t*);
+    void track_handle(uv_handle_t* h, HandleCloser closer) { tracked_[h] = closer; }
+    void untrack_handle(uv_handle_t* h) { tracked_.erase(h); }
     // The handle running now, in debug mode (asyncio's _current_handle); else nullptr.
     HandleObject* current_handle() const { return current_handle_; }
 
@@ -136,7 +138,7 @@ class LoopCore {
     bool closed_ = false;
     bool debug_ = false;
     double slow_callback_duration_ = 0.1;
-    size_t io_sources_ = 0;
+    std::unordered_map<uv_handle_t*, HandleCloser> tracked_;
     long active_pollers_ = 0;  // pollers watching at least one direction
     HandleObject* current_handle_ = nullptr;
     static constexpr int kMaxPollFreeTurns = 256;

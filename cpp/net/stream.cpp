@@ -35,6 +35,7 @@ inline PyObject* O(TransportObject* t) { return reinterpret_cast<PyObject*>(t); 
 
 // Schedules callable(*args) on the loop as a Handle (asyncio's loop.call_soon).
 int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs) {
+    if (t->core->is_closed()) return 0;  // nothing would ever run it
     HandleObject* h = handle_new(HandleType, callable, args, nargs, nullptr, t->loop, t->core);
     if (!h) return -1;
     t->core->push_ready(h);
@@ -322,7 +323,7 @@ void on_write(uv_write_t* req, int status) {
 void on_close(uv_handle_t* handle) {
     auto* t = static_cast<TransportObject*>(handle->data);
     t->core->ensure_gil();
-    t->core->remove_io_source();
+    t->core->untrack_handle(handle);
     PyObject* self_ref = t->self_ref;
     t->self_ref = nullptr;
     Py_XDECREF(self_ref);
@@ -339,6 +340,16 @@ void close_handle(TransportObject* t) {
         else PyErr_Clear();
     }
     uv_close(&t->h.handle, on_close);
+}
+
+// The loop is closing with this transport still open: close the handle now. The
+// protocol hears nothing (no callback can run on a closed loop, as in asyncio).
+void close_for_loop_close(uv_handle_t* handle) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    t->closing = true;
+    t->conn_lost++;
+    t->write_buffer_size = 0;
+    close_handle(t);
 }
 
 }  // namespace
@@ -763,7 +774,7 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     t->h.handle.data = t;
     t->handle_open = true;
     t->self_ref = Py_NewRef(O(t));
-    core->add_io_source();
+    core->track_handle(&t->h.handle, close_for_loop_close);
     PyObject* self = O(t);
     if (call_soon_method(t, protocol, "connection_made", self) < 0 ||
         call_soon_method(t, self, "_start_reading", nullptr) < 0) {
