@@ -872,3 +872,35 @@ def test_closing_the_loop_under_live_transports():
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_transports_only_libuv_holds_survive_gc(loop):
+    # Server-side transports and protocols that nothing in Python refers to (libuv
+    # alone holds them) must survive garbage collection with their sockets open.
+    import gc
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            gc.collect()
+        for i, (tr, proto) in enumerate(clients):
+            tr.write(b"ping %d" % i)
+        for i, (tr, proto) in enumerate(clients):
+            await wait_for_data(proto, len(b"ping %d" % i), timeout=5)
+            assert bytes(proto.data) == b"ping %d" % i
+            tr.close()
+            await proto.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

@@ -613,7 +613,10 @@ static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(t->protocol);
     Py_VISIT(t->sock);
     Py_VISIT(t->server);
-    Py_VISIT(t->self_ref);
+    // self_ref is deliberately not visited: it stands for libuv's raw pointer to us, so
+    // the collector must count it as a reference from outside. Visited, an open
+    // transport nobody else refers to would look like garbage, and the collector would
+    // finalize its socket (closing the fd under libuv) and its protocol's tasks.
     Py_VISIT(t->drain_waiter);
     return 0;
 }
@@ -756,25 +759,25 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
         Py_DECREF(O(t));
         return nullptr;
     }
-    int r;
-    if (family == AF_UNIX) {
-        r = uv_pipe_init(core->uv(), &t->h.pipe, 0);
-        if (r == 0) r = uv_pipe_open(&t->h.pipe, fd);
-    } else {
-        r = uv_tcp_init(core->uv(), &t->h.tcp);
-        if (r == 0) {
-            r = uv_tcp_open(&t->h.tcp, fd);
-            if (r == 0) uv_tcp_nodelay(&t->h.tcp, 1);  // as asyncio does for TCP transports
-        }
-    }
+    int r = family == AF_UNIX ? uv_pipe_init(core->uv(), &t->h.pipe, 0) : uv_tcp_init(core->uv(), &t->h.tcp);
     if (r < 0) {
         Py_DECREF(O(t));
         return set_uv_error(r);
     }
+    // From here libuv knows the handle: it is only ever released through uv_close.
     t->h.handle.data = t;
     t->handle_open = true;
     t->self_ref = Py_NewRef(O(t));
     core->track_handle(&t->h.handle, close_for_loop_close);
+    r = family == AF_UNIX ? uv_pipe_open(&t->h.pipe, fd) : uv_tcp_open(&t->h.tcp, fd);
+    if (r < 0) {
+        // libuv did not take the fd: the socket object keeps it (do not detach).
+        t->handle_open = false;
+        uv_close(&t->h.handle, on_close);
+        Py_DECREF(O(t));
+        return set_uv_error(r);
+    }
+    if (family != AF_UNIX) uv_tcp_nodelay(&t->h.tcp, 1);  // as asyncio does for TCP transports
     PyObject* self = O(t);
     if (call_soon_method(t, protocol, "connection_made", self) < 0 ||
         call_soon_method(t, self, "_start_reading", nullptr) < 0) {
