@@ -904,3 +904,25 @@ def test_transports_only_libuv_holds_survive_gc(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_keyboard_interrupt_in_data_received_leaves_the_loop(loop):
+    class Interrupting(Recorder):
+        def data_received(self, data):
+            raise KeyboardInterrupt
+
+    async def setup():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Interrupting(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        return server, tr, protos[0]
+
+    server, tr, peer = loop.run_until_complete(setup())
+    peer.transport.write(b"x")  # delivered during the next run
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(asyncio.sleep(5))
+    tr.abort()
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    loop.run_until_complete(asyncio.sleep(0.01))
