@@ -7,6 +7,7 @@
 #include <structmember.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -356,6 +357,46 @@ void close_for_loop_close(uv_handle_t* handle) {
 
 // ---- Python methods -------------------------------------------------------------------
 
+static constexpr size_t kMaxWriteChunk = size_t{1} << 30;
+
+// Writes len (<= 1 GiB) bytes: what the kernel takes now, the rest copied into a
+// uv_write request. Returns -1 with MemoryError set; write errors close the transport.
+static int write_chunk(TransportObject* t, const char* p, size_t len) {
+    size_t sent = 0;
+    if (t->write_buffer_size == 0) {
+        // Try the kernel first; only what it does not take is buffered.
+        uv_buf_t b = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(len));
+        int n = uv_try_write(&t->h.stream, &b, 1);
+        if (n >= 0) {
+            sent = static_cast<size_t>(n);
+        } else if (n != UV_EAGAIN) {
+            fatal_uv_error(t, n, "Fatal write error on socket transport");
+            return 0;
+        }
+    }
+    if (sent == len) return 0;
+    size_t rest = len - sent;
+    auto* w = static_cast<WriteReq*>(malloc(offsetof(WriteReq, data) + rest));
+    if (!w) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    std::memcpy(w->data, p + sent, rest);
+    w->t = t;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(rest));
+    int r = uv_write(&w->req, &t->h.stream, &b, 1, on_write);
+    if (r < 0) {
+        free(w);
+        fatal_uv_error(t, r, "Fatal write error on socket transport");
+        return 0;
+    }
+    Py_INCREF(O(t));  // held until on_write
+    t->write_buffer_size += rest;
+    maybe_pause_protocol(t);
+    return 0;
+}
+
 static PyObject* Transport_write(PyObject* self, PyObject* data) {
     TransportObject* t = T(self);
     Py_buffer view;
@@ -385,42 +426,13 @@ static PyObject* Transport_write(PyObject* self, PyObject* data) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    size_t sent = 0;
-    if (t->write_buffer_size == 0) {
-        // Try the kernel first; only what it does not take is buffered.
-        uv_buf_t b = uv_buf_init(static_cast<char*>(view.buf), static_cast<unsigned>(len));
-        int n = uv_try_write(&t->h.stream, &b, 1);
-        if (n >= 0) {
-            sent = static_cast<size_t>(n);
-        } else if (n != UV_EAGAIN) {
-            PyBuffer_Release(&view);
-            fatal_uv_error(t, n, "Fatal write error on socket transport");
-            Py_RETURN_NONE;
-        }
-    }
-    if (sent < len) {
-        size_t rest = len - sent;
-        auto* w = static_cast<WriteReq*>(malloc(offsetof(WriteReq, data) + rest));
-        if (!w) {
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
-        std::memcpy(w->data, static_cast<char*>(view.buf) + sent, rest);
-        w->t = t;
-        w->len = rest;
-        uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(rest));
-        int r = uv_write(&w->req, &t->h.stream, &b, 1, on_write);
-        if (r < 0) {
-            free(w);
-            PyBuffer_Release(&view);
-            fatal_uv_error(t, r, "Fatal write error on socket transport");
-            Py_RETURN_NONE;
-        }
-        Py_INCREF(self);  // held until on_write
-        t->write_buffer_size += rest;
-        maybe_pause_protocol(t);
-    }
+    // libuv's buffers count bytes in an unsigned int: hand it at most 1 GiB at a time.
+    const char* p = static_cast<const char*>(view.buf);
+    int r = 0;
+    for (size_t off = 0; off < len && r == 0 && !t->conn_lost; off += kMaxWriteChunk)
+        r = write_chunk(t, p + off, std::min(kMaxWriteChunk, len - off));
     PyBuffer_Release(&view);
+    if (r < 0) return nullptr;
     Py_RETURN_NONE;
 }
 
