@@ -20,7 +20,7 @@ from asyncio import constants, events, exceptions, staggered, tasks, trsock
 from asyncio.log import logger
 
 from . import _core
-from ._sock import send_file_chunks
+from ._sock import check_ssl_socket, send_file_chunks
 
 _PY312 = sys.version_info >= (3, 12)
 _EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
@@ -31,15 +31,6 @@ _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
 def _no_tls(ssl):
     if ssl:
         raise NotImplementedError("pyloop does not implement TLS yet (ssl=...)")
-
-
-def _check_ssl_socket(sock):
-    try:
-        import ssl
-    except ImportError:  # pragma: no cover
-        return
-    if isinstance(sock, ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
 
 
 def _interleave(infos, first_family_count=1):
@@ -291,7 +282,7 @@ class NetworkMethods:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         _no_tls(ssl)
         if sock is not None:
-            _check_ssl_socket(sock)
+            check_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1  # RFC 8305
         if host is not None or port is not None:
@@ -368,7 +359,7 @@ class NetworkMethods:
                                       ssl_shutdown_timeout=None):
         """Wrap a socket accepted elsewhere in a transport: (transport, protocol)."""
         _no_tls(ssl)
-        _check_ssl_socket(sock)
+        check_ssl_socket(sock)
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
@@ -432,7 +423,7 @@ class NetworkMethods:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         _no_tls(ssl)
         if sock is not None:
-            _check_ssl_socket(sock)
+            check_ssl_socket(sock)
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")

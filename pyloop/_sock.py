@@ -12,16 +12,21 @@ from asyncio import exceptions
 
 from . import _core
 
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
+
 _SENDFILE_CHUNK = 256 * 1024
 
 
-def _check_socket(sock):
-    try:
-        import ssl
-    except ImportError:  # pragma: no cover
-        ssl = None
+def check_ssl_socket(sock):
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def _check_socket(sock):
+    check_ssl_socket(sock)
     # asyncio checks this in debug mode only; a blocking socket would block the
     # whole loop, so pyloop always refuses it (docs/api.md).
     if sock.gettimeout() != 0:

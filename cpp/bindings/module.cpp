@@ -56,7 +56,6 @@ void bind_loop(py::module_& m) {
         check(r);
         return r == 1;
     }, "Stop watching fd; True if a callback was registered.");
-    m.def("has_poll", [](py::object loop, int fd, bool writer) { return core(loop).has_poll(fd, writer); });
 
     m.def("add_signal", [](py::object loop, int signum, py::handle h) {
         check(core(loop).add_signal(signum, as_handle(h)));
@@ -78,7 +77,6 @@ void bind_loop(py::module_& m) {
     m.def("set_slow_callback_duration", [](py::object loop, double s) {
         core(loop).set_slow_callback_duration(s);
     });
-    m.def("libuv_version", []() { return std::string(uv_version_string()); });
 }
 
 }  // namespace

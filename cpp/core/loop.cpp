@@ -267,16 +267,8 @@ void LoopCore::on_wakeup(uv_poll_t* handle, int, int) {
 int LoopCore::run(int wakeup_fd) {
     running_ = true;
     if (wakeup_fd >= 0) {
-        int cur = -1;
-        if (wakeup_active_) uv_fileno(reinterpret_cast<uv_handle_t*>(&wakeup_), &cur);
-        if (cur != wakeup_fd) {
-            if (wakeup_active_) {
-                // A different fd than last run: forget the old watcher (closed below when the loop closes).
-                uv_poll_stop(&wakeup_);
-                uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
-                uv_run(&loop_, UV_RUN_NOWAIT);
-                wakeup_active_ = false;
-            }
+        // The Python face passes the same socket on every run of a loop: watch it once.
+        if (!wakeup_active_) {
             int r = uv_poll_init_socket(&loop_, &wakeup_, wakeup_fd);
             if (r < 0) {
                 running_ = false;

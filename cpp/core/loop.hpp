@@ -63,7 +63,6 @@ class LoopCore {
     // --- readers and writers (uv_poll); each returns -1 with an exception set on error ---
     int add_poll(int fd, bool writer, HandleObject* h);
     int remove_poll(int fd, bool writer);  // 1 removed, 0 nothing there
-    bool has_poll(int fd, bool writer) const;
     void poller_activity(int delta) { active_pollers_ += delta; }
 
     // --- signals (uv_signal) ---

@@ -112,9 +112,4 @@ int LoopCore::remove_poll(int fd, bool writer) {
     return 1;
 }
 
-bool LoopCore::has_poll(int fd, bool writer) const {
-    auto it = pollers_.find(fd);
-    return it != pollers_.end() && it->second->slot(writer) != nullptr;
-}
-
 }  // namespace pyloop

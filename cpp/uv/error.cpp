@@ -1,7 +1,5 @@
 #include "uv/error.hpp"
 
-#include <pybind11/pybind11.h>
-
 #include <cstring>
 
 namespace pyloop {
@@ -20,11 +18,6 @@ PyObject* set_uv_error(int err) {
         Py_DECREF(exc);
     }
     return nullptr;
-}
-
-void throw_uv_error(int err) {
-    set_uv_error(err);
-    throw pybind11::error_already_set();
 }
 
 }  // namespace pyloop

@@ -12,7 +12,4 @@ PyObject* uv_error_object(int err);
 // Sets the exception for a libuv error code and returns nullptr.
 PyObject* set_uv_error(int err);
 
-// Sets the exception and throws pybind11::error_already_set.
-[[noreturn]] void throw_uv_error(int err);
-
 }  // namespace pyloop

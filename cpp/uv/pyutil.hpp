@@ -34,21 +34,4 @@ inline void restore_exception(PyObject* exc) {
 #endif
 }
 
-// An owned reference that is released when it goes out of scope.
-class Ref {
-  public:
-    Ref() = default;
-    explicit Ref(PyObject* o) : o_(o) {}  // steals
-    Ref(const Ref&) = delete;
-    Ref& operator=(const Ref&) = delete;
-    Ref(Ref&& r) noexcept : o_(r.o_) { r.o_ = nullptr; }
-    ~Ref() { Py_XDECREF(o_); }
-    PyObject* get() const { return o_; }
-    PyObject* release() { PyObject* o = o_; o_ = nullptr; return o; }
-    explicit operator bool() const { return o_ != nullptr; }
-
-  private:
-    PyObject* o_ = nullptr;
-};
-
 }  // namespace pyloop
