@@ -49,6 +49,11 @@ def _check_signal(sig):
         raise ValueError(f"invalid signal number {sig}")
 
 
+def _sighandler_noop(signum, frame):
+    """Python's handler while add_signal_handler holds a signal: the signal's number
+    reaches the loop through the wakeup fd."""
+
+
 def _stop_when_done(fut):
     # run_until_complete's done callback: stop unless the future was cancelled by a
     # stop() from elsewhere (as asyncio does).
@@ -74,6 +79,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._signals = set()
         self._transports = weakref.WeakValueDictionary()  # fd -> stream transport
         self._wakeup_pair = None
+        self._wakeup_saved = None  # the wakeup fd in place before pyloop set its own
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._slow_callback_duration = 0.1
@@ -101,22 +107,33 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         if events._get_running_loop() is not None:
             raise RuntimeError("Cannot run the event loop while another loop is running")
 
-    def _signal_wakeup_fd(self):
-        """In the main thread, route signals to a socket the core polls (libuv would
-        otherwise retry its poll on EINTR and never see Python's signal flag)."""
+    def _take_wakeup_fd(self):
+        """Route signals to a socket the core polls (main thread only): Python's C signal
+        handler writes each signal's number there, which wakes libuv's poll (libuv would
+        otherwise retry it on EINTR and never see Python's signal flag) and tells the
+        core which add_signal_handler handlers to run. Returns the read end's fd or -1."""
         if threading.current_thread() is not threading.main_thread():
-            return -1, None
+            return -1
         if self._wakeup_pair is None:
             rsock, wsock = socket.socketpair()
             rsock.setblocking(False)
             wsock.setblocking(False)
             self._wakeup_pair = (rsock, wsock)
         rsock, wsock = self._wakeup_pair
-        try:
-            old = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-        except ValueError:  # not the main interpreter
-            return -1, None
-        return rsock.fileno(), old
+        if self._wakeup_saved is None:
+            try:
+                self._wakeup_saved = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+            except ValueError:  # not the main interpreter
+                return -1
+        return rsock.fileno()
+
+    def _release_wakeup_fd(self):
+        saved, self._wakeup_saved = self._wakeup_saved, None
+        if saved is not None:
+            try:
+                signal.set_wakeup_fd(saved)
+            except ValueError:
+                pass
 
     def run_forever(self):
         """Run until stop() is called."""
@@ -127,13 +144,13 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._thread_id = threading.get_ident()
         sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                finalizer=self._asyncgen_finalizer_hook)
-        wakeup_fd, old_wakeup = self._signal_wakeup_fd()
+        wakeup_fd = self._take_wakeup_fd()
         try:
             events._set_running_loop(self)
             self._run_core(wakeup_fd)
         finally:
-            if wakeup_fd >= 0:
-                signal.set_wakeup_fd(old_wakeup)
+            if not self._signals:  # handlers keep it, so that no signal is lost between runs
+                self._release_wakeup_fd()
             self._thread_id = None
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
@@ -177,6 +194,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
             self._close_core()
         finally:
             self._restore_signals()
+            self._release_wakeup_fd()
             if self._wakeup_pair is not None:
                 for s in self._wakeup_pair:
                     s.close()
@@ -486,33 +504,44 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
     # ---- signals -----------------------------------------------------------------
 
     def add_signal_handler(self, sig, callback, *args):
-        """Run callback(*args) on the loop when signal sig arrives (main thread only)."""
+        """Run callback(*args) on the loop when signal sig arrives (main thread only).
+        As asyncio: Python's handler for sig becomes a no-op and the signal's number
+        reaches the loop through signal.set_wakeup_fd."""
         if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         _check_signal(sig)
         self._check_closed()
-        if threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread() or self._take_wakeup_fd() < 0:
             raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
         handle = _core.make_handle(self, callback, args)
+        _core.add_signal(self, sig, handle)
+        self._signals.add(sig)
         try:
-            _core.add_signal(self, sig, handle)
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
         except OSError as exc:
+            _core.remove_signal(self, sig)
+            self._signals.discard(sig)
+            if not self._signals and not self.is_running():
+                self._release_wakeup_fd()
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig:d} cannot be caught") from None
             raise
-        self._signals.add(sig)
 
     def remove_signal_handler(self, sig):
         """Remove the handler for sig; True if one was set."""
         _check_signal(sig)
-        if sig not in self._signals or not _core.remove_signal(self, sig):
+        if sig not in self._signals:
             return False
+        _core.remove_signal(self, sig)
         self._signals.discard(sig)
         self._restore_signal(sig)
+        if not self._signals and not self.is_running():
+            self._release_wakeup_fd()
         return True
 
     def _restore_signal(self, sig):
-        # libuv leaves SIG_DFL behind; give the signal back to Python as asyncio does.
+        # Give the signal back to Python's default, as asyncio does.
         handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         try:
             signal.signal(sig, handler)

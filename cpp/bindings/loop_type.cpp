@@ -132,8 +132,11 @@ static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_s
     double delay;
     if (parse_timer_args(args, nargs, kwnames, "call_later", "delay", "delay must not be None", &delay, &context) < 0)
         return nullptr;
-    // asyncio implements call_later with call_at, and its debug checks name call_at.
-    return schedule_at(self, LoopCore::now() + delay, args + 1, nargs - 1, context, "call_at");
+    // asyncio implements call_later with call_at (self.time() + delay: a patched
+    // loop.time counts), and its debug checks name call_at.
+    LoopCore* core = CORE(self);
+    core->refresh_clock();
+    return schedule_at(self, core->clock() + delay, args + 1, nargs - 1, context, "call_at");
 }
 
 static PyObject* CoreLoop_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -239,6 +242,17 @@ static PyObject* CoreLoop_new(PyTypeObject* type, PyObject*, PyObject*) {
         Py_DECREF(self);
         return nullptr;
     }
+    // A subclass that overrides time() makes the timers follow its clock, as asyncio's.
+    PyObject* mine = PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "time");
+    PyObject* base = mine ? PyObject_GetAttrString(reinterpret_cast<PyObject*>(CoreLoopType), "time") : nullptr;
+    if (!base) {
+        Py_XDECREF(mine);
+        Py_DECREF(self);
+        return nullptr;
+    }
+    self->core->set_subclass_time(mine != base);
+    Py_DECREF(mine);
+    Py_DECREF(base);
     return reinterpret_cast<PyObject*>(self);
 }
 
@@ -250,7 +264,7 @@ static int CoreLoop_traverse(PyObject* self, visitproc visit, void* arg) {
 
 static int CoreLoop_clear(PyObject* self) {
     LoopCore* core = CORE(self);
-    if (core) core->clear_queues();
+    if (core) core->clear_all();
     return 0;
 }
 

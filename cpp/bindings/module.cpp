@@ -58,12 +58,10 @@ void bind_loop(py::module_& m) {
     }, "Stop watching fd; True if a callback was registered.");
 
     m.def("add_signal", [](py::object loop, int signum, py::handle h) {
-        check(core(loop).add_signal(signum, as_handle(h)));
-    }, "Run the handle's callback (through the ready queue) when signum arrives.");
+        core(loop).add_signal(signum, as_handle(h));
+    }, "Run the handle's callback (through the ready queue) when signum arrives on the wakeup fd.");
     m.def("remove_signal", [](py::object loop, int signum) {
-        int r = core(loop).remove_signal(signum);
-        check(r);
-        return r == 1;
+        return core(loop).remove_signal(signum) == 1;
     });
 
     m.def("stats", [](py::object loop) {

@@ -1,7 +1,5 @@
 #include "core/loop.hpp"
 
-#include "core/poller.hpp"
-#include "core/signal.hpp"
 #include "uv/error.hpp"
 
 #include <sys/socket.h>
@@ -15,6 +13,32 @@ LoopCore::LoopCore(PyObject* py_loop) : py_loop_(py_loop) {}
 
 LoopCore::~LoopCore() {
     if (!closed_ && close() < 0) PyErr_WriteUnraisable(py_loop_);
+}
+
+double LoopCore::clock() {
+    if (!time_patched_) return now();
+    static PyObject* s_time = PyUnicode_InternFromString("time");
+    PyObject* r = PyObject_CallMethodNoArgs(py_loop_, s_time);
+    double d = r ? PyFloat_AsDouble(r) : -1.0;
+    Py_XDECREF(r);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_WriteUnraisable(py_loop_);
+        return now();
+    }
+    return d;
+}
+
+bool LoopCore::instance_time_patched() {
+    static PyObject* s_time = PyUnicode_InternFromString("time");
+    PyObject* dict = PyObject_GenericGetDict(py_loop_, nullptr);
+    if (!dict) {
+        PyErr_Clear();
+        return false;
+    }
+    PyObject* v = PyDict_GetItemWithError(dict, s_time);
+    Py_DECREF(dict);
+    if (!v) PyErr_Clear();
+    return v != nullptr;
 }
 
 int LoopCore::init() {
@@ -101,6 +125,11 @@ HandleObject* LoopCore::heap_pop() {
 }
 
 void LoopCore::push_timer(HandleObject* h) {
+    if (std::isnan(h->when)) {
+        // asyncio compares nothing as later than NaN: such a timer is due at once.
+        ready_.push_back(h);
+        return;
+    }
     h->seq = timer_seq_++;
     heap_push(h);
 }
@@ -127,7 +156,7 @@ void LoopCore::compact_timers() {
 
 void LoopCore::schedule_due_timers() {
     // asyncio moves every timer due within the clock's resolution to the ready queue.
-    double end = now() + 1e-9;
+    double end = clock() + 1e-9;
     while (!heap_.empty()) {
         HandleObject* h = heap_.front();
         if (h->cancelled) {
@@ -152,9 +181,14 @@ void LoopCore::arm_timer() {
         uv_timer_stop(&timer_);
         return;
     }
-    double delay = heap_.front()->when - now();
-    // Round up: a timer must never fire before its `when`.
-    uint64_t ms = delay <= 0 ? 0 : static_cast<uint64_t>(std::ceil(delay * 1000.0));
+    double delay = heap_.front()->when - clock();
+    // Round up: a timer must never fire before its `when`. A far (or infinite) `when`
+    // waits a day at a time: the conversion must stay in range (inf, 1e300).
+    constexpr double kMaxWaitMs = 86400.0 * 1000.0;
+    uint64_t ms;
+    if (!(delay > 0)) ms = 0;
+    else if (delay * 1000.0 >= kMaxWaitMs) ms = static_cast<uint64_t>(kMaxWaitMs);
+    else ms = static_cast<uint64_t>(std::ceil(delay * 1000.0));
     uv_update_time(&loop_);
     uv_timer_start(&timer_, on_timer, ms, 0);
 }
@@ -202,66 +236,105 @@ void LoopCore::run_once_ready() {
     }
 }
 
-void LoopCore::on_check(uv_check_t* handle) {
-    auto* self = static_cast<LoopCore*>(handle->data);
-    self->ensure_gil();
-    if (!self->fatal_) {
-        self->schedule_due_timers();
-        self->run_once_ready();
-        // With nothing to poll (no fd, signal or request watched), the next iterations'
-        // polls could only return nothing: run them here and skip libuv's turn and its
-        // epoll_wait. call_soon_threadsafe queues directly and Python's eval loop runs
-        // signal handlers, so nothing is missed; the cap lets libuv do its housekeeping.
-        for (int pass = 0; pass < kMaxPollFreeTurns && !self->ready_.empty() && !self->fatal_ &&
-                           !self->stopping_ && !self->closed_ && !self->has_io_sources();
-             pass++) {
-            self->schedule_due_timers();
-            self->run_once_ready();
-        }
+void LoopCore::run_batch() {
+    if (fatal_) return;
+    refresh_clock();
+    schedule_due_timers();
+    run_once_ready();
+    // With nothing to poll (no fd, transport or request watched), the next iterations'
+    // polls could only return nothing: run them here and skip libuv's turn and its
+    // epoll_wait. call_soon_threadsafe queues directly and Python's eval loop runs
+    // signal handlers, so nothing is missed; the cap lets libuv do its housekeeping.
+    for (int pass = 0; pass < kMaxPollFreeTurns && !ready_.empty() && !fatal_ && !stopping_ && !closed_ &&
+                       !has_io_sources();
+         pass++) {
+        schedule_due_timers();
+        run_once_ready();
     }
-    if (self->closed_) return;
-    self->compact_timers();
-    if (self->stopping_ || self->fatal_) uv_stop(&self->loop_);
-    if (!self->ready_.empty() || self->stopping_) uv_idle_start(&self->idle_, on_idle);
-    else uv_idle_stop(&self->idle_);
-    self->arm_timer();
 }
 
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
-    // Let other Python threads run while the loop waits for I/O. The poll cannot block
-    // while the idle handle is active (callbacks are ready, or the loop is stopping):
-    // then keep the GIL. Otherwise release it, even when libuv may still decide not to
-    // block: uv_backend_timeout() cannot tell (it answers 0 whenever a watcher change
-    // is queued, and the poll then blocks all the same).
-    if (!self->saved_tstate_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&self->idle_)))
-        self->saved_tstate_ = PyEval_SaveThread();
-}
-
-void LoopCore::on_timer(uv_timer_t* handle) {
-    // A TimerHandle is due; the check phase of this iteration moves it to the ready
-    // queue. libuv runs timers before the poll, so keep that poll from blocking.
-    auto* self = static_cast<LoopCore*>(handle->data);
     self->ensure_gil();
-    uv_idle_start(&self->idle_, on_idle);
+    self->run_batch();
+    if (self->closed_) return;
+    self->compact_timers();
+    bool busy = !self->ready_.empty() || self->stopping_ || self->fatal_;
+    if (busy) uv_idle_start(&self->idle_, on_idle);
+    else uv_idle_stop(&self->idle_);
+    self->arm_timer();
+    // Let other Python threads run while the loop waits for I/O. The poll cannot block
+    // while the idle handle is active: then keep the GIL. Otherwise release it, even
+    // when libuv may still decide not to block: uv_backend_timeout() cannot tell (it
+    // answers 0 whenever a watcher change is queued, and the poll then blocks all the same).
+    if (!busy) self->saved_tstate_ = PyEval_SaveThread();
 }
 
-void LoopCore::on_async(uv_async_t* handle) {
+void LoopCore::on_check(uv_check_t* handle) {
+    // After the poll: stop() (or an exception that must leave run_forever) takes effect
+    // once this iteration's I/O callbacks have run, as asyncio's run_forever does.
+    auto* self = static_cast<LoopCore*>(handle->data);
+    if (self->stopping_ || self->fatal_) uv_stop(&self->loop_);
+}
+
+void LoopCore::on_timer(uv_timer_t*) {
+    // A TimerHandle is due: waking the poll is all; the next prepare moves it to the
+    // ready queue.
+}
+
+void LoopCore::on_async(uv_async_t*) {
     // call_soon_threadsafe already queued its handle (under the GIL); this only woke us.
-    static_cast<LoopCore*>(handle->data)->ensure_gil();
+}
+
+void LoopCore::dispatch_signal(int signum) {
+    auto it = signals_.find(signum);
+    if (it == signals_.end()) return;
+    HandleObject* h = it->second;
+    if (h->cancelled) {
+        // asyncio removes a handler whose handle was cancelled when its signal comes.
+        PyObject* r = PyObject_CallMethod(py_loop_, "remove_signal_handler", "i", signum);
+        if (r) Py_DECREF(r);
+        else PyErr_WriteUnraisable(py_loop_);
+        return;
+    }
+    Py_INCREF(h);
+    push_ready(h);
 }
 
 void LoopCore::on_wakeup(uv_poll_t* handle, int, int) {
     auto* self = static_cast<LoopCore*>(handle->data);
     self->ensure_gil();
-    char buf[256];
+    unsigned char buf[256];
     int fd = -1;
     uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fd);
-    while (recv(fd, buf, sizeof buf, 0) > 0) {
-    }
-    // A signal arrived while the poll slept: run Python's handlers now (SIGINT's
-    // default handler raises KeyboardInterrupt, which leaves run_forever).
+    ssize_t n;
+    // Python's C signal handler writes each signal's number here.
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        for (ssize_t i = 0; i < n; i++) self->dispatch_signal(buf[i]);
+    // Run Python's own handlers now (SIGINT's default one raises KeyboardInterrupt,
+    // which leaves run_forever).
     if (PyErr_CheckSignals() < 0) self->set_fatal();
+}
+
+void LoopCore::add_signal(int signum, HandleObject* h) {
+    Py_INCREF(h);
+    HandleObject*& slot = signals_[signum];
+    HandleObject* old = slot;
+    slot = h;
+    if (old) {
+        handle_cancel(old);
+        Py_DECREF(old);
+    }
+}
+
+int LoopCore::remove_signal(int signum) {
+    auto it = signals_.find(signum);
+    if (it == signals_.end()) return 0;
+    HandleObject* h = it->second;
+    signals_.erase(it);
+    handle_cancel(h);
+    Py_DECREF(h);
+    return 1;
 }
 
 int LoopCore::run(int wakeup_fd) {
@@ -282,8 +355,6 @@ int LoopCore::run(int wakeup_fd) {
     }
     uv_prepare_start(&prepare_, on_prepare);
     uv_check_start(&check_, on_check);
-    if (!ready_.empty() || stopping_) uv_idle_start(&idle_, on_idle);
-    arm_timer();
 
     uv_run(&loop_, UV_RUN_DEFAULT);
     ensure_gil();
@@ -315,10 +386,34 @@ void LoopCore::clear_queues() {
     for (HandleObject* h : heap) Py_DECREF(h);
 }
 
+void LoopCore::clear_all() {
+    clear_queues();
+    fdw_.clear();
+    std::unordered_map<int, HandleObject*> sigs;
+    sigs.swap(signals_);
+    for (auto& kv : sigs) Py_DECREF(kv.second);
+}
+
 int LoopCore::traverse(visitproc visit, void* arg) {
     for (HandleObject* h : ready_) Py_VISIT(h);
     for (HandleObject* h : heap_) Py_VISIT(h);
-    return 0;
+    for (auto& kv : signals_) Py_VISIT(kv.second);
+    // libuv's pointers to open transports stand for one reference each (their
+    // self-reference): the loop holds them, so a dropped loop and its transports are
+    // one cycle the collector can free.
+    for (auto& kv : tracked_) Py_VISIT(kv.second.owner);
+    return fdw_.traverse(visit, arg);
+}
+
+void LoopCore::run_closing() {
+    // Close callbacks and finished requests run with the GIL; a lookup still running on
+    // libuv's pool is waited for without it (the uv_loop_t must outlive it).
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    while (uv_loop_alive(&loop_)) {
+        saved_tstate_ = PyEval_SaveThread();
+        uv_run(&loop_, UV_RUN_ONCE);
+        ensure_gil();
+    }
 }
 
 int LoopCore::close() {
@@ -326,18 +421,21 @@ int LoopCore::close() {
     closed_ = true;
     clear_queues();
     if (!uv_ready_) return 0;
-    std::vector<Poller*> pollers;
-    for (auto& kv : pollers_) pollers.push_back(kv.second);
-    pollers_.clear();
-    for (Poller* p : pollers) p->close();
-    std::vector<SignalWatcher*> sigs;
-    for (auto& kv : signals_) sigs.push_back(kv.second);
-    signals_.clear();
-    for (SignalWatcher* s : sigs) s->close();
+    fdw_.close();
+    std::unordered_map<int, HandleObject*> sigs;
+    sigs.swap(signals_);
+    for (auto& kv : sigs) {
+        handle_cancel(kv.second);
+        Py_DECREF(kv.second);
+    }
     // Transports the user left open: their owners close them (libuv needs every handle
     // closed before the loop can be), or the uv_run below would wait for them forever.
-    std::vector<std::pair<uv_handle_t*, HandleCloser>> tracked(tracked_.begin(), tracked_.end());
-    for (auto& [h, closer] : tracked) closer(h);
+    std::vector<std::pair<uv_handle_t*, Tracked>> tracked(tracked_.begin(), tracked_.end());
+    for (auto& [h, t] : tracked) t.closer(h);
+    // Lookups no pool thread has started are cancelled (their callbacks see
+    // UV_EAI_CANCELED and settle nothing: the loop is closed).
+    std::vector<uv_req_t*> reqs(pool_reqs_.begin(), pool_reqs_.end());
+    for (uv_req_t* r : reqs) uv_cancel(r);
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
@@ -345,14 +443,14 @@ int LoopCore::close() {
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     if (wakeup_active_) uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
     wakeup_active_ = false;
-    uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks (with the GIL held)
+    run_closing();
     int r = uv_loop_close(&loop_);
     if (r == UV_EBUSY) {
         // A handle we do not own a record of: close it too rather than leak the loop.
         uv_walk(&loop_, [](uv_handle_t* h, void*) {
             if (!uv_is_closing(h)) uv_close(h, nullptr);
         }, nullptr);
-        uv_run(&loop_, UV_RUN_DEFAULT);
+        run_closing();
         r = uv_loop_close(&loop_);
     }
     uv_ready_ = false;

@@ -1,26 +1,27 @@
 // LoopCore: the event loop proper. It owns the uv_loop_t, the ready queue and the
 // timer heap, and runs asyncio's iteration over libuv:
 //
-//   uv_run: timers -> idle -> prepare (GIL released if poll will block) -> poll (I/O
-//   callbacks re-take the GIL) -> check (due timers join the ready queue, then the
-//   callbacks that were ready when the check began run) -> closing handles.
+//   uv_run: timers -> idle -> prepare (due timers join the ready queue, then the
+//   callbacks that were ready when the batch began run, as one asyncio iteration;
+//   the GIL is released if the poll will block) -> poll (I/O callbacks re-take the
+//   GIL) -> check (stop() takes effect) -> closing handles.
 //
-// An idle handle is active exactly when the ready queue is non-empty or the loop is
-// stopping, so that the next poll does not block. One uv_timer wakes the poll for the
-// earliest TimerHandle in the heap.
+// Running the batch before the poll keeps asyncio's order: a callback queued before
+// data arrives runs before data_received. An idle handle is active exactly when the
+// ready queue is non-empty or the loop is stopping, so that the poll does not block.
+// One uv_timer wakes the poll for the earliest TimerHandle in the heap.
 #pragma once
+#include "core/fdwatch.hpp"
 #include "core/handle.hpp"
 
 #include <uv.h>
 
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace pyloop {
-
-class Poller;
-class SignalWatcher;
 
 class LoopCore {
   public:
@@ -40,10 +41,22 @@ class LoopCore {
     void timer_cancelled() { timer_cancelled_count_++; }
     void wakeup() { uv_async_send(&async_); }  // any thread
 
+    // --- the clock ---
+    static double now();  // time.monotonic()
+    // The loop's time as asyncio would see it: loop.time() when a test patched it on
+    // the instance or a subclass overrides it, else now(). -1 with an exception set
+    // only if the patched time() failed and `strict`.
+    double clock();
+    // Re-reads whether loop.time is patched (once per iteration, and by call_later).
+    void refresh_clock() { time_patched_ = subclass_time_ || instance_time_patched(); }
+    void set_subclass_time(bool v) { subclass_time_ = v; }
+
     // --- running ---
     // Runs until stop(). `wakeup_fd` (or -1) is the read end of signal.set_wakeup_fd's
-    // socket: when it becomes readable, Python's signal handlers run. Returns -1 with the
-    // exception set when one must escape run_forever (KeyboardInterrupt, SystemExit).
+    // socket: each byte read from it is a signal number (add_signal_handler's handlers
+    // run for it), and Python's own signal handlers run when it becomes readable.
+    // Returns -1 with the exception set when one must escape run_forever
+    // (KeyboardInterrupt, SystemExit).
     int run(int wakeup_fd);
     void stop() { stopping_ = true; }
     bool is_running() const { return running_; }
@@ -52,7 +65,6 @@ class LoopCore {
     void set_debug(bool d) { debug_ = d; }
     void set_slow_callback_duration(double s) { slow_callback_duration_ = s; }
     int close();  // -1 with an exception set
-    static double now();
 
     size_t ready_count() const { return ready_.size(); }
     size_t timer_count() const { return heap_.size(); }
@@ -60,15 +72,13 @@ class LoopCore {
     uv_loop_t* uv() { return &loop_; }
     PyObject* py_loop() const { return py_loop_; }
 
-    // --- readers and writers (uv_poll); each returns -1 with an exception set on error ---
-    int add_poll(int fd, bool writer, HandleObject* h);
-    int remove_poll(int fd, bool writer);  // 1 removed, 0 nothing there
-    void poller_activity(int delta) { active_pollers_ += delta; }
+    // --- readers and writers; each returns -1 with an exception set on error ---
+    int add_poll(int fd, bool writer, HandleObject* h) { return fdw_.add(fd, writer, h); }
+    int remove_poll(int fd, bool writer) { return fdw_.remove(fd, writer); }  // 1 removed, 0 nothing there
 
-    // --- signals (uv_signal) ---
-    int add_signal(int signum, HandleObject* h);
-    int remove_signal(int signum);  // 1 removed, 0 nothing there
-    void forget_signal(int signum) { signals_.erase(signum); }
+    // --- signals (delivered through the wakeup fd, as asyncio does) ---
+    void add_signal(int signum, HandleObject* h);  // takes a new reference; cancels the previous one
+    int remove_signal(int signum);                 // 1 removed, 0 nothing there
 
     // Re-takes the GIL if the loop released it around the poll. Every libuv callback
     // that touches Python starts with this.
@@ -82,20 +92,26 @@ class LoopCore {
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
 
-    // Is anything watched that only a poll can report (fds, signals, libuv requests)?
+    // Is anything watched that only a poll can report (fds, transports, libuv requests)?
     bool has_io_sources() const {
-        return active_pollers_ > 0 || !signals_.empty() || !tracked_.empty() || loop_.active_reqs.count > 0;
+        return fdw_.active() || !tracked_.empty() || loop_.active_reqs.count > 0;
     }
     // Components with their own libuv handles (streams, ...) register them while open,
-    // with a function that closes one: close() uses it for handles still open then.
+    // with a function that closes one (close() uses it for handles still open then) and
+    // the Python object that owns the handle: the loop reports it to the garbage
+    // collector, as the reference libuv's pointer stands for.
     using HandleCloser = void (*)(uv_handle_t*);
-    void track_handle(uv_handle_t* h, HandleCloser closer) { tracked_[h] = closer; }
+    void track_handle(uv_handle_t* h, HandleCloser closer, PyObject* owner) { tracked_[h] = {closer, owner}; }
     void untrack_handle(uv_handle_t* h) { tracked_.erase(h); }
+    // Requests on libuv's thread pool (DNS): close() cancels those not started yet.
+    void track_request(uv_req_t* r) { pool_reqs_.insert(r); }
+    void untrack_request(uv_req_t* r) { pool_reqs_.erase(r); }
     // The handle running now, in debug mode (asyncio's _current_handle); else nullptr.
     HandleObject* current_handle() const { return current_handle_; }
 
     int traverse(visitproc visit, void* arg);
     void clear_queues();
+    void clear_all();  // tp_clear: every Python object the core holds
 
   private:
     static void on_prepare(uv_prepare_t* h);
@@ -105,6 +121,7 @@ class LoopCore {
     static void on_async(uv_async_t* h);
     static void on_wakeup(uv_poll_t* h, int status, int events);
 
+    void run_batch();
     void run_once_ready();
     void schedule_due_timers();
     void heap_push(HandleObject* h);
@@ -114,6 +131,9 @@ class LoopCore {
     void compact_timers();
     void arm_timer();
     void log_slow(HandleObject* h, double dt);
+    void dispatch_signal(int signum);
+    bool instance_time_patched();
+    void run_closing();
 
     uv_loop_t loop_;
     uv_idle_t idle_;
@@ -136,14 +156,20 @@ class LoopCore {
     bool running_ = false;
     bool closed_ = false;
     bool debug_ = false;
+    bool time_patched_ = false;
+    bool subclass_time_ = false;
     double slow_callback_duration_ = 0.1;
-    std::unordered_map<uv_handle_t*, HandleCloser> tracked_;
-    long active_pollers_ = 0;  // pollers watching at least one direction
+    struct Tracked {
+        HandleCloser closer;
+        PyObject* owner;  // borrowed: the owner keeps itself alive while the handle is open
+    };
+    std::unordered_map<uv_handle_t*, Tracked> tracked_;
+    std::unordered_set<uv_req_t*> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
     static constexpr int kMaxPollFreeTurns = 256;
 
-    std::unordered_map<int, Poller*> pollers_;
-    std::unordered_map<int, SignalWatcher*> signals_;
+    FdWatchers fdw_{this};
+    std::unordered_map<int, HandleObject*> signals_;  // signum -> handle (owned)
 };
 
 }  // namespace pyloop

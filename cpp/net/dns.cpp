@@ -117,6 +117,7 @@ using GniOp = DnsOp<uv_getnameinfo_t>;
 template <class Op>
 void finish(Op* op, const std::function<void()>& deliver) {
     op->shared->req = nullptr;
+    op->core->untrack_request(reinterpret_cast<uv_req_t*>(&op->req));
     try {
         deliver();
     } catch (py::error_already_set& e) {
@@ -219,6 +220,7 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
         throw py::error_already_set();
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    core.track_request(op->shared->req);
     return DnsRequest(op->shared, future);
 }
 
@@ -248,6 +250,7 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
         throw py::error_already_set();
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    core.track_request(op->shared->req);
     return DnsRequest(op->shared, future);
 }
 

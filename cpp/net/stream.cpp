@@ -780,7 +780,7 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     t->h.handle.data = t;
     t->handle_open = true;
     t->self_ref = Py_NewRef(O(t));
-    core->track_handle(&t->h.handle, close_for_loop_close);
+    core->track_handle(&t->h.handle, close_for_loop_close, O(t));
     r = family == AF_UNIX ? uv_pipe_open(&t->h.pipe, fd) : uv_tcp_open(&t->h.tcp, fd);
     if (r < 0) {
         // libuv did not take the fd: the socket object keeps it (do not detach).

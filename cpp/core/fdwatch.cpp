@@ -1,0 +1,186 @@
+#include "core/fdwatch.hpp"
+
+#include "core/loop.hpp"
+#include "uv/error.hpp"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace pyloop {
+
+int FdWatchers::ensure_open() {
+    if (epfd_ >= 0) return 0;
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return set_uv_error(-errno), -1;
+    int r = uv_poll_init(core_->uv(), &poll_, fd);
+    if (r < 0) {
+        ::close(fd);
+        return set_uv_error(r), -1;
+    }
+    poll_.data = this;
+    poll_open_ = true;
+    // Readers alone do not keep run_forever going (nothing does but stop()).
+    uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+    r = uv_poll_start(&poll_, UV_READABLE, on_ready);
+    if (r < 0) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+        poll_open_ = false;
+        ::close(fd);
+        return set_uv_error(r), -1;
+    }
+    epfd_ = fd;
+    return 0;
+}
+
+int FdWatchers::apply(int fd, Watch& w) {
+    uint32_t want = (w.reader ? EPOLLIN : 0) | (w.writer ? EPOLLOUT : 0);
+    if (want == w.events) return 0;
+    struct epoll_event ev = {};
+    if (want == 0) {
+        // Fails harmlessly when the fd was closed meanwhile (the kernel forgot it).
+        epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+        w.events = 0;
+        return 0;
+    }
+    ev.events = want;
+    ev.data.fd = fd;
+    int op = w.events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(epfd_, op, fd, &ev) < 0) {
+        // MOD of an fd the kernel dropped (closed, maybe reused since): register anew.
+        // ADD of one still registered (our record was reset): modify it.
+        if (op == EPOLL_CTL_MOD && errno == ENOENT) op = EPOLL_CTL_ADD;
+        else if (op == EPOLL_CTL_ADD && errno == EEXIST) op = EPOLL_CTL_MOD;
+        else return errno;
+        if (epoll_ctl(epfd_, op, fd, &ev) < 0) return errno;
+    }
+    w.events = want;
+    return 0;
+}
+
+int FdWatchers::add(int fd, bool writer, HandleObject* h) {
+    if (ensure_open() < 0) return -1;
+    auto [it, fresh] = watches_.try_emplace(fd);
+    Watch& w = it->second;
+    HandleObject*& slot = writer ? w.writer : w.reader;
+    HandleObject* old = slot;
+    Py_INCREF(h);
+    slot = h;
+    int err = apply(fd, w);
+    if (err) {
+        slot = old;
+        Py_DECREF(h);
+        if (fresh) watches_.erase(it);
+        else apply(fd, w);
+        return set_uv_error(-err), -1;
+    }
+    if (old) {
+        handle_cancel(old);
+        Py_DECREF(old);
+    }
+    return 0;
+}
+
+void FdWatchers::forget(int fd) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return;
+    Watch w = it->second;
+    watches_.erase(it);
+    struct epoll_event ev = {};
+    if (w.events && epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+    // Dropping references may run arbitrary code (which may add watches): do it last.
+    Py_XDECREF(w.reader);
+    Py_XDECREF(w.writer);
+}
+
+int FdWatchers::remove(int fd, bool writer) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return 0;
+    Watch& w = it->second;
+    HandleObject*& slot = writer ? w.writer : w.reader;
+    HandleObject* old = slot;
+    if (!old) return 0;
+    slot = nullptr;
+    if (!w.reader && !w.writer) {
+        watches_.erase(it);
+        struct epoll_event ev = {};
+        if (w.events) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+    } else {
+        apply(fd, w);  // a MOD to the remaining direction; an error leaves it as it was
+    }
+    handle_cancel(old);
+    Py_DECREF(old);
+    return 1;
+}
+
+void FdWatchers::dispatch(int fd, bool writer) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return;
+    HandleObject* h = writer ? it->second.writer : it->second.reader;
+    if (!h) return;
+    if (h->cancelled) {
+        // asyncio drops a cancelled reader/writer when its fd becomes ready.
+        remove(fd, writer);
+        return;
+    }
+    Py_INCREF(h);
+    core_->push_ready(h);
+}
+
+void FdWatchers::on_ready(uv_poll_t* handle, int, int) {
+    auto* self = static_cast<FdWatchers*>(handle->data);
+    self->core_->ensure_gil();
+    struct epoll_event evs[256];
+    int n = epoll_wait(self->epfd_, evs, 256, 0);
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        uint32_t e = evs[i].events;
+        // As asyncio's EpollSelector: anything but EPOLLOUT wakes the reader, anything
+        // but EPOLLIN the writer (errors and hang-ups wake both).
+        if (e & ~static_cast<uint32_t>(EPOLLOUT)) self->dispatch(fd, false);
+        if (e & ~static_cast<uint32_t>(EPOLLIN)) self->dispatch(fd, true);
+        if (self->epfd_ < 0) return;  // a finalizer closed the loop
+    }
+}
+
+void FdWatchers::close() {
+    std::vector<int> fds;
+    fds.reserve(watches_.size());
+    for (auto& kv : watches_) fds.push_back(kv.first);
+    if (epfd_ >= 0) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+        poll_open_ = false;
+        ::close(epfd_);
+        epfd_ = -1;
+    }
+    for (int fd : fds) forget(fd);
+    // Anything a finalizer re-added meanwhile is dropped too (the loop is closed).
+    while (!watches_.empty()) forget(watches_.begin()->first);
+}
+
+int FdWatchers::traverse(visitproc visit, void* arg) {
+    for (auto& kv : watches_) {
+        Py_VISIT(kv.second.reader);
+        Py_VISIT(kv.second.writer);
+    }
+    return 0;
+}
+
+void FdWatchers::clear() {
+    std::vector<HandleObject*> drop;
+    for (auto& kv : watches_) {
+        if (kv.second.reader) drop.push_back(kv.second.reader);
+        if (kv.second.writer) drop.push_back(kv.second.writer);
+        kv.second.reader = kv.second.writer = nullptr;
+        if (epfd_ >= 0 && kv.second.events) {
+            struct epoll_event ev = {};
+            epoll_ctl(epfd_, EPOLL_CTL_DEL, kv.first, &ev);
+        }
+    }
+    watches_.clear();
+    for (HandleObject* h : drop) Py_DECREF(h);
+}
+
+}  // namespace pyloop
