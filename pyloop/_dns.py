@@ -30,12 +30,24 @@ def _port_bytes(port):
     raise OSError("Int or String expected")
 
 
+_INT_MIN, _INT_MAX = -2**31, 2**31 - 1
+
+
+def c_int(value):
+    """value as the C int the socket module would take, with its errors."""
+    if not isinstance(value, int):
+        raise TypeError(f"'{value.__class__.__name__}' object cannot be interpreted as an integer")
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise OverflowError("Python int too large to convert to C int"
+                            if value > 0 else "Python int too small to convert to C int")
+    return int(value)
+
+
 async def getaddrinfo(loop, host, port, family, type, proto, flags):
+    loop._check_closed()
     hostb = _host_bytes(host)
     portb = _port_bytes(port)
-    for name, value in (("family", family), ("type", type), ("proto", proto), ("flags", flags)):
-        if not isinstance(value, int):
-            raise TypeError(f"'{value.__class__.__name__}' object cannot be interpreted as an integer")
+    family, type, proto, flags = (c_int(v) for v in (family, type, proto, flags))
     if hostb is None or _looks_numeric(hostb):
         # No name to look up: the C library answers at once, without the pool.
         try:
@@ -43,7 +55,7 @@ async def getaddrinfo(loop, host, port, family, type, proto, flags):
         except socket.gaierror as exc:
             if exc.errno != socket.EAI_NONAME or hostb is None:
                 raise
-    req = _core.getaddrinfo(loop, hostb, portb, int(family), int(type), int(proto), int(flags))
+    req = _core.getaddrinfo(loop, hostb, portb, family, type, proto, flags)
     try:
         return await req.future
     except BaseException:
@@ -81,8 +93,8 @@ def nameinfo_args(sockaddr):
 
 
 async def getnameinfo(loop, sockaddr, flags):
-    if not isinstance(flags, int):
-        raise TypeError(f"'{flags.__class__.__name__}' object cannot be interpreted as an integer")
+    loop._check_closed()
+    flags = c_int(flags)
     family, host, port, flowinfo, scope_id = nameinfo_args(sockaddr)
     req = _core.getnameinfo(loop, family, host, port, flowinfo, scope_id, flags)
     try:

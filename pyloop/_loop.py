@@ -42,6 +42,9 @@ def _fileobj_to_fd(fileobj):
     return fd
 
 
+_FD_MAX = 2**31 - 1
+
+
 def _check_signal(sig):
     if not isinstance(sig, int):
         raise TypeError(f"sig must be an int, not {sig!r}")
@@ -479,13 +482,18 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
     def _add_poll(self, fd, writer, callback, args):
         self._check_closed()
         fd = self._ensure_fd_no_transport(fd)
+        if fd > _FD_MAX:  # what epoll.register raises for it in asyncio's selector
+            raise OverflowError("Python int too large to convert to C int")
         handle = _core.make_handle(self, callback, args)
         _core.add_poll(self, fd, writer, handle)
 
     def _remove_poll(self, fd, writer):
         if self.is_closed():
             return False
-        return _core.remove_poll(self, self._ensure_fd_no_transport(fd), writer)
+        fd = self._ensure_fd_no_transport(fd)
+        if fd > _FD_MAX:
+            return False
+        return _core.remove_poll(self, fd, writer)
 
     def add_reader(self, fd, callback, *args):
         """Call callback(*args) whenever fd is readable."""
@@ -581,3 +589,6 @@ _PENDING = {
 for _name, _coro in _PENDING.items():
     setattr(Loop, _name, _not_implemented(_name, _coro))
 del _name, _coro
+
+# loop.sendfile() tries os.sendfile on stream transports, as asyncio's selector ones.
+_core.StreamTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE

@@ -255,9 +255,11 @@ class NetworkMethods:
                 sock.close()
             raise
 
-    async def _make_stream_transport(self, sock, protocol_factory, server=None):
+    async def _make_stream_transport(self, sock, protocol_factory, own):
+        """own: the loop made sock (libuv takes its fd); else it is the user's (libuv
+        works on a duplicate, and the user's object is closed with the transport)."""
         protocol = protocol_factory()
-        transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock), server)
+        transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock), None, own)
         self._transports[sock.fileno()] = transport
         waiter = self.create_future()
         # Runs after connection_made (the transport scheduled it first).
@@ -274,6 +276,7 @@ class NetworkMethods:
                                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
                                 happy_eyeballs_delay=None, interleave=None, all_errors=False):
         """Open a TCP connection: (transport, protocol)."""
+        own = sock is None
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
         if ssl_handshake_timeout is not None and not ssl:
@@ -325,12 +328,13 @@ class NetworkMethods:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory)
+        return await self._make_stream_transport(sock, protocol_factory, own)
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
                                      server_hostname=None, ssl_handshake_timeout=None,
                                      ssl_shutdown_timeout=None):
         """Open a Unix stream connection: (transport, protocol)."""
+        own = sock is None
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
         if ssl_handshake_timeout is not None and not ssl:
@@ -353,7 +357,7 @@ class NetworkMethods:
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory)
+        return await self._make_stream_transport(sock, protocol_factory, own)
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
                                       ssl_shutdown_timeout=None):
@@ -363,13 +367,14 @@ class NetworkMethods:
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory)
+        return await self._make_stream_transport(sock, protocol_factory, False)
 
     # ---- serving -------------------------------------------------------------------
 
     def _start_accepting(self, server, sock):
-        if server._sockets is None or self.is_closed():
+        if server._sockets is None:
             return
+        self._check_closed()
         handle = _core.make_handle(self, self._accept_connections, (server, sock))
         _core.add_poll(self, sock.fileno(), False, handle)
 
@@ -400,7 +405,7 @@ class NetworkMethods:
                 protocol = server._protocol_factory()
                 fd = conn.fileno()
                 self._transports[fd] = _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr),
-                                                              server)
+                                                              server, True)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -546,13 +551,15 @@ class SendfileMethods:
     async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
         """Send a file over a stream transport: os.sendfile (zero-copy) when the file
         and socket allow it, else read-and-write through the transport when fallback
-        is true. Returns the number of bytes sent; the file position follows."""
+        is true. Returns the number of bytes sent; the file position follows.
+        Arguments, modes and messages are asyncio's (a transport's
+        `_sendfile_compatible` says what it supports)."""
         if transport.is_closing():
             raise RuntimeError("Transport is closing")
-        if not isinstance(transport, _core.StreamTransport):
+        mode = getattr(transport, "_sendfile_compatible", constants._SendfileMode.UNSUPPORTED)
+        if mode is constants._SendfileMode.UNSUPPORTED:
             raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        if mode is constants._SendfileMode.TRY_NATIVE:
             try:
                 return await self._sendfile_over_transport(transport, file, offset, count)
             except exceptions.SendfileNotAvailableError:
@@ -570,10 +577,12 @@ class SendfileMethods:
         # libuv watches the transport's fd; a duplicate of it can be watched separately.
         tsock = transport.get_extra_info("socket")
         dup = socket.socket(tsock.family, tsock.type, tsock.proto, fileno=os.dup(tsock.fileno()))
+        transport._set_sendfile_busy(True)
         try:
             dup.setblocking(False)
             return await self.sock_sendfile(dup, file, offset, count, fallback=False)
         finally:
+            transport._set_sendfile_busy(False)
             dup.close()
             if resume and not transport.is_closing():
                 transport.resume_reading()

@@ -60,6 +60,7 @@ class SocketMethods:
             else:
                 fut.set_result(result)
 
+        self._check_closed()
         fd = self._ensure_fd_no_transport(sock.fileno())
         handle = _core.make_handle(self, ready, ())
         _core.add_poll(self, fd, writer, handle)
@@ -154,6 +155,7 @@ class SocketMethods:
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file over a stream socket: os.sendfile (zero-copy) when the file
         allows it, else read-and-send when fallback is true."""
+        self._check_closed()
         _check_socket(sock)
         _check_sendfile_params(sock, file, offset, count)
         try:

@@ -6,6 +6,21 @@ namespace py = pybind11;
 
 namespace pyloop {
 
+namespace {
+
+// The core of an open loop: a request queued on a closed uv loop would abort.
+LoopCore* open_core(py::object& loop) {
+    LoopCore* core = core_of(loop.ptr());
+    if (!core) throw py::error_already_set();
+    if (core->is_closed()) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        throw py::error_already_set();
+    }
+    return core;
+}
+
+}  // namespace
+
 void bind_dns(py::module_& m) {
     py::class_<DnsRequest>(m, "DnsRequest", "A lookup running on libuv's thread pool.")
         .def_property_readonly("future", &DnsRequest::future)
@@ -13,8 +28,7 @@ void bind_dns(py::module_& m) {
 
     m.def("getaddrinfo", [](py::object loop, py::object host, py::object port, int family, int type, int proto,
                             int flags) {
-        LoopCore* core = core_of(loop.ptr());
-        if (!core) throw py::error_already_set();
+        LoopCore* core = open_core(loop);
         std::string h, p;
         if (!host.is_none()) h = host.cast<py::bytes>();
         if (!port.is_none()) p = port.cast<py::bytes>();
@@ -24,8 +38,7 @@ void bind_dns(py::module_& m) {
 
     m.def("getnameinfo", [](py::object loop, int family, std::string host, int port, unsigned flowinfo,
                             unsigned scope_id, int flags) {
-        LoopCore* core = core_of(loop.ptr());
-        if (!core) throw py::error_already_set();
+        LoopCore* core = open_core(loop);
         return start_getnameinfo(loop, *core, family, host, port, flowinfo, scope_id, flags);
     }, "Start uv_getnameinfo on a numeric address.");
 }

@@ -74,6 +74,10 @@ static PyObject* schedule_soon(PyObject* self, PyObject* const* args, Py_ssize_t
     }
     if (check_closed(core) < 0) return nullptr;
     if (core->debug() && debug_checks(self, args[0], method, !threadsafe) < 0) return nullptr;
+    if (threadsafe) {
+        core->throttle_foreign_thread();
+        if (check_closed(core) < 0) return nullptr;  // closed while we waited
+    }
     HandleObject* h = handle_new(HandleType, args[0], args + 1, nargs - 1, context, self, core);
     if (!h) return nullptr;
     if (core->debug()) attach_source_traceback(self, h);

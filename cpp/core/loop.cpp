@@ -236,11 +236,33 @@ void LoopCore::run_once_ready() {
     }
 }
 
+void LoopCore::wait_for_batch() {
+    batch_waiters_.fetch_add(1);
+    Py_BEGIN_ALLOW_THREADS
+    {
+        std::unique_lock<std::mutex> lock(batch_mu_);
+        uint64_t gen = batch_gen_;
+        batch_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return batch_gen_ != gen; });
+    }
+    Py_END_ALLOW_THREADS
+    batch_waiters_.fetch_sub(1);
+}
+
+void LoopCore::batch_done() {
+    if (batch_waiters_.load(std::memory_order_relaxed) == 0) return;
+    {
+        std::lock_guard<std::mutex> lock(batch_mu_);
+        batch_gen_++;
+    }
+    batch_cv_.notify_all();
+}
+
 void LoopCore::run_batch() {
     if (fatal_) return;
     refresh_clock();
     schedule_due_timers();
     run_once_ready();
+    batch_done();
     // With nothing to poll (no fd, transport or request watched), the next iterations'
     // polls could only return nothing: run them here and skip libuv's turn and its
     // epoll_wait. call_soon_threadsafe queues directly and Python's eval loop runs
@@ -250,6 +272,7 @@ void LoopCore::run_batch() {
          pass++) {
         schedule_due_timers();
         run_once_ready();
+        batch_done();
     }
 }
 
@@ -339,6 +362,7 @@ int LoopCore::remove_signal(int signum) {
 
 int LoopCore::run(int wakeup_fd) {
     running_ = true;
+    thread_id_ = PyThread_get_thread_ident();
     if (wakeup_fd >= 0) {
         // The Python face passes the same socket on every run of a loop: watch it once.
         if (!wakeup_active_) {
@@ -366,6 +390,7 @@ int LoopCore::run(int wakeup_fd) {
     if (wakeup_active_) uv_poll_stop(&wakeup_);
     running_ = false;
     stopping_ = false;
+    batch_done();  // threads waiting for a batch: the loop has stopped
     if (fatal_) {
         restore_exception(fatal_);
         fatal_ = nullptr;

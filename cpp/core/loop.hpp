@@ -16,7 +16,10 @@
 
 #include <uv.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -40,6 +43,15 @@ class LoopCore {
     void push_timer(HandleObject* h);
     void timer_cancelled() { timer_cancelled_count_++; }
     void wakeup() { uv_async_send(&async_); }  // any thread
+    // call_soon_threadsafe from another thread, while the loop runs and is already
+    // kThreadsafeBacklog callbacks behind: wait (without the GIL, at most 1 ms) for the
+    // loop to run a batch. Without it, threads that only queue callbacks (C calls that
+    // never yield the GIL) outpace the loop without bound and starve its timers and I/O;
+    // asyncio's call_soon_threadsafe yields the GIL in its send() to the self-pipe.
+    void throttle_foreign_thread() {
+        if (ready_.size() > kThreadsafeBacklog && running_ && PyThread_get_thread_ident() != thread_id_)
+            wait_for_batch();
+    }
 
     // --- the clock ---
     static double now();  // time.monotonic()
@@ -73,7 +85,13 @@ class LoopCore {
     PyObject* py_loop() const { return py_loop_; }
 
     // --- readers and writers; each returns -1 with an exception set on error ---
-    int add_poll(int fd, bool writer, HandleObject* h) { return fdw_.add(fd, writer, h); }
+    int add_poll(int fd, bool writer, HandleObject* h) {
+        if (closed_) {
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+            return -1;
+        }
+        return fdw_.add(fd, writer, h);
+    }
     int remove_poll(int fd, bool writer) { return fdw_.remove(fd, writer); }  // 1 removed, 0 nothing there
 
     // --- signals (delivered through the wakeup fd, as asyncio does) ---
@@ -134,6 +152,8 @@ class LoopCore {
     void dispatch_signal(int signum);
     bool instance_time_patched();
     void run_closing();
+    void wait_for_batch();
+    void batch_done();
 
     uv_loop_t loop_;
     uv_idle_t idle_;
@@ -167,6 +187,12 @@ class LoopCore {
     std::unordered_set<uv_req_t*> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
     static constexpr int kMaxPollFreeTurns = 256;
+    static constexpr size_t kThreadsafeBacklog = 4096;
+    unsigned long thread_id_ = 0;  // the thread running the loop
+    std::mutex batch_mu_;
+    std::condition_variable batch_cv_;
+    uint64_t batch_gen_ = 0;  // guarded by batch_mu_
+    std::atomic<int> batch_waiters_{0};
 
     FdWatchers fdw_{this};
     std::unordered_map<int, HandleObject*> signals_;  // signum -> handle (owned)

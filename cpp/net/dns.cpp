@@ -216,7 +216,14 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
     int r = uv_getaddrinfo(core.uv(), &op->req, on_getaddrinfo, host, port, &hints);
     if (r < 0) {
         delete op;
-        set_uv_error(r);
+        // libuv refuses names it cannot convert (empty, over 255 bytes) with EINVAL;
+        // the C library, and so the socket module, answers EAI_NONAME for them.
+        if (r == UV_EINVAL) {
+            py::object exc = gaierror_from_uv(UV_EAI_NONAME);
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+        } else {
+            set_uv_error(r);
+        }
         throw py::error_already_set();
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);

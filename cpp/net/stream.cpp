@@ -4,8 +4,10 @@
 #include "core/loop.hpp"
 #include "uv/error.hpp"
 
+#include <fcntl.h>
 #include <structmember.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -52,6 +54,26 @@ int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObje
 }
 
 void report_unraisable(PyObject* obj) { PyErr_WriteUnraisable(obj); }
+
+// Runs the protocol's callbacks of one libuv callback in the transport's context.
+class InContext {
+  public:
+    explicit InContext(TransportObject* t) : ctx_(t->context) {
+        if (PyContext_Enter(ctx_) < 0) {
+            // Entered already (a callback re-entered the loop's I/O): stay in it.
+            PyErr_Clear();
+            ctx_ = nullptr;
+        }
+    }
+    ~InContext() {
+        if (ctx_) PyContext_Exit(ctx_);
+    }
+    InContext(const InContext&) = delete;
+    InContext& operator=(const InContext&) = delete;
+
+  private:
+    PyObject* ctx_;
+};
 
 // loop.call_exception_handler({message, exception, transport, protocol}).
 void call_exception_handler(TransportObject* t, const char* message, PyObject* exc) {
@@ -177,6 +199,7 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
         return;
     }
     *buf = uv_buf_init(nullptr, 0);
+    InContext in_context(t);
     static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
     static PyObject* s_hint = PyLong_FromLong(65536);
     PyObject* args[2] = {t->protocol, s_hint};
@@ -229,9 +252,11 @@ void on_eof(TransportObject* t) {
 }
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
     t->core->ensure_gil();
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
+    InContext in_context(t);
     if (nread > 0) {
         PyObject* r;
         if (t->buffered) {
@@ -302,6 +327,7 @@ void on_write(uv_write_t* req, int status) {
         return;
     }
     t->write_buffer_size -= len;
+    InContext in_context(t);
     if (status < 0) {
         fatal_uv_error(t, status, "Fatal write error on socket transport");
     } else {
@@ -334,9 +360,10 @@ void close_handle(TransportObject* t) {
     if (!t->handle_open) return;
     t->handle_open = false;
     stop_reading(t);
-    // libuv closes the fd: the Python socket object must not close it again.
+    // libuv closes its fd. The loop's own socket object must not close that fd again
+    // (detach); a user's socket object has an fd of its own, closed as asyncio does.
     if (t->sock && t->sock != Py_None) {
-        PyObject* r = PyObject_CallMethod(t->sock, "detach", nullptr);
+        PyObject* r = PyObject_CallMethod(t->sock, t->owns_fd ? "detach" : "close", nullptr);
         if (r) Py_DECREF(r);
         else PyErr_Clear();
     }
@@ -400,15 +427,21 @@ static int write_chunk(TransportObject* t, const char* p, size_t len) {
 static PyObject* Transport_write(PyObject* self, PyObject* data) {
     TransportObject* t = T(self);
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
+    // asyncio takes bytes, bytearray and memoryview (subclasses too), nothing else.
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
         PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
                      Py_TYPE(data)->tp_name);
         return nullptr;
     }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return nullptr;  // BufferError, as asyncio's send
     if (t->eof_requested) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return nullptr;
+    }
+    if (t->sendfile_busy) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
         return nullptr;
     }
     size_t len = static_cast<size_t>(view.len);
@@ -517,6 +550,13 @@ static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
     return fut;
 }
 
+static PyObject* Transport_set_sendfile_busy(PyObject* self, PyObject* arg) {
+    int v = PyObject_IsTrue(arg);
+    if (v < 0) return nullptr;
+    T(self)->sendfile_busy = v != 0;
+    Py_RETURN_NONE;
+}
+
 static PyObject* Transport_start_reading(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     t->read_started = true;
@@ -623,7 +663,12 @@ static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(t->extra);
     Py_VISIT(t->loop);
     Py_VISIT(t->protocol);
-    Py_VISIT(t->sock);
+    Py_VISIT(t->dict);
+    Py_VISIT(t->context);
+    // While libuv has the socket's own fd, the socket object is libuv's too: reported,
+    // a dropped loop's garbage cycle could finalize it (closing the fd under libuv)
+    // before the loop's finalizer closes the handle.
+    if (!(t->handle_open && t->owns_fd)) Py_VISIT(t->sock);
     Py_VISIT(t->server);
     // self_ref is deliberately not visited: it stands for libuv's raw pointer to us, so
     // the collector must count it as a reference from outside. Visited, an open
@@ -636,6 +681,7 @@ static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
 static int Transport_clear(PyObject* self) {
     TransportObject* t = T(self);
     if (t->handle_open) return 0;  // libuv still points at us: keep everything
+    Py_CLEAR(t->dict);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->sock);
@@ -655,6 +701,8 @@ static void Transport_dealloc(PyObject* self) {
     Py_CLEAR(t->server);
     Py_CLEAR(t->drain_waiter);
     Py_CLEAR(t->loop);
+    Py_CLEAR(t->dict);
+    Py_CLEAR(t->context);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -683,11 +731,13 @@ static PyMethodDef Transport_methods[] = {
     {"_call_connection_lost", Transport_call_connection_lost, METH_O, nullptr},
     {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
     {"_wait_drained", Transport_wait_drained, METH_NOARGS, nullptr},
+    {"_set_sendfile_busy", Transport_set_sendfile_busy, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
 static PyMemberDef Transport_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(TransportObject, weakrefs), READONLY, nullptr},
+    {"__dictoffset__", T_PYSSIZET, offsetof(TransportObject, dict), READONLY, nullptr},
     {"_loop", T_OBJECT, offsetof(TransportObject, loop), READONLY, nullptr},
     {"_protocol", T_OBJECT, offsetof(TransportObject, protocol), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
@@ -740,7 +790,8 @@ int init_stream_type(PyObject* module) {
     return PyModule_AddObjectRef(module, "StreamTransport", reinterpret_cast<PyObject*>(StreamTransportType));
 }
 
-PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra, PyObject* server) {
+PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra, PyObject* server,
+                               bool own) {
     LoopCore* core = core_of(loop);
     if (!core) return nullptr;
     if (core->is_closed()) {
@@ -756,10 +807,30 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     if (!family_o) return nullptr;
     long family = PyLong_AsLong(family_o);
     Py_DECREF(family_o);
+    if (family == -1 && PyErr_Occurred()) return nullptr;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_OSError, "the socket is closed");
+        return nullptr;
+    }
+    int uv_fd = fd;
+    if (!own) {
+        uv_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (uv_fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    }
 
     auto* t = reinterpret_cast<TransportObject*>(StreamTransportType->tp_alloc(StreamTransportType, 0));
-    if (!t) return nullptr;
+    if (!t) {
+        if (!own) ::close(uv_fd);
+        return nullptr;
+    }
     // tp_alloc zeroed the struct: every pointer is null and every flag false.
+    t->owns_fd = own;
+    t->context = PyContext_CopyCurrent();
+    if (!t->context) {
+        if (!own) ::close(uv_fd);
+        Py_DECREF(O(t));
+        return nullptr;
+    }
     t->extra = Py_NewRef(extra);
     t->core = core;
     t->loop = Py_NewRef(loop);
@@ -768,11 +839,13 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     t->high_water = kDefaultHighWater;
     t->low_water = kDefaultHighWater / 4;
     if (set_protocol(t, protocol) < 0) {
+        if (!own) ::close(uv_fd);
         Py_DECREF(O(t));
         return nullptr;
     }
     int r = family == AF_UNIX ? uv_pipe_init(core->uv(), &t->h.pipe, 0) : uv_tcp_init(core->uv(), &t->h.tcp);
     if (r < 0) {
+        if (!own) ::close(uv_fd);
         Py_DECREF(O(t));
         return set_uv_error(r);
     }
@@ -781,9 +854,10 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     t->handle_open = true;
     t->self_ref = Py_NewRef(O(t));
     core->track_handle(&t->h.handle, close_for_loop_close, O(t));
-    r = family == AF_UNIX ? uv_pipe_open(&t->h.pipe, fd) : uv_tcp_open(&t->h.tcp, fd);
+    r = family == AF_UNIX ? uv_pipe_open(&t->h.pipe, uv_fd) : uv_tcp_open(&t->h.tcp, uv_fd);
     if (r < 0) {
-        // libuv did not take the fd: the socket object keeps it (do not detach).
+        // libuv did not take the fd: the socket object keeps its own (do not detach).
+        if (!own) ::close(uv_fd);
         t->handle_open = false;
         uv_close(&t->h.handle, on_close);
         Py_DECREF(O(t));

@@ -26,7 +26,9 @@ struct TransportObject {
     LoopCore* core;
     PyObject* loop;
     PyObject* protocol;
-    PyObject* sock;      // the Python socket object (detached when libuv closes the fd)
+    PyObject* dict;      // instance attributes (tests patch methods on transports)
+    PyObject* context;   // contextvars.Context the protocol's I/O callbacks run in
+    PyObject* sock;      // the Python socket object (see owns_fd)
     PyObject* server;    // pyloop Server or None
     PyObject* self_ref;  // set while the uv handle is open
     PyObject* drain_waiter;  // future for loop.sendfile(): set when the write buffer empties
@@ -45,16 +47,22 @@ struct TransportObject {
     bool protocol_paused;
     bool handle_open;
     bool has_read_buf;
+    bool owns_fd;        // libuv has the socket object's own fd (detached at close); else a dup
+    bool sendfile_busy;  // loop.sendfile() is sending on this connection: write() refuses
 };
 
 extern PyTypeObject* StreamTransportType;
 
 int init_stream_type(PyObject* module);
 
-// A transport over an already connected socket fd (the Python socket `sock` keeps
-// owning the fd until the transport closes). Schedules protocol.connection_made and
-// the start of reading, as asyncio does. Returns a new reference or nullptr.
+// A transport over an already connected socket. Exactly one party closes each fd:
+// with `own` (the loop made the socket) libuv takes the socket's fd and the object is
+// detached when libuv closes it; otherwise (a user's socket) libuv gets a duplicate
+// and the user's object is closed at connection_lost, as asyncio closes it, so a user
+// who closes their socket early closes only their own fd. Schedules
+// protocol.connection_made and the start of reading, as asyncio does. The protocol's
+// I/O callbacks run in a copy of the current context. Returns a new reference or nullptr.
 PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra,
-                               PyObject* server);
+                               PyObject* server, bool own);
 
 }  // namespace pyloop
