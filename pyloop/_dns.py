@@ -102,3 +102,48 @@ async def getnameinfo(loop, sockaddr, flags):
     except BaseException:
         req.cancel()
         raise
+
+
+_LITERAL_PROTOS = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
+
+
+def literal_addrinfo(host, port, family, type, proto, flowinfo=0, scope_id=0):
+    """The one getaddrinfo() entry for an address that is already an IP literal, or
+    None when it has to be resolved. asyncio skips getaddrinfo for such addresses too,
+    so the port reaches bind()/connect() as given (and 70000 raises OverflowError there)."""
+    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        return None
+    proto = _LITERAL_PROTOS.get(type)
+    if proto is None:
+        return None
+    if port is None or port in (b"", ""):
+        port = 0
+    else:
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            return None  # a service name
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("idna")
+    if not isinstance(host, str) or "%" in host:
+        return None  # scoped addresses go through getaddrinfo
+    families = (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,)
+    for af in families:
+        try:
+            socket.inet_pton(af, host)
+        except (OSError, ValueError):
+            continue
+        if af == socket.AF_INET6:
+            return af, type, proto, "", (host, port, flowinfo, scope_id)
+        return af, type, proto, "", (host, port)
+    return None
+
+
+async def ensure_resolved(loop, address, family=0, type=socket.SOCK_STREAM, proto=0, flags=0):
+    """getaddrinfo() entries for (host, port[, flowinfo, scope_id]): IP literals at
+    once, names through the loop's getaddrinfo (libuv's pool)."""
+    host, port = address[:2]
+    info = literal_addrinfo(host, port, family, type, proto, *address[2:])
+    if info is not None:
+        return [info]
+    return await loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)

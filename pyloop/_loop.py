@@ -25,6 +25,7 @@ from ._sock import SocketMethods
 from ._udp import DatagramMethods
 
 _PY311 = sys.version_info >= (3, 11)
+_PY312 = sys.version_info >= (3, 12)
 _PY314 = sys.version_info >= (3, 14)
 
 
@@ -50,6 +51,19 @@ def _check_signal(sig):
         raise TypeError(f"sig must be an int, not {sig!r}")
     if sig not in signal.valid_signals():
         raise ValueError(f"invalid signal number {sig}")
+
+
+def _handler_context(context):
+    """asyncio 3.12+ runs a custom exception handler in the context of the task,
+    future or handle the error came from."""
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    get_context = getattr(thing, "get_context", None)
+    ctx = get_context() if get_context is not None else None
+    return ctx if hasattr(ctx, "run") else None
 
 
 def _sighandler_noop(signum, frame):
@@ -307,7 +321,11 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            ctx = _handler_context(context) if _PY312 else None
+            if ctx is not None:
+                ctx.run(handler, self, context)
+            else:
+                handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -570,9 +588,11 @@ def _not_implemented(name, is_coroutine):
     message = f"pyloop does not implement {name}() yet"
     if is_coroutine:
         async def method(self, *args, **kwargs):
+            self._check_closed()
             raise NotImplementedError(message)
     else:
         def method(self, *args, **kwargs):
+            self._check_closed()
             raise NotImplementedError(message)
     method.__name__ = method.__qualname__ = name
     method.__doc__ = message

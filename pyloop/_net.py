@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, events, exceptions, staggered, tasks, trsock
 from asyncio.log import logger
 
-from . import _core
+from . import _core, _dns
 from ._sock import check_ssl_socket, send_file_chunks
 
 _PY312 = sys.version_info >= (3, 12)
@@ -214,9 +214,7 @@ class NetworkMethods:
     # ---- connecting ------------------------------------------------------------
 
     async def _resolve_stream(self, address, family=0, proto=0, flags=0):
-        host, port = address[:2]
-        infos = await self.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto,
-                                       flags=flags)
+        infos = await _dns.ensure_resolved(self, address, family, socket.SOCK_STREAM, proto, flags)
         if not infos:
             raise OSError("getaddrinfo() returned empty list")
         return infos
@@ -362,10 +360,14 @@ class NetworkMethods:
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
                                       ssl_shutdown_timeout=None):
         """Wrap a socket accepted elsewhere in a transport: (transport, protocol)."""
-        _no_tls(ssl)
-        check_ssl_socket(sock)
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        check_ssl_socket(sock)
+        _no_tls(ssl)
         sock.setblocking(False)
         return await self._make_stream_transport(sock, protocol_factory, False)
 

@@ -10,7 +10,7 @@ import socket
 
 from asyncio import exceptions
 
-from . import _core
+from . import _core, _dns
 
 try:
     import ssl
@@ -119,12 +119,10 @@ class SocketMethods:
         """Connect the socket, resolving host names through the loop's getaddrinfo."""
         _check_socket(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            host, port = address[:2]
-            infos = await self.getaddrinfo(host, port, family=sock.family, type=sock.type,
-                                           proto=sock.proto)
+            infos = await _dns.ensure_resolved(self, address, sock.family, sock.type, sock.proto)
             if not infos:
-                raise OSError(f"getaddrinfo({host!r}) returned empty list")
-            address = infos[0][4] if len(address) <= 2 else (infos[0][4][:2] + tuple(address[2:]))
+                raise OSError(f"getaddrinfo({address[0]!r}) returned empty list")
+            address = infos[0][4]
         try:
             sock.connect(address)
             return None

@@ -11,13 +11,13 @@ import socket
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 
-from . import _core
+from . import _core, _dns
 from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
 
 
-class DatagramTransport(transports.DatagramTransport):
+class DatagramTransport(transports.Transport, transports.DatagramTransport):
     def __init__(self, loop, sock, protocol, address, waiter):
         super().__init__({"socket": trsock.TransportSocket(sock)})
         self._loop = loop
@@ -348,8 +348,7 @@ class DatagramMethods:
                 continue
             if not (isinstance(addr, tuple) and len(addr) == 2):
                 raise TypeError("2-tuple is expected")
-            infos = await self.getaddrinfo(addr[0], addr[1], family=family, type=socket.SOCK_DGRAM, proto=proto,
-                                           flags=flags)
+            infos = await _dns.ensure_resolved(self, addr[:2], family, socket.SOCK_DGRAM, proto, flags)
             if not infos:
                 raise OSError("getaddrinfo() returned empty list")
             for fam, _, pro, _, address in infos:
