@@ -64,6 +64,18 @@ def _transport_extra(sock, peername=None):
     return extra
 
 
+async def _begin_serving(server, start_serving):
+    """Start accepting (when asked); a server that cannot start closes its sockets."""
+    if not start_serving:
+        return
+    try:
+        server._start_serving()
+    except BaseException:
+        server.close()
+        raise
+    await tasks.sleep(0)
+
+
 class Server(events.AbstractServer):
     """What create_server() returns (asyncio.Server's interface)."""
 
@@ -494,9 +506,7 @@ class NetworkMethods:
         for s in sockets:
             s.setblocking(False)
         server = Server(self, sockets, protocol_factory, backlog)
-        if start_serving:
-            server._start_serving()
-            await tasks.sleep(0)
+        await _begin_serving(server, start_serving)
         if self.get_debug():
             logger.info("%r is serving", server)
         return server
@@ -541,9 +551,7 @@ class NetworkMethods:
                     pass
         sock.setblocking(False)
         server = Server(self, [sock], protocol_factory, backlog, unix_paths)
-        if start_serving:
-            server._start_serving()
-            await tasks.sleep(0)
+        await _begin_serving(server, start_serving)
         return server
 
 

@@ -272,6 +272,7 @@ class DatagramMethods:
                                        proto=0, flags=0, reuse_port=None, allow_broadcast=None, sock=None,
                                        **kwargs):
         """A datagram (UDP or Unix datagram) endpoint: (transport, protocol)."""
+        self._check_closed()
         if "reuse_address" in kwargs:  # removed from asyncio in 3.11 (it was unsafe for UDP)
             raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
                              "SO_REUSEPORT in UDP poses a significant security concern.")

@@ -156,6 +156,7 @@ void LoopCore::compact_timers() {
 
 void LoopCore::schedule_due_timers() {
     // asyncio moves every timer due within the clock's resolution to the ready queue.
+    refresh_clock();
     double end = clock() + 1e-9;
     while (!heap_.empty()) {
         HandleObject* h = heap_.front();
@@ -259,7 +260,6 @@ void LoopCore::batch_done() {
 
 void LoopCore::run_batch() {
     if (fatal_) return;
-    refresh_clock();
     schedule_due_timers();
     run_once_ready();
     batch_done();
@@ -283,6 +283,7 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
     if (self->closed_) return;
     self->compact_timers();
     bool busy = !self->ready_.empty() || self->stopping_ || self->fatal_;
+    self->queue_io_ = busy;
     if (busy) uv_idle_start(&self->idle_, on_idle);
     else uv_idle_stop(&self->idle_);
     self->arm_timer();

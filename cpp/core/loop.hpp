@@ -107,6 +107,10 @@ class LoopCore {
             PyEval_RestoreThread(t);
         }
     }
+    // Must an I/O callback's protocol call wait its turn in the ready queue? Yes while
+    // callbacks queued before this poll are waiting (asyncio runs them first) or the
+    // loop is stopping (asyncio's run_forever returns without running more).
+    bool io_must_queue() const { return queue_io_; }
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
 
@@ -177,6 +181,7 @@ class LoopCore {
     bool closed_ = false;
     bool debug_ = false;
     bool time_patched_ = false;
+    bool queue_io_ = false;
     bool subclass_time_ = false;
     double slow_callback_duration_ = 0.1;
     struct Tracked {

@@ -55,10 +55,10 @@ int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObje
 
 void report_unraisable(PyObject* obj) { PyErr_WriteUnraisable(obj); }
 
-// Runs the protocol's callbacks of one libuv callback in the transport's context.
+// Runs the protocol's callbacks of one libuv callback in a context of the transport's.
 class InContext {
   public:
-    explicit InContext(TransportObject* t) : ctx_(t->context) {
+    explicit InContext(PyObject* ctx) : ctx_(ctx) {
         if (PyContext_Enter(ctx_) < 0) {
             // Entered already (a callback re-entered the loop's I/O): stay in it.
             PyErr_Clear();
@@ -199,7 +199,7 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
         return;
     }
     *buf = uv_buf_init(nullptr, 0);
-    InContext in_context(t);
+    InContext in_context(t->context);
     static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
     static PyObject* s_hint = PyLong_FromLong(65536);
     PyObject* args[2] = {t->protocol, s_hint};
@@ -233,6 +233,7 @@ void release_read_buf(TransportObject* t) {
 
 void on_eof(TransportObject* t) {
     stop_reading(t);
+    t->read_eof = true;
     PyObject* keep = PyObject_CallMethod(t->protocol, "eof_received", nullptr);
     if (!keep) {
         protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
@@ -251,40 +252,75 @@ void on_eof(TransportObject* t) {
     }
 }
 
+// Tells the protocol what one read brought: bytes (data_received), a count
+// (buffer_updated: the bytes are in its buffer already) or None (end of file).
+void deliver(TransportObject* t, PyObject* what) {
+    if (what == Py_None) return on_eof(t);
+    PyObject* r;
+    if (t->buffered) {
+        static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
+        r = PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, what);
+        if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+    } else {
+        static PyObject* s_data_received = PyUnicode_InternFromString("data_received");
+        r = PyObject_CallMethodOneArg(t->protocol, s_data_received, what);
+        if (!r) protocol_failed(t, "Fatal error: protocol.data_received() call failed.");
+    }
+    Py_XDECREF(r);
+}
+
+// asyncio runs a reader's callback after the callbacks queued before the poll found
+// it ready. When some are waiting (or the loop is stopping), what libuv read is
+// queued behind them, and reading pauses until it has been delivered (a
+// BufferedProtocol's buffer must not be asked for again before buffer_updated).
+void defer(TransportObject* t, PyObject* what) {
+    stop_reading(t);
+    t->read_deferred = true;
+    static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
+    PyObject* m = PyObject_GetAttr(O(t), s_deliver);
+    HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
+    Py_XDECREF(m);
+    if (!h) {
+        t->read_deferred = false;
+        protocol_failed(t, "Fatal read error on socket transport");
+        return;
+    }
+    t->core->push_ready(h);
+}
+
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
     t->core->ensure_gil();
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
-    InContext in_context(t);
-    if (nread > 0) {
-        PyObject* r;
-        if (t->buffered) {
+    InContext in_context(t->context);
+    if (nread > 0 || nread == UV_EOF) {
+        PyObject* what;
+        if (nread == UV_EOF) {
             release_read_buf(t);
-            static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
-            PyObject* n = PyLong_FromSsize_t(nread);
-            r = n ? PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, n) : nullptr;
-            Py_XDECREF(n);
-            if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+            what = Py_NewRef(Py_None);
+        } else if (t->buffered) {
+            release_read_buf(t);
+            what = PyLong_FromSsize_t(nread);
         } else {
-            static PyObject* s_data_received = PyUnicode_InternFromString("data_received");
-            PyObject* data = PyBytes_FromStringAndSize(buf->base, nread);
-            r = data ? PyObject_CallMethodOneArg(t->protocol, s_data_received, data) : nullptr;
-            Py_XDECREF(data);
-            if (!r) protocol_failed(t, "Fatal error: protocol.data_received() call failed.");
+            what = PyBytes_FromStringAndSize(buf->base, nread);
         }
-        Py_XDECREF(r);
+        if (!what) protocol_failed(t, "Fatal read error on socket transport");
+        else if (t->core->io_must_queue()) defer(t, what);
+        else deliver(t, what);
+        Py_XDECREF(what);
     } else {
         release_read_buf(t);
-        if (nread == UV_EOF) on_eof(t);
-        else if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
-        else if (nread < 0) fatal_uv_error(t, static_cast<int>(nread), "Fatal read error on socket transport");
+        if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
+        else fatal_uv_error(t, static_cast<int>(nread), "Fatal read error on socket transport");
     }
     Py_DECREF(O(t));
 }
 
 int start_reading(TransportObject* t) {
-    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open) return 0;
+    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open || t->read_deferred ||
+        t->read_eof)
+        return 0;
     int r = uv_read_start(&t->h.stream, on_alloc, on_read);
     if (r < 0) {
         fatal_uv_error(t, r, "Fatal read error on socket transport");
@@ -327,7 +363,8 @@ void on_write(uv_write_t* req, int status) {
         return;
     }
     t->write_buffer_size -= len;
-    InContext in_context(t);
+    // As asyncio's writer callback: in the context of the write() that began buffering.
+    InContext in_context(t->write_context ? t->write_context : t->context);
     if (status < 0) {
         fatal_uv_error(t, status, "Fatal write error on socket transport");
     } else {
@@ -419,6 +456,11 @@ static int write_chunk(TransportObject* t, const char* p, size_t len) {
         return 0;
     }
     Py_INCREF(O(t));  // held until on_write
+    if (t->write_buffer_size == 0) {
+        PyObject* ctx = PyContext_CopyCurrent();
+        if (ctx) Py_XSETREF(t->write_context, ctx);
+        else PyErr_Clear();
+    }
     t->write_buffer_size += rest;
     maybe_pause_protocol(t);
     return 0;
@@ -433,7 +475,14 @@ static PyObject* Transport_write(PyObject* self, PyObject* data) {
                      Py_TYPE(data)->tp_name);
         return nullptr;
     }
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return nullptr;  // BufferError, as asyncio's send
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        // A non-contiguous memoryview: asyncio's send() fails on it, a fatal write error.
+        if (!PyErr_ExceptionMatches(PyExc_BufferError)) return nullptr;
+        PyObject* exc = fetch_exception();
+        fatal_error(t, exc, "Fatal write error on socket transport");
+        Py_DECREF(exc);
+        Py_RETURN_NONE;
+    }
     if (t->eof_requested) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
@@ -548,6 +597,16 @@ static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
     }
     t->drain_waiter = Py_NewRef(fut);
     return fut;
+}
+
+// The queued delivery of a read (see defer()), then reading goes on.
+static PyObject* Transport_deliver_deferred(PyObject* self, PyObject* what) {
+    TransportObject* t = T(self);
+    if (!t->read_deferred) Py_RETURN_NONE;
+    t->read_deferred = false;
+    if (!t->conn_lost) deliver(t, what);  // as asyncio's reader, unless the connection is gone
+    start_reading(t);
+    Py_RETURN_NONE;
 }
 
 static PyObject* Transport_set_sendfile_busy(PyObject* self, PyObject* arg) {
@@ -665,6 +724,7 @@ static int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(t->protocol);
     Py_VISIT(t->dict);
     Py_VISIT(t->context);
+    Py_VISIT(t->write_context);
     // While libuv has the socket's own fd, the socket object is libuv's too: reported,
     // a dropped loop's garbage cycle could finalize it (closing the fd under libuv)
     // before the loop's finalizer closes the handle.
@@ -703,6 +763,7 @@ static void Transport_dealloc(PyObject* self) {
     Py_CLEAR(t->loop);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->context);
+    Py_CLEAR(t->write_context);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -732,6 +793,7 @@ static PyMethodDef Transport_methods[] = {
     {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
     {"_wait_drained", Transport_wait_drained, METH_NOARGS, nullptr},
     {"_set_sendfile_busy", Transport_set_sendfile_busy, METH_O, nullptr},
+    {"_deliver_deferred", Transport_deliver_deferred, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

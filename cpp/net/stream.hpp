@@ -27,7 +27,8 @@ struct TransportObject {
     PyObject* loop;
     PyObject* protocol;
     PyObject* dict;      // instance attributes (tests patch methods on transports)
-    PyObject* context;   // contextvars.Context the protocol's I/O callbacks run in
+    PyObject* context;   // contextvars.Context the protocol's read callbacks run in
+    PyObject* write_context;  // the context of the write() that began buffering
     PyObject* sock;      // the Python socket object (see owns_fd)
     PyObject* server;    // pyloop Server or None
     PyObject* self_ref;  // set while the uv handle is open
@@ -49,6 +50,8 @@ struct TransportObject {
     bool has_read_buf;
     bool owns_fd;        // libuv has the socket object's own fd (detached at close); else a dup
     bool sendfile_busy;  // loop.sendfile() is sending on this connection: write() refuses
+    bool read_deferred;  // a read waits in the ready queue for its delivery; not reading meanwhile
+    bool read_eof;       // the peer's EOF was delivered: reading never resumes
 };
 
 extern PyTypeObject* StreamTransportType;

@@ -1,0 +1,922 @@
+"""Misuse that stock asyncio survives must not abort, hang or leak on pyloop either.
+
+Each test is a reproducer from the reliability issue, run on both loops (asyncio is
+the reference). The dangerous ones (a crash would take pytest down) run in a fresh
+interpreter through `run_snippet`.
+"""
+
+import array
+import asyncio
+import contextvars
+import gc
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+import weakref
+from unittest import mock
+
+import pytest
+
+import pyloop
+
+_PY312 = sys.version_info >= (3, 12)
+
+
+def run_snippet(which, body, timeout=60):
+    """Runs `body` in a fresh interpreter with `loop` made by the named factory; the
+    snippet prints 'ok' at the end. Returns (returncode, stdout, stderr)."""
+    prelude = textwrap.dedent(f"""
+        import asyncio, gc, os, socket, sys, time, warnings
+        import pyloop
+        FACTORY = asyncio.SelectorEventLoop if {which!r} == "asyncio" else pyloop.new_event_loop
+    """)
+    out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(body)], capture_output=True,
+                         text=True, timeout=timeout)
+    return out.returncode, out.stdout.strip(), out.stderr
+
+
+BOTH = pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+# ---- 1. file descriptors ---------------------------------------------------------------
+
+@BOTH
+def test_transport_never_closes_an_fd_it_no_longer_owns(which):
+    # The user closes their socket after the transport's close(); the number is reused
+    # by a new socketpair before the transport's deferred close runs. That new socket
+    # must stay open (twice in a row in one loop).
+    code, out, err = run_snippet(which, """
+        loop = FACTORY()
+        for _ in range(3):
+            a, b = socket.socketpair()
+            with a, b:
+                tr, pr = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a))
+                tr.close()
+            c, d = socket.socketpair()
+            loop.run_until_complete(asyncio.sleep(0.02))
+            c.send(b"alive")
+            assert d.recv(10) == b"alive", "a stranger's socket was closed"
+            c.close(); d.close()
+        loop.close()
+        print("ok")
+    """)
+    assert code == 0 and out == "ok", err
+
+
+@BOTH
+def test_socket_closed_while_sock_recv_waits(which):
+    code, out, err = run_snippet(which, """
+        async def main():
+            loop = asyncio.get_running_loop()
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            t = loop.create_task(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            a.close()
+            await asyncio.sleep(0.05)
+            c, d = socket.socketpair()     # may reuse a's number
+            await asyncio.sleep(0.05)
+            t.cancel()
+            try:
+                await t
+            except (asyncio.CancelledError, OSError):
+                pass
+            # the loop still works, with the reused number too
+            c.setblocking(False)
+            d.send(b"x")
+            assert await asyncio.wait_for(loop.sock_recv(c, 1), 5) == b"x"
+            for s in (b, c, d):
+                s.close()
+        loop = FACTORY()
+        loop.run_until_complete(main())
+        loop.run_until_complete(main())
+        loop.close()
+        print("ok")
+    """)
+    assert code == 0 and out == "ok", err
+
+
+@BOTH
+def test_reader_fd_closed_before_the_next_poll(which):
+    code, out, err = run_snippet(which, """
+        loop = FACTORY()
+        a, b = socket.socketpair()
+        fd = os.dup(a.fileno())
+        loop.add_reader(fd, print, "never")
+        os.close(fd)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.remove_reader(fd)
+        # a new file may now have that number: watching it works
+        r, w = os.pipe()
+        loop.add_reader(r, loop.stop)
+        os.write(w, b"x")
+        loop.run_forever()
+        loop.remove_reader(r)
+        for x in (r, w):
+            os.close(x)
+        a.close(); b.close()
+        loop.close()
+        print("ok")
+    """)
+    assert code == 0 and out == "ok", err
+
+
+@BOTH
+def test_socket_closed_while_sock_connect_is_pending(which):
+    code, out, err = run_snippet(which, """
+        async def main():
+            loop = asyncio.get_running_loop()
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(0)
+            addr = srv.getsockname()
+            # Fill the accept queue so that the next connect stays pending.
+            fillers = []
+            pending = None
+            for _ in range(20):
+                s = socket.socket()
+                s.setblocking(False)
+                t = loop.create_task(loop.sock_connect(s, addr))
+                await asyncio.sleep(0.05)
+                if not t.done():
+                    pending = (s, t)
+                    break
+                fillers.append(s)
+            assert pending is not None, "no connect stayed pending"
+            s, t = pending
+            s.close()
+            await asyncio.sleep(0.05)
+            t.cancel()
+            try:
+                await t
+            except (asyncio.CancelledError, OSError):
+                pass
+            for f in fillers:
+                f.close()
+            srv.close()
+        loop = FACTORY()
+        loop.run_until_complete(main())
+        loop.close()
+        print("ok")
+    """)
+    assert code == 0 and out == "ok", err
+
+
+LEAK_BODY = """
+    import resource
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    def make():
+        loop = FACTORY()
+        a, b = socket.socketpair()
+        loop.add_reader(a.fileno(), print)
+        loop.add_signal_handler  # attribute exists
+        server = loop.run_until_complete(loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        tr, pr = loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        return weakref.ref(loop), (a, b)
+
+    import weakref
+    warnings.simplefilter("ignore")
+    before = fds()
+    refs = []
+    pairs = []
+    for _ in range(50):
+        ref, pair = make()
+        refs.append(ref)
+        pairs.append(pair)
+    for _ in range(3):
+        gc.collect()
+    alive = sum(1 for r in refs if r() is not None)
+    for a, b in pairs:
+        a.close(); b.close()
+    gc.collect()
+    after = fds()
+    assert alive == 0, f"{alive} loops were not collected"
+    assert after - before < 10, f"{after - before} fds leaked"
+    print("ok")
+"""
+
+
+@BOTH
+def test_dropped_loops_are_collected_with_their_fds(which):
+    code, out, err = run_snippet(which, LEAK_BODY)
+    assert code == 0 and out == "ok", err
+
+
+def test_collected_loop_warns_unclosed():
+    loop = pyloop.new_event_loop()
+    a, b = socket.socketpair()
+    loop.add_reader(a.fileno(), print)
+    ref = weakref.ref(loop)
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del loop
+        gc.collect()
+    assert ref() is None
+    a.close()
+    b.close()
+
+
+# ---- 2. a closed loop refuses everything ----------------------------------------------
+
+def _closed_loop_calls(loop, a, b, tmp):
+    async def coro():
+        pass
+
+    proto = asyncio.Protocol
+    return {
+        "call_soon": lambda: loop.call_soon(print),
+        "call_soon_threadsafe": lambda: loop.call_soon_threadsafe(print),
+        "call_later": lambda: loop.call_later(1, print),
+        "call_at": lambda: loop.call_at(1, print),
+        "create_future": lambda: loop.create_future(),
+        "create_task": lambda: loop.create_task(coro()),
+        "run_forever": lambda: loop.run_forever(),
+        "run_until_complete": lambda: loop.run_until_complete(coro()),
+        "stop": lambda: loop.stop(),
+        "time": lambda: loop.time(),
+        "close": lambda: loop.close(),
+        "run_in_executor": lambda: loop.run_in_executor(None, print),
+        "add_reader": lambda: loop.add_reader(a.fileno(), print),
+        "remove_reader": lambda: loop.remove_reader(a.fileno()),
+        "add_writer": lambda: loop.add_writer(a.fileno(), print),
+        "remove_writer": lambda: loop.remove_writer(a.fileno()),
+        "add_signal_handler": lambda: loop.add_signal_handler(signal.SIGUSR1, print),
+        "remove_signal_handler": lambda: loop.remove_signal_handler(signal.SIGUSR1),
+        "getaddrinfo": lambda: loop.getaddrinfo("localhost", 80),
+        "getaddrinfo numeric": lambda: loop.getaddrinfo("127.0.0.1", 80),
+        "getnameinfo": lambda: loop.getnameinfo(("127.0.0.1", 80)),
+        "sock_recv": lambda: loop.sock_recv(a, 10),
+        "sock_recv_into": lambda: loop.sock_recv_into(a, bytearray(10)),
+        "sock_recvfrom": lambda: loop.sock_recvfrom(a, 10),
+        "sock_recvfrom_into": lambda: loop.sock_recvfrom_into(a, bytearray(10)),
+        "sock_sendall": lambda: loop.sock_sendall(a, b"x" * 10),
+        "sock_accept": lambda: loop.sock_accept(a),
+        "create_connection": lambda: loop.create_connection(proto, "127.0.0.1", 1),
+        "create_connection sock": lambda: loop.create_connection(proto, sock=b),
+        "create_unix_server": lambda: loop.create_unix_server(proto, os.path.join(tmp, "srv")),
+        "connect_accepted_socket": lambda: loop.connect_accepted_socket(proto, b),
+        "create_datagram_endpoint": lambda: loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)),
+        "subprocess_exec": lambda: loop.subprocess_exec(asyncio.SubprocessProtocol, "true"),
+        "shutdown_asyncgens": lambda: loop.shutdown_asyncgens(),
+        "set_debug": lambda: loop.set_debug(True),
+    }
+
+
+def _outcome(fn):
+    try:
+        r = fn()
+        if asyncio.iscoroutine(r):
+            try:
+                r.send(None)
+            except StopIteration:
+                return "ok"
+            r.close()
+            return "pending"
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__ + (": " + str(exc) if isinstance(exc, RuntimeError) else "")
+
+
+def _closed_loop_outcomes(factory, tmp):
+    loop = factory()
+    loop.close()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        with warnings.catch_warnings():
+            # asyncio leaves half-made transports behind on a closed loop: not our subject
+            warnings.simplefilter("ignore", ResourceWarning)
+            outcomes = {name: _outcome(fn) for name, fn in _closed_loop_calls(loop, a, b, tmp).items()}
+            gc.collect()
+        return outcomes
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closed_loop_refuses_every_method_as_asyncio(tmp_path):
+    os.mkdir(tmp_path / "a")
+    os.mkdir(tmp_path / "p")
+    reference = _closed_loop_outcomes(asyncio.SelectorEventLoop, str(tmp_path / "a"))
+    ours = _closed_loop_outcomes(pyloop.new_event_loop, str(tmp_path / "p"))
+    assert ours == reference
+    assert reference["sock_recv"] == "RuntimeError: Event loop is closed"
+
+
+def test_closed_loop_transport_methods(loop):
+    # transport.abort() / close() / StreamWriter.close() after the loop closed: no crash.
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        server.close()
+        return writer, tr
+
+    writer, tr = loop.run_until_complete(main())
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # asyncio leaks these sockets
+        for call in (tr.abort, tr.close, writer.close, lambda: tr.write(b"x"), tr.is_closing,
+                     tr.get_write_buffer_size, lambda: tr.get_extra_info("peername")):
+            try:
+                call()
+            except RuntimeError as exc:  # asyncio may refuse to schedule on a closed loop
+                assert "closed" in str(exc)
+        del writer, tr
+        gc.collect()
+
+
+# ---- 3. never spin, never starve --------------------------------------------------------
+
+def test_far_timers_do_not_spin(loop):
+    ran = []
+    loop.call_later(math.inf, ran.append, "inf")
+    loop.call_later(1e300, ran.append, "1e300")
+    loop.call_at(math.inf, ran.append, "at inf")
+    handle = loop.call_at(-math.inf, ran.append, "-inf")
+    assert handle.when() == -math.inf
+
+    async def main():
+        t0 = time.process_time()
+        await loop.run_in_executor(None, time.sleep, 0.4)
+        await asyncio.sleep(0.1)
+        return time.process_time() - t0
+
+    cpu = loop.run_until_complete(main())
+    assert ran == ["-inf"]
+    assert cpu < 0.3, f"the loop spun: {cpu:.2f} s of CPU in 0.5 s"
+
+
+def test_nan_timer_runs_at_once_as_in_asyncio(loop):
+    fut = loop.create_future()
+    handle = loop.call_at(math.nan, fut.set_result, "nan")
+    assert math.isnan(handle.when())
+    assert loop.run_until_complete(asyncio.wait_for(fut, 5)) == "nan"
+    fut = loop.create_future()
+    loop.call_later(math.nan, fut.set_result, "later nan")
+    assert loop.run_until_complete(asyncio.wait_for(fut, 5)) == "later nan"
+
+
+def test_sleep_inf_with_executor_job_alongside(loop):
+    async def main():
+        sleeper = asyncio.ensure_future(asyncio.sleep(math.inf))
+        t0 = time.process_time()
+        done = []
+        th = threading.Thread(target=lambda: (time.sleep(0.1), loop.call_soon_threadsafe(done.append, 1)))
+        th.start()
+        await loop.run_in_executor(None, time.sleep, 0.3)
+        th.join()
+        await asyncio.sleep(0.01)
+        sleeper.cancel()
+        return time.process_time() - t0, done
+
+    cpu, done = loop.run_until_complete(main())
+    assert done == [1]
+    assert cpu < 0.25
+
+
+def test_close_with_lookups_on_the_pool_does_not_hold_the_gil(loop):
+    loop.set_exception_handler(lambda lp, ctx: None)  # lookups that end after close()
+    async def start():
+        tasks = [asyncio.ensure_future(loop.getaddrinfo(f"host-{i}.invalid", 80)) for i in range(200)]
+        await asyncio.sleep(0)
+        return tasks
+
+    tasks = loop.run_until_complete(start())
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    th = threading.Thread(target=ticker)
+    th.start()
+    time.sleep(0.01)
+    t0 = time.monotonic()
+    n0 = len(ticks)
+    loop.close()
+    elapsed = time.monotonic() - t0
+    n1 = len(ticks)
+    stop.set()
+    th.join()
+    for t in tasks:
+        t._log_destroy_pending = False  # the loop closed under them, on purpose
+    if elapsed > 0.05:
+        assert n1 > n0, "close() held the GIL while it waited"
+
+
+def test_flooding_call_soon_threadsafe_does_not_starve_timers(loop):
+    stop = threading.Event()
+    count = [0]
+
+    def cb():
+        count[0] += 1
+
+    def producer():
+        while not stop.is_set():
+            try:
+                loop.call_soon_threadsafe(cb)
+            except RuntimeError:
+                return
+
+    async def measure():
+        worst = 0.0
+        for _ in range(10):
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.monotonic() - t0)
+        return worst
+
+    threads = [threading.Thread(target=producer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        worst = loop.run_until_complete(asyncio.wait_for(measure(), 60))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert worst < 1.0, f"a 10 ms timer took {worst:.2f} s"
+    assert count[0] > 0
+
+
+# ---- 4. same context, same errors --------------------------------------------------------
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+class CtxRecorder(asyncio.Protocol):
+    def __init__(self, log):
+        self.log = log
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.log.append(("made", VAR.get()))
+
+    def data_received(self, data):
+        self.log.append(("data", VAR.get()))
+
+    def eof_received(self):
+        self.log.append(("eof", VAR.get()))
+
+    def pause_writing(self):
+        self.log.append(("pause", VAR.get()))
+
+    def resume_writing(self):
+        self.log.append(("resume", VAR.get()))
+
+    def connection_lost(self, exc):
+        self.log.append(("lost", VAR.get()))
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "accepted"])
+def test_stream_protocol_callbacks_run_in_the_transports_context(loop, kind, tmp_path):
+    log = []
+
+    async def make():
+        VAR.set("creator")
+        if kind == "accepted":
+            a, b = socket.socketpair()
+            tr, pr = await loop.connect_accepted_socket(lambda: CtxRecorder(log), a)
+            return tr, b, None
+        srv = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET)
+        srv.bind(str(tmp_path / "s") if kind == "unix" else ("127.0.0.1", 0))
+        srv.listen(1)
+        if kind == "unix":
+            tr, pr = await loop.create_unix_connection(lambda: CtxRecorder(log), str(tmp_path / "s"))
+        else:
+            tr, pr = await loop.create_connection(lambda: CtxRecorder(log), *srv.getsockname())
+        peer, _ = srv.accept()
+        srv.close()
+        return tr, peer, None
+
+    async def main():
+        tr, peer, _ = await asyncio.create_task(make(), context=contextvars.copy_context()) \
+            if sys.version_info >= (3, 11) else await asyncio.ensure_future(make())
+        VAR.set("loop-runner")
+        peer.setblocking(False)
+        peer.send(b"hello")
+        await asyncio.sleep(0.05)
+        tr.set_write_buffer_limits(high=1)
+        tr.write(b"x" * (4 * 1024 * 1024))  # the peer does not read: buffered, pause_writing
+        await asyncio.sleep(0.02)
+        while True:  # drain it
+            try:
+                if not peer.recv(1 << 20):
+                    break
+            except BlockingIOError:
+                if tr.get_write_buffer_size() == 0:
+                    break
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        peer.shutdown(socket.SHUT_WR)  # eof_received, then the transport closes itself
+        await asyncio.sleep(0.05)
+        peer.close()
+
+    loop.run_until_complete(main())
+    names = [name for name, _ in log]
+    assert names[0] == "made" and "data" in names and "eof" in names and names[-1] == "lost"
+    assert "pause" in names and "resume" in names
+    for name, value in log:
+        if name in ("pause", "resume"):
+            # pause inside write(); resume in the context of the write() that buffered
+            assert value == "loop-runner", log
+        else:
+            assert value == "creator", log
+
+
+def test_connection_lost_runs_in_the_context_of_close(loop):
+    log = []
+
+    async def main():
+        a, b = socket.socketpair()
+        VAR.set("creator")
+        tr, pr = await loop.connect_accepted_socket(lambda: CtxRecorder(log), a)
+
+        async def closer():
+            VAR.set("closer")
+            tr.close()
+
+        await asyncio.ensure_future(closer())
+        await asyncio.sleep(0.05)
+        b.close()
+
+    loop.run_until_complete(main())
+    assert log[-1] == ("lost", "closer")
+
+
+def test_datagram_callbacks_run_in_the_transports_context(loop):
+    log = []
+
+    class Proto(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            log.append(("made", VAR.get()))
+
+        def datagram_received(self, data, addr):
+            log.append(("datagram", VAR.get()))
+
+        def error_received(self, exc):
+            log.append(("error", VAR.get()))
+
+        def connection_lost(self, exc):
+            log.append(("lost", VAR.get()))
+
+    async def make():
+        VAR.set("creator")
+        return await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+
+    async def main():
+        tr, pr = await asyncio.ensure_future(make())
+        VAR.set("runner")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", tr.get_extra_info("sockname"))
+        await asyncio.sleep(0.05)
+        s.close()
+        # an ICMP port unreachable comes back to a connected UDP socket as an error
+        tr2, pr2 = await asyncio.ensure_future(make_connected())
+        tr2.sendto(b"y")
+        await asyncio.sleep(0.05)
+        tr2.close()
+        tr.close()
+        await asyncio.sleep(0.01)
+
+    async def make_connected():
+        VAR.set("creator")
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dead.bind(("127.0.0.1", 0))
+        addr = dead.getsockname()
+        dead.close()
+        return await loop.create_datagram_endpoint(Proto, remote_addr=addr)
+
+    loop.run_until_complete(main())
+    names = [n for n, _ in log]
+    assert "datagram" in names and "error" in names
+    for name, value in log:
+        if name != "lost":
+            assert value == "creator", log
+
+
+@pytest.mark.skipif(not _PY312, reason="asyncio 3.12+ runs the handler in the callback's context")
+def test_exception_handler_runs_in_the_failing_callbacks_context(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append((VAR.get(), type(ctx.get("exception")))))
+
+    def boom():
+        raise ValueError("x")
+
+    ctx = contextvars.copy_context()
+    ctx.run(VAR.set, "callback's")
+    loop.call_soon(boom, context=ctx)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == [("callback's", ValueError)]
+
+
+@pytest.mark.parametrize("host", ["", b"", b"a" * 300, b"a" * 63 + b"." + b"b" * 200])
+def test_getaddrinfo_invalid_names_raise_gaierror(loop, host):
+    with pytest.raises(socket.gaierror) as info:
+        loop.run_until_complete(loop.getaddrinfo(host, 0))
+    assert info.value.errno == socket.EAI_NONAME
+
+
+def test_getaddrinfo_overflowing_arguments(loop):
+    for kw in ({"family": 2**40}, {"type": 2**40}, {"proto": -2**40}, {"flags": 2**70}):
+        with pytest.raises(OverflowError):
+            loop.run_until_complete(loop.getaddrinfo("localhost", 80, **kw))
+    with pytest.raises(TypeError):
+        loop.run_until_complete(loop.getaddrinfo("localhost", 80, family="x"))
+
+
+def test_connect_accepted_socket_argument_checks(loop):
+    a, b = socket.socketpair()
+    with a, b:
+        with pytest.raises(ValueError, match="ssl_handshake_timeout is only meaningful with ssl"):
+            loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a, ssl_handshake_timeout=1))
+        if sys.version_info >= (3, 11):
+            with pytest.raises(ValueError, match="ssl_shutdown_timeout is only meaningful with ssl"):
+                loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a,
+                                                                     ssl_shutdown_timeout=1))
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u, pytest.raises(ValueError, match="A Stream Socket was expected"):
+            loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, u))
+    closed = socket.socket()
+    closed.close()
+    with pytest.raises(OSError):
+        loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, closed))
+
+
+def test_unconnected_socket_given_to_connect_accepted_socket(loop):
+    s = socket.socket()
+    lost = loop.create_future()
+
+    class P(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.done() or lost.set_result(exc)
+
+    tr, pr = loop.run_until_complete(loop.connect_accepted_socket(P, s))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    tr.close()
+    loop.run_until_complete(asyncio.wait_for(lost, 5))
+    assert s.fileno() == -1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio's datagram transport is an asyncio.Transport on 3.12+")
+def test_datagram_transport_is_everything_asyncios_is(loop):
+    tr, pr = loop.run_until_complete(loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                                   local_addr=("127.0.0.1", 0)))
+    for cls in (asyncio.BaseTransport, asyncio.Transport, asyncio.DatagramTransport):
+        assert isinstance(tr, cls), cls
+    tr.close()
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_write_during_native_sendfile_is_refused(loop, tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(4 * 1024 * 1024))
+    errors = []
+
+    async def main():
+        peers = []
+
+        class NeverReads(asyncio.Protocol):
+            def connection_made(self, transport):
+                transport.pause_reading()
+                peers.append(transport)
+
+        lsock = socket.socket()
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lsock.bind(("127.0.0.1", 0))
+        server = await loop.create_server(NeverReads, sock=lsock)
+        port = lsock.getsockname()[1]
+        csock = socket.socket()
+        csock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        csock.setblocking(False)
+        await loop.sock_connect(csock, ("127.0.0.1", port))
+        tr, pr = await loop.create_connection(asyncio.Protocol, sock=csock)
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            try:
+                tr.write(b"x")
+            except RuntimeError as exc:
+                errors.append(str(exc))
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, OSError):
+                pass
+        tr.abort()
+        for peer in peers:
+            peer.abort()
+        server.close()
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    assert errors == ["unable to write; sendfile is in progress"]
+
+
+def test_sendfile_on_a_transport_that_cannot(loop, tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    tr, pr = loop.run_until_complete(loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                                   local_addr=("127.0.0.1", 0)))
+    with open(path, "rb") as f:
+        with pytest.raises(RuntimeError, match="sendfile is not supported for transport"):
+            loop.run_until_complete(loop.sendfile(tr, f, fallback=False))
+    tr.close()
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+@pytest.mark.parametrize("port", [70000, -1])
+def test_out_of_range_ports(loop, port):
+    async def main():
+        with pytest.raises(OverflowError):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", port)
+        with pytest.raises(OverflowError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        s = socket.socket()
+        s.setblocking(False)
+        with s, pytest.raises(OverflowError):
+            await loop.sock_connect(s, ("127.0.0.1", port))
+        with pytest.raises(OverflowError):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", port))
+
+    loop.run_until_complete(main())
+
+
+def test_transport_write_bad_buffers(loop):
+    a, b = socket.socketpair()
+
+    async def main():
+        tr, pr = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        with pytest.raises(TypeError):
+            tr.write(array.array("i", [1, 2]))
+        with pytest.raises(TypeError):
+            tr.write("text")
+        tr.write(memoryview(b"ok"))
+        await asyncio.sleep(0.01)
+        # asyncio's send() fails on it: a fatal write error that closes the transport
+        tr.write(memoryview(bytearray(b"abcdef"))[::2])
+        await asyncio.sleep(0.01)
+        assert tr.is_closing()
+
+    loop.run_until_complete(main())
+    assert b.recv(10) == b"ok"
+    b.close()
+    [error] = loop.test_errors
+    loop.test_errors.clear()
+    assert isinstance(error["exception"], BufferError)
+    assert error["message"] == "Fatal write error on socket transport"
+
+
+def test_sock_methods_on_a_closed_socket(loop):
+    s = socket.socket()
+    s.setblocking(False)
+    s.close()
+
+    async def main():
+        for coro in (loop.sock_recv(s, 1), loop.sock_recv_into(s, bytearray(1)), loop.sock_sendall(s, b"x"),
+                     loop.sock_accept(s), loop.sock_connect(s, ("127.0.0.1", 1))):
+            with pytest.raises(OSError):
+                await coro
+
+    loop.run_until_complete(main())
+
+
+def test_reader_fd_out_of_range(loop):
+    with pytest.raises(OverflowError):
+        loop.add_reader(2**70, print)
+    with pytest.raises(OverflowError):
+        loop.add_writer(2**70, print)
+    assert loop.remove_reader(2**70) is False
+    with pytest.raises(OSError):
+        loop.add_reader(10**9, print)
+    with pytest.raises(ValueError):
+        loop.add_reader(-1, print)
+    with pytest.raises(OSError):
+        loop.add_reader(os.open(os.devnull, os.O_RDONLY) if False else _regular_file_fd(), print)
+
+
+_files = []
+
+
+def _regular_file_fd():
+    f = open(__file__, "rb")
+    _files.append(f)
+    return f.fileno()
+
+
+# ---- 5. order, patchability, signals ---------------------------------------------------
+
+def test_earlier_call_soon_runs_before_data_received(loop):
+    order = []
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            order.append("data_received")
+
+    a, b = socket.socketpair()
+
+    async def main():
+        tr, pr = await loop.connect_accepted_socket(P, a)
+        await asyncio.sleep(0.01)
+        b.send(b"x")
+        time.sleep(0.02)  # the socket is readable before the loop polls again
+        loop.call_soon(order.append, "call_soon(A)")
+        await asyncio.sleep(0.05)
+        tr.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    b.close()
+    assert order == ["call_soon(A)", "data_received"]
+
+
+def test_patched_loop_time_makes_timers_due(loop):
+    fired = []
+    loop.call_later(1000, fired.append, "far")
+
+    async def main():
+        with mock.patch.object(loop, "time", return_value=loop.time() + 2000):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return fired
+
+    assert loop.run_until_complete(main()) == ["far"]
+
+
+def test_subclass_time_is_honoured():
+    class Skewed(pyloop.Loop):
+        def time(self):
+            return super().time() + 1000
+
+    lp = Skewed()
+    try:
+        fired = []
+        lp.call_at(time.monotonic() + 500, fired.append, 1)  # in the past for this loop's clock
+        lp.run_until_complete(asyncio.sleep(0.01))
+        assert fired == [1]
+    finally:
+        lp.close()
+
+
+def test_transport_methods_can_be_patched(loop):
+    a, b = socket.socketpair()
+
+    async def main():
+        reader, writer = await asyncio.open_connection(sock=a)
+        tr = writer.transport
+        with mock.patch.object(tr, "write") as fake:
+            writer.write(b"hello")
+            fake.assert_called_once_with(b"hello")
+        writer.write(b"real")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    loop.run_until_complete(main())
+    assert b.recv(10) == b"real"
+    b.close()
+
+
+def test_signal_handler_is_visible_to_getsignal(loop):
+    before = signal.getsignal(signal.SIGTERM)
+    loop.add_signal_handler(signal.SIGTERM, print)
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler) and handler not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_signal_between_runs_is_delivered_at_the_next_run(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the loop is not running
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert got == ["usr1"]
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
