@@ -13,7 +13,6 @@ import functools
 import itertools
 import os
 import socket
-import stat
 import sys
 import weakref
 from asyncio import constants, events, exceptions, staggered, tasks, trsock
@@ -197,14 +196,12 @@ class Server(events.AbstractServer):
 
 def remove_stale_unix_socket(path):
     """Remove a socket file left at path by an earlier server (not in the abstract
-    namespace, and only if it is a socket), as asyncio does before binding."""
+    namespace, and only if it is a socket), as asyncio does before binding. The
+    system calls are made in C++ (see cpp/net/sock_ops.hpp)."""
     if not path or path[0] in (0, "\x00"):
         return
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
+        _core.remove_stale_socket_file(os.fsdecode(path))
     except OSError as err:
         logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
 
@@ -212,10 +209,7 @@ def remove_stale_unix_socket(path):
 def _remove_unix_socket_file(path, inode):
     # asyncio 3.13 removes the file on close if it is still the one the server bound.
     try:
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
+        _core.unlink_if_inode(os.fsdecode(path), inode)
     except OSError as exc:
         logger.error("Unable to clean up listening UNIX socket %r: %r", path, exc)
 
@@ -545,10 +539,9 @@ class NetworkMethods:
         if cleanup_socket:
             bound = sock.getsockname()
             if isinstance(bound, (str, bytes)) and bound and bound[0] not in (0, "\x00"):
-                try:
-                    unix_paths[sock] = (bound, os.stat(bound).st_ino)
-                except FileNotFoundError:
-                    pass
+                inode = _core.path_inode(os.fsdecode(bound))
+                if inode is not None:
+                    unix_paths[sock] = (bound, inode)
         sock.setblocking(False)
         server = Server(self, [sock], protocol_factory, backlog, unix_paths)
         await _begin_serving(server, start_serving)

@@ -5,7 +5,6 @@ through the core's uv_poll (a reader or writer Handle) and tries again.
 """
 
 import errno
-import os
 import socket
 
 from asyncio import exceptions
@@ -166,7 +165,7 @@ class SocketMethods:
     async def _sendfile_native(self, sock, file, offset, count):
         try:
             fileno = file.fileno()
-            size = os.fstat(fileno).st_size
+            size = _core.file_size(fileno)
         except (AttributeError, OSError, ValueError) as exc:
             raise exceptions.SendfileNotAvailableError("not a regular file") from exc
         if not (count or size):
@@ -180,7 +179,7 @@ class SocketMethods:
                 if left <= 0:
                     return sent_total
                 try:
-                    sent = os.sendfile(sock.fileno(), fileno, offset + sent_total, min(left, _SENDFILE_CHUNK))
+                    sent = _core.sendfile(sock.fileno(), fileno, offset + sent_total, min(left, _SENDFILE_CHUNK))
                 except (BlockingIOError, InterruptedError):
                     raise
                 except OSError as exc:

@@ -302,6 +302,7 @@ def _closed_loop_outcomes(factory, tmp):
         with warnings.catch_warnings():
             # asyncio leaves half-made transports behind on a closed loop: not our subject
             warnings.simplefilter("ignore", ResourceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # coroutines a closed loop refused
             outcomes = {name: _outcome(fn) for name, fn in _closed_loop_calls(loop, a, b, tmp).items()}
             gc.collect()
         return outcomes

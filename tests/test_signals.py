@@ -94,9 +94,12 @@ CTRL_C_CHILD = textwrap.dedent("""
     import asyncio, os, signal, sys, threading, time
     import pyloop
     loop = pyloop.new_event_loop() if sys.argv[1] == "pyloop" else asyncio.SelectorEventLoop()
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    async def main():
+        # the signal comes once the loop runs (a slow start must not see it early)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        await asyncio.sleep(30)
     try:
-        loop.run_until_complete(asyncio.sleep(30))
+        loop.run_until_complete(main())
     except KeyboardInterrupt:
         print("KeyboardInterrupt", flush=True)
     finally:

@@ -1,0 +1,49 @@
+#include "net/sock_ops.hpp"
+
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace pyloop {
+
+int remove_stale_socket_file(const char* path) {
+    struct stat st;
+    if (stat(path, &st) < 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) return 0;
+    if (unlink(path) < 0) return errno == ENOENT ? 0 : -1;
+    return 1;
+}
+
+int64_t path_inode(const char* path, uint64_t* inode) {
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        if (errno != ENOENT) return -1;
+        *inode = 0;
+        return 0;
+    }
+    *inode = static_cast<uint64_t>(st.st_ino);
+    return 0;
+}
+
+int unlink_if_inode(const char* path, uint64_t inode) {
+    struct stat st;
+    if (stat(path, &st) < 0) return errno == ENOENT ? 0 : -1;
+    if (static_cast<uint64_t>(st.st_ino) != inode) return 0;
+    if (unlink(path) < 0) return errno == ENOENT ? 0 : -1;
+    return 1;
+}
+
+int64_t file_size(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    return static_cast<int64_t>(st.st_size);
+}
+
+ssize_t send_file(int out_fd, int in_fd, int64_t offset, size_t count) {
+    off_t off = static_cast<off_t>(offset);
+    return sendfile(out_fd, in_fd, &off, count);
+}
+
+}  // namespace pyloop

@@ -1,0 +1,24 @@
+// System calls the Python face would otherwise make through the os module on the
+// loop's thread (os.stat, os.unlink, os.fstat, os.sendfile). Blocking-call detectors
+// (blockbuster) allow them only from asyncio's own modules; made here, a test suite
+// that passes on asyncio passes on pyloop too. Each returns -1 with errno set.
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace pyloop {
+
+// Removes the socket file a former server left at path; 0 when there is none
+// (missing, or not a socket), 1 when it was removed.
+int remove_stale_socket_file(const char* path);
+// The inode of path, or 0 when it does not exist.
+int64_t path_inode(const char* path, uint64_t* inode);
+// Unlinks path if it is still the file with that inode: 1 removed, 0 not.
+int unlink_if_inode(const char* path, uint64_t inode);
+// fstat(2)'s st_size of an open file.
+int64_t file_size(int fd);
+// sendfile(2) from in_fd at offset to out_fd, at most count bytes.
+ssize_t send_file(int out_fd, int in_fd, int64_t offset, size_t count);
+
+}  // namespace pyloop
