@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test bench clean
+.PHONY: setup build test bench sanitize clean
 
 setup:
 	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
@@ -21,6 +21,26 @@ test: setup
 
 bench: setup
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# The whole suite on a build with AddressSanitizer + UndefinedBehaviorSanitizer, in a
+# virtualenv of its own (build/sanitize-venv) so the normal build stays as it is.
+# Python itself is not instrumented: libasan (and libstdc++, for C++ exceptions) are
+# preloaded, and leak checking is off (CPython keeps memory until exit on purpose).
+# --capture=sys leaves fd 2 alone, so a sanitizer's report reaches the terminal. It runs
+# from the venv's folder: the tests' child interpreters must not import ./pyloop (the
+# sources, without the sanitized module).
+SAN_VENV := build/sanitize-venv
+SAN_PRELOAD = $$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so)
+sanitize: setup
+	@test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)
+	@$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install "scikit-build-core>=0.10" "pybind11>=2.12" \
+	  "pytest>=8.4" "pytest-asyncio>=1.4" "blockbuster>=1.5"
+	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
+	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
+	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ./bin/pytest -q -p no:cacheprovider --capture=sys -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \
+	  $(if $(PYTEST_ARGS),$(PYTEST_ARGS),$(CURDIR)/tests)
 
 clean:
 	rm -rf build *.egg-info pyloop/*.so

@@ -271,7 +271,7 @@ def _closed_loop_calls(loop, a, b, tmp):
         "connect_accepted_socket": lambda: loop.connect_accepted_socket(proto, b),
         "create_datagram_endpoint": lambda: loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)),
-        "subprocess_exec": lambda: loop.subprocess_exec(asyncio.SubprocessProtocol, "true"),
+        # (subprocess_exec is left out: asyncio spawns the child before it fails, and leaks it)
         "shutdown_asyncgens": lambda: loop.shutdown_asyncgens(),
         "set_debug": lambda: loop.set_debug(True),
     }

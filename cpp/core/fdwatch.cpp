@@ -104,9 +104,10 @@ int FdWatchers::remove(int fd, bool writer) {
     if (!old) return 0;
     slot = nullptr;
     if (!w.reader && !w.writer) {
-        watches_.erase(it);
+        bool registered = w.events != 0;
+        watches_.erase(it);  // w is gone from here on
         struct epoll_event ev = {};
-        if (w.events) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+        if (registered) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
     } else {
         apply(fd, w);  // a MOD to the remaining direction; an error leaves it as it was
     }
