@@ -5,6 +5,7 @@ through the core's uv_poll (a reader or writer Handle) and tries again.
 """
 
 import errno
+import os
 import socket
 
 from asyncio import exceptions
@@ -26,6 +27,8 @@ def check_ssl_socket(sock):
 
 def _check_socket(sock):
     check_ssl_socket(sock)
+    if sock.fileno() == -1:  # what the socket call would raise on it (asyncio makes the call)
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     # asyncio checks this in debug mode only; a blocking socket would block the
     # whole loop, so pyloop always refuses it (docs/api.md).
     if sock.gettimeout() != 0:

@@ -1,5 +1,7 @@
 #include "bindings/loop_type.hpp"
 
+#include <cmath>
+
 namespace pyloop {
 
 PyTypeObject* CoreLoopType = nullptr;
@@ -113,7 +115,8 @@ static PyObject* schedule_at(PyObject* self, double when, PyObject* const* args,
 // The arguments of call_later(delay, ...) and call_at(when, ...): the time as a
 // double, the callback and its arguments, context=. Returns -1 with TypeError set.
 static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* method,
-                            const char* time_name, const char* none_message, double* value, PyObject** context) {
+                            const char* time_name, const char* none_message, bool allow_huge_int, double* value,
+                            PyObject** context) {
     if (parse_context(kwnames, args, nargs, method, context) < 0) return -1;
     if (nargs < 2) {
         if (nargs == 0)
@@ -128,13 +131,24 @@ static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* k
         return -1;
     }
     *value = PyFloat_AsDouble(args[0]);
-    return (*value == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    if (*value == -1.0 && PyErr_Occurred()) {
+        // An int too large for a double: asyncio keeps the int, which compares as
+        // later (or earlier) than any time.
+        if (!allow_huge_int || !PyLong_Check(args[0]) || !PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        PyObject* zero = PyLong_FromLong(0);
+        int positive = zero ? PyObject_RichCompareBool(args[0], zero, Py_GT) : -1;
+        Py_XDECREF(zero);
+        if (positive < 0) return -1;
+        *value = positive ? HUGE_VAL : -HUGE_VAL;
+    }
+    return 0;
 }
 
 static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     PyObject* context;
     double delay;
-    if (parse_timer_args(args, nargs, kwnames, "call_later", "delay", "delay must not be None", &delay, &context) < 0)
+    if (parse_timer_args(args, nargs, kwnames, "call_later", "delay", "delay must not be None", false, &delay, &context) < 0)
         return nullptr;
     // asyncio implements call_later with call_at (self.time() + delay: a patched
     // loop.time counts), and its debug checks name call_at.
@@ -146,7 +160,7 @@ static PyObject* CoreLoop_call_later(PyObject* self, PyObject* const* args, Py_s
 static PyObject* CoreLoop_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     PyObject* context;
     double when;
-    if (parse_timer_args(args, nargs, kwnames, "call_at", "when", "when cannot be None", &when, &context) < 0)
+    if (parse_timer_args(args, nargs, kwnames, "call_at", "when", "when cannot be None", true, &when, &context) < 0)
         return nullptr;
     return schedule_at(self, when, args + 1, nargs - 1, context, "call_at");
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -673,6 +674,26 @@ static PyObject* Transport_get_write_buffer_limits(PyObject* self, PyObject*) {
     return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(t->low_water), static_cast<Py_ssize_t>(t->high_water));
 }
 
+// A water mark as a byte count: any real number asyncio's arithmetic accepted (floats
+// floor, anything past the largest size saturates).
+static int water_mark(PyObject* v, size_t* out) {
+    if (PyLong_Check(v)) {
+        size_t n = PyLong_AsSize_t(v);
+        if (n == static_cast<size_t>(-1) && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+            PyErr_Clear();
+            n = SIZE_MAX;
+        }
+        *out = n;
+        return 0;
+    }
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    d = std::floor(d);
+    *out = d >= static_cast<double>(SIZE_MAX) ? SIZE_MAX : static_cast<size_t>(d);
+    return 0;
+}
+
 static PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"high", "low", nullptr};
     PyObject* high_o = Py_None;
@@ -680,30 +701,30 @@ static PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* arg
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", const_cast<char**>(kwlist),
                                      &high_o, &low_o))
         return nullptr;
-    long long high, low;
-    if (high_o == Py_None) {
-        if (low_o == Py_None) high = kDefaultHighWater;
-        else {
-            low = PyLong_AsLongLong(low_o);
-            if (low == -1 && PyErr_Occurred()) return nullptr;
-            high = 4 * low;
-        }
-    } else {
-        high = PyLong_AsLongLong(high_o);
-        if (high == -1 && PyErr_Occurred()) return nullptr;
+    // asyncio's arithmetic and checks, on the objects given (floats and huge ints too).
+    PyObject* four = PyLong_FromLong(4);
+    if (!four) return nullptr;
+    PyObject* high = high_o != Py_None ? Py_NewRef(high_o)
+                     : low_o == Py_None ? PyLong_FromSize_t(kDefaultHighWater)
+                                        : PyNumber_Multiply(four, low_o);
+    PyObject* low = !high ? nullptr : low_o != Py_None ? Py_NewRef(low_o) : PyNumber_FloorDivide(high, four);
+    Py_DECREF(four);
+    PyObject* zero = low ? PyLong_FromLong(0) : nullptr;
+    int ok = -1;
+    if (zero) {
+        ok = PyObject_RichCompareBool(high, low, Py_GE);
+        if (ok == 1) ok = PyObject_RichCompareBool(low, zero, Py_GE);
+        Py_DECREF(zero);
     }
-    if (low_o == Py_None) low = high / 4;
-    else {
-        low = PyLong_AsLongLong(low_o);
-        if (low == -1 && PyErr_Occurred()) return nullptr;
-    }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%lld) must be >= low (%lld) must be >= 0", high, low);
-        return nullptr;
-    }
+    if (ok == 0) PyErr_Format(PyExc_ValueError, "high (%R) must be >= low (%R) must be >= 0", high, low);
     TransportObject* t = T(self);
-    t->high_water = static_cast<size_t>(high);
-    t->low_water = static_cast<size_t>(low);
+    size_t high_n = 0, low_n = 0;
+    if (ok == 1 && (water_mark(high, &high_n) < 0 || water_mark(low, &low_n) < 0)) ok = -1;
+    Py_XDECREF(high);
+    Py_XDECREF(low);
+    if (ok != 1) return nullptr;
+    t->high_water = high_n;
+    t->low_water = low_n;
     maybe_pause_protocol(t);
     Py_RETURN_NONE;
 }
