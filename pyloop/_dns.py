@@ -43,19 +43,22 @@ def c_int(value):
     return int(value)
 
 
-async def getaddrinfo(loop, host, port, family, type, proto, flags):
+async def getaddrinfo(loop, host, port, family, type_, proto, flags):
     loop._check_closed()
     hostb = _host_bytes(host)
     portb = _port_bytes(port)
-    family, type, proto, flags = (c_int(v) for v in (family, type, proto, flags))
+    if not (isinstance(family, int) and isinstance(type_, int) and isinstance(proto, int)
+            and isinstance(flags, int) and _INT_MIN <= family <= _INT_MAX and _INT_MIN <= type_ <= _INT_MAX
+            and _INT_MIN <= proto <= _INT_MAX and _INT_MIN <= flags <= _INT_MAX):
+        family, type_, proto, flags = c_int(family), c_int(type_), c_int(proto), c_int(flags)
     if hostb is None or _looks_numeric(hostb):
         # No name to look up: the C library answers at once, without the pool.
         try:
-            return socket.getaddrinfo(host, port, family, type, proto, flags | _NUMERIC)
+            return socket.getaddrinfo(host, port, family, type_, proto, flags | _NUMERIC)
         except socket.gaierror as exc:
             if exc.errno != socket.EAI_NONAME or hostb is None:
                 raise
-    req = _core.getaddrinfo(loop, hostb, portb, family, type, proto, flags)
+    req = _core.getaddrinfo(loop, hostb, portb, family, type_, proto, flags)
     try:
         return await req.future
     except BaseException:
