@@ -10,6 +10,7 @@ setup:
 	  echo "libuv1-dev is missing: installing it with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libuv1-dev pkg-config; }
 	@$(PYTHON) -c "import scikit_build_core, pybind11" 2>/dev/null || $(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
+	@$(PYTHON) -c "import setuptools" 2>/dev/null || $(PIP) install setuptools  # sdists among the test deps (3.12+ has none)
 	@$(PIP) install --no-build-isolation -e '.[test]'
 	@$(PYTHON) -c "import uvloop, matplotlib" 2>/dev/null || $(PIP) install uvloop matplotlib \
 	  || echo "uvloop/matplotlib could not be installed: the benchmarks run without them"

@@ -82,8 +82,11 @@ def nameinfo_args(sockaddr):
     scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
     if not isinstance(host, str) or not all(isinstance(v, int) for v in (port, flowinfo, scope_id)):
         raise TypeError("getnameinfo(): illegal sockaddr argument")
-    if not -2**63 <= port < 2**63:  # the socket module parses it as a C long
-        raise OverflowError("Python int too large to convert to C long")
+    if not _INT_MIN <= port <= _INT_MAX:  # the socket module parses it as a C int
+        if not -2**63 <= port < 2**63:
+            raise OverflowError("Python int too large to convert to C long")
+        raise OverflowError("signed integer is greater than maximum" if port > 0
+                            else "signed integer is less than minimum")
     if not 0 <= flowinfo <= 0xFFFFF:
         raise OverflowError("getnameinfo(): flowinfo must be 0-1048575.")
     infos = socket.getaddrinfo(host, str(port), socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, _NUMERIC)

@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover
     ssl = None
 
 _SENDFILE_CHUNK = 256 * 1024
+_OFF_MAX = 2**63 - 1
 
 
 def check_ssl_socket(sock):
@@ -173,6 +174,8 @@ class SocketMethods:
             raise exceptions.SendfileNotAvailableError("not a regular file") from exc
         if not (count or size):
             return 0
+        if offset + (count or size) > _OFF_MAX:  # what os.sendfile raises for it
+            raise OverflowError("Python int too large to convert to C long")
         sent_total = 0
 
         def attempt():

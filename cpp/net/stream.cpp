@@ -412,6 +412,9 @@ void close_handle(TransportObject* t) {
 // protocol hears nothing (no callback can run on a closed loop, as in asyncio).
 void close_for_loop_close(uv_handle_t* handle) {
     auto* t = static_cast<TransportObject*>(handle->data);
+    // The user's first close()/abort() afterwards raises what asyncio's raises then
+    // (it cannot schedule connection_lost on a closed loop).
+    t->closed_under = !t->closing;
     t->closing = true;
     t->conn_lost++;
     t->write_buffer_size = 0;
@@ -529,8 +532,17 @@ static PyObject* Transport_write_eof(PyObject* self, PyObject*) {
 
 static PyObject* Transport_can_write_eof(PyObject*, PyObject*) { Py_RETURN_TRUE; }
 
+// asyncio's close()/abort() on a transport the loop closed under: RuntimeError, once.
+static bool refuse_closed_under(TransportObject* t) {
+    if (!t->closed_under) return false;
+    t->closed_under = false;
+    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    return true;
+}
+
 static PyObject* Transport_close(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
+    if (refuse_closed_under(t)) return nullptr;
     if (t->closing) Py_RETURN_NONE;
     t->closing = true;
     stop_reading(t);
@@ -542,6 +554,7 @@ static PyObject* Transport_close(PyObject* self, PyObject*) {
 }
 
 static PyObject* Transport_abort(PyObject* self, PyObject*) {
+    if (refuse_closed_under(T(self))) return nullptr;
     force_close(T(self), nullptr);
     Py_RETURN_NONE;
 }

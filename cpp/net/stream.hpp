@@ -52,6 +52,7 @@ struct TransportObject {
     bool sendfile_busy;  // loop.sendfile() is sending on this connection: write() refuses
     bool read_deferred;  // a read waits in the ready queue for its delivery; not reading meanwhile
     bool read_eof;       // the peer's EOF was delivered: reading never resumes
+    bool closed_under;   // loop.close() closed it while the user had not
 };
 
 extern PyTypeObject* StreamTransportType;
