@@ -858,6 +858,12 @@ async def main():
 srv, tr = loop.run_until_complete(main())
 loop.close()  # with a live transport and a listening server: must not hang or crash
 tr.write(b"after close")
+try:
+    tr.close()  # asyncio's transports raise this too: connection_lost cannot be scheduled
+except RuntimeError as exc:
+    assert str(exc) == "Event loop is closed"
+else:
+    raise AssertionError("close() after loop.close() did not raise")
 tr.close()
 tr.abort()
 del tr, srv
