@@ -612,3 +612,14 @@ del _name, _coro
 
 # loop.sendfile() tries os.sendfile on stream transports, as asyncio's selector ones.
 _core.StreamTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+if _PY312:
+    def _writelines(self, list_of_data):
+        """Write every bytes-like object of list_of_data, as asyncio 3.12+ does (an
+        empty or false value is nothing to write); one write, so one system call."""
+        self.write(b"")  # asyncio's checks: after write_eof(), while sendfile runs
+        if not list_of_data:
+            return
+        self.write(b"".join([memoryview(data) for data in list_of_data]))
+
+    _core.StreamTransport.writelines = _writelines

@@ -7,6 +7,7 @@ through the core's uv_poll (a reader or writer Handle) and tries again.
 import errno
 import os
 import socket
+import sys
 
 from asyncio import exceptions
 
@@ -19,6 +20,7 @@ except ImportError:  # pragma: no cover
 
 _SENDFILE_CHUNK = 256 * 1024
 _OFF_MAX = 2**63 - 1
+_PY313 = sys.version_info >= (3, 13)
 
 
 def check_ssl_socket(sock):
@@ -174,7 +176,8 @@ class SocketMethods:
             raise exceptions.SendfileNotAvailableError("not a regular file") from exc
         if not (count or size):
             return 0
-        if offset + (count or size) > _OFF_MAX:  # what os.sendfile raises for it
+        # What asyncio's os.sendfile call raises (3.13+ clamps the block it asks for).
+        if offset > _OFF_MAX or (count and count > _OFF_MAX and not _PY313):
             raise OverflowError("Python int too large to convert to C long")
         sent_total = 0
 
