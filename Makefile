@@ -27,6 +27,7 @@ bench: setup
 # virtualenv of its own (build/sanitize-venv) so the normal build stays as it is.
 # Python itself is not instrumented: libasan (and libstdc++, for C++ exceptions) are
 # preloaded, and leak checking is off (CPython keeps memory until exit on purpose).
+# allocator_may_return_null: a test asks for a 1 TiB buffer, which must be a MemoryError.
 # --capture=sys leaves fd 2 alone, so a sanitizer's report reaches the terminal. It runs
 # from the venv's folder: the tests' child interpreters must not import ./pyloop (the
 # sources, without the sanitized module).
@@ -38,7 +39,7 @@ sanitize: setup
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "blockbuster>=1.5"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
 	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
-	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./bin/pytest -q -p no:cacheprovider --capture=sys -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \
 	  $(if $(PYTEST_ARGS),$(PYTEST_ARGS),$(CURDIR)/tests)
