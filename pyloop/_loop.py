@@ -22,6 +22,7 @@ from asyncio.log import logger
 from . import _core, _dns, _handles
 from ._net import NetworkMethods, SendfileMethods
 from ._sock import SocketMethods
+from ._tls import TlsMethods
 from ._udp import DatagramMethods
 
 _PY311 = sys.version_info >= (3, 11)
@@ -81,7 +82,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods,
+class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods, TlsMethods,
            asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
@@ -602,7 +603,6 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "start_tls": True,
     "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
 }
@@ -610,8 +610,10 @@ for _name, _coro in _PENDING.items():
     setattr(Loop, _name, _not_implemented(_name, _coro))
 del _name, _coro
 
-# loop.sendfile() tries os.sendfile on stream transports, as asyncio's selector ones.
+# loop.sendfile() tries os.sendfile on stream transports, and start_tls() takes them,
+# as asyncio's selector transports.
 _core.StreamTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+_core.StreamTransport._start_tls_compatible = True
 
 if _PY312:
     def _writelines(self, list_of_data):

@@ -15,21 +15,17 @@ import os
 import socket
 import sys
 import weakref
-from asyncio import constants, events, exceptions, staggered, tasks, trsock
+from asyncio import constants, events, exceptions, protocols, staggered, tasks, trsock
+from asyncio import shield as asyncio_shield
 from asyncio.log import logger
 
-from . import _core, _dns
+from . import _core, _dns, _tls
 from ._sock import check_ssl_socket, send_file_chunks
 
 _PY312 = sys.version_info >= (3, 12)
 _EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-
-
-def _no_tls(ssl):
-    if ssl:
-        raise NotImplementedError("pyloop does not implement TLS yet (ssl=...)")
 
 
 def _interleave(infos, first_family_count=1):
@@ -78,8 +74,11 @@ async def _begin_serving(server, start_serving):
 class Server(events.AbstractServer):
     """What create_server() returns (asyncio.Server's interface)."""
 
-    def __init__(self, loop, sockets, protocol_factory, backlog, unix_paths=None):
+    def __init__(self, loop, sockets, protocol_factory, backlog, unix_paths=None, ssl=None,
+                 tls_timeouts=(None, None)):
         self._loop = loop
+        self._ssl = ssl  # an SSLContext: connections speak TLS (server side)
+        self._tls_timeouts = tls_timeouts  # (handshake, shutdown)
         self._sockets = sockets
         self._protocol_factory = protocol_factory
         self._backlog = backlog
@@ -259,15 +258,31 @@ class NetworkMethods:
                 sock.close()
             raise
 
-    async def _make_stream_transport(self, sock, protocol_factory, own):
-        """own: the loop made sock (libuv takes its fd); else it is the user's (libuv
-        works on a duplicate, and the user's object is closed with the transport)."""
-        protocol = protocol_factory()
-        transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock), None, own)
-        self._transports[sock.fileno()] = transport
+    def _stream_transport(self, sock, protocol, own, server=None, peername=None, ssl=None, tls=None):
+        """A C++ stream transport over sock for protocol: (transport to return, waiter).
+        With ssl, asyncio's SSLProtocol sits between (tls: server_side,
+        server_hostname, handshake and shutdown timeouts), the waiter resolves after the
+        handshake and the TLS transport is returned. Without, the waiter resolves after
+        connection_made. own: the loop made sock (libuv takes its fd); else it is the
+        user's (libuv works on a duplicate; the user's object is closed with the
+        transport)."""
         waiter = self.create_future()
-        # Runs after connection_made (the transport scheduled it first).
-        self.call_soon(lambda: waiter.done() or waiter.set_result(None))
+        if ssl:
+            sslcontext = None if isinstance(ssl, bool) else ssl  # None: SSLProtocol makes a default one
+            ssl_protocol = _tls.make_ssl_protocol(self, protocol, sslcontext, waiter, *tls)
+            raw = _core.stream_transport(self, sock, ssl_protocol, _transport_extra(sock, peername), server, own)
+            transport = ssl_protocol._app_transport
+        else:
+            raw = transport = _core.stream_transport(self, sock, protocol, _transport_extra(sock, peername), server,
+                                                     own)
+            # Runs after connection_made (the transport scheduled it first).
+            self.call_soon(lambda: waiter.done() or waiter.set_result(None))
+        self._transports[sock.fileno()] = raw
+        return transport, waiter
+
+    async def _make_stream_transport(self, sock, protocol_factory, own, ssl=None, tls=None):
+        protocol = protocol_factory()
+        transport, waiter = self._stream_transport(sock, protocol, own, ssl=ssl, tls=tls)
         try:
             await waiter
         except BaseException:
@@ -281,13 +296,8 @@ class NetworkMethods:
                                 happy_eyeballs_delay=None, interleave=None, all_errors=False):
         """Open a TCP connection: (transport, protocol)."""
         own = sock is None
-        if server_hostname is not None and not ssl:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and not ssl:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        _no_tls(ssl)
+        server_hostname = _tls.check_client_tls_args(ssl, host, server_hostname, ssl_handshake_timeout,
+                                                     ssl_shutdown_timeout)
         if sock is not None:
             check_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
@@ -332,18 +342,25 @@ class NetworkMethods:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory, own)
+        return await self._make_stream_transport(
+            sock, protocol_factory, own, ssl,
+            (False, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout))
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
                                      server_hostname=None, ssl_handshake_timeout=None,
                                      ssl_shutdown_timeout=None):
         """Open a Unix stream connection: (transport, protocol)."""
         own = sock is None
-        if server_hostname is not None and not ssl:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        _no_tls(ssl)
+        if ssl:
+            if server_hostname is None:
+                raise ValueError("you have to pass server_hostname when using ssl")
+        else:
+            if server_hostname is not None:
+                raise ValueError("server_hostname is only meaningful with ssl")
+            if ssl_handshake_timeout is not None:
+                raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+            if ssl_shutdown_timeout is not None:
+                raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -361,7 +378,9 @@ class NetworkMethods:
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory, own)
+        return await self._make_stream_transport(
+            sock, protocol_factory, own, ssl,
+            (False, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout))
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
                                       ssl_shutdown_timeout=None):
@@ -373,9 +392,9 @@ class NetworkMethods:
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         check_ssl_socket(sock)
-        _no_tls(ssl)
         sock.setblocking(False)
-        return await self._make_stream_transport(sock, protocol_factory, False)
+        return await self._make_stream_transport(
+            sock, protocol_factory, False, ssl, (True, None, ssl_handshake_timeout, ssl_shutdown_timeout))
 
     # ---- serving -------------------------------------------------------------------
 
@@ -411,13 +430,34 @@ class NetworkMethods:
                 return
             try:
                 protocol = server._protocol_factory()
-                fd = conn.fileno()
-                self._transports[fd] = _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr),
-                                                              server, True)
+                if server._ssl is None:
+                    fd = conn.fileno()
+                    self._transports[fd] = _core.stream_transport(self, conn, protocol,
+                                                                  _transport_extra(conn, addr), server, True)
+                    continue
+                transport, waiter = self._stream_transport(conn, protocol, True, server, addr, server._ssl,
+                                                           (True, None) + server._tls_timeouts)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
                 conn.close()
+                self.call_exception_handler({
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                })
+                continue
+            self.create_task(self._await_tls_handshake(transport, waiter))
+
+    async def _await_tls_handshake(self, transport, waiter):
+        # asyncio's _accept_connection2: a failed handshake closes the connection and is
+        # reported only in debug mode (SSLProtocol reports what it must itself).
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport.close()
+            if self.get_debug():
                 self.call_exception_handler({
                     "message": "Error on transport creation for incoming connection",
                     "exception": exc,
@@ -428,13 +468,7 @@ class NetworkMethods:
                             reuse_port=None, keep_alive=None, ssl_handshake_timeout=None,
                             ssl_shutdown_timeout=None, start_serving=True):
         """Listen for TCP connections on host/port (or sock): a Server."""
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        if ssl_handshake_timeout is not None and ssl is None:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and ssl is None:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        _no_tls(ssl)
+        _tls.check_server_tls_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if sock is not None:
             check_ssl_socket(sock)
         if host is not None or port is not None:
@@ -499,7 +533,8 @@ class NetworkMethods:
             sockets = [sock]
         for s in sockets:
             s.setblocking(False)
-        server = Server(self, sockets, protocol_factory, backlog)
+        server = Server(self, sockets, protocol_factory, backlog, ssl=ssl,
+                        tls_timeouts=(ssl_handshake_timeout, ssl_shutdown_timeout))
         await _begin_serving(server, start_serving)
         if self.get_debug():
             logger.info("%r is serving", server)
@@ -509,11 +544,7 @@ class NetworkMethods:
                                  ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
                                  cleanup_socket=True):
         """Listen for Unix stream connections on path (or sock): a Server."""
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        _no_tls(ssl)
+        _tls.check_server_tls_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -543,7 +574,8 @@ class NetworkMethods:
                 if inode is not None:
                     unix_paths[sock] = (bound, inode)
         sock.setblocking(False)
-        server = Server(self, [sock], protocol_factory, backlog, unix_paths)
+        server = Server(self, [sock], protocol_factory, backlog, unix_paths, ssl=ssl,
+                        tls_timeouts=(ssl_handshake_timeout, ssl_shutdown_timeout))
         await _begin_serving(server, start_serving)
         return server
 
@@ -591,11 +623,75 @@ class SendfileMethods:
                 transport.resume_reading()
 
     async def _sendfile_fallback_transport(self, transport, file, offset, count):
-        high_water = transport.get_write_buffer_limits()[1]
+        if isinstance(transport, _core.StreamTransport):
+            high_water = transport.get_write_buffer_limits()[1]
 
-        async def send(chunk):
-            transport.write(chunk)
-            if transport.get_write_buffer_size() > high_water:
-                await transport._wait_drained()
+            async def send(chunk):
+                transport.write(chunk)
+                if transport.get_write_buffer_size() > high_water:
+                    await transport._wait_drained()
 
-        return await send_file_chunks(self, file, offset, count, 16384, send)
+            return await send_file_chunks(self, file, offset, count, 16384, send)
+        # Any other transport (TLS): its protocol is borrowed meanwhile, so that its flow
+        # control paces the writes and nothing is read (asyncio does the same).
+        shim = _FlowShim(self, transport)
+        try:
+            async def send(chunk):
+                transport.write(chunk)
+                await shim.drain()
+
+            return await send_file_chunks(self, file, offset, count, 16384, send)
+        finally:
+            await shim.restore()
+
+
+class _FlowShim(protocols.Protocol):
+    """Stands in for a transport's protocol during loop.sendfile's fallback: reading is
+    paused, pause_writing/resume_writing pace the writes, connection_lost fails them."""
+
+    def __init__(self, loop, transport):
+        self._loop = loop
+        self._transport = transport
+        self._protocol = transport.get_protocol()
+        self._resume_reading = transport.is_reading()
+        self._paused = None  # a future while writing is paused
+        self._lost = None
+        transport.pause_reading()
+        transport.set_protocol(self)
+
+    async def drain(self):
+        if self._lost is not None:
+            raise ConnectionError("Connection closed by peer")
+        if self._paused is not None:
+            await self._paused
+
+    def pause_writing(self):
+        if self._paused is None:
+            self._paused = self._loop.create_future()
+
+    def resume_writing(self):
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    def data_received(self, data):
+        raise RuntimeError("Invalid state: connection should have been paused")
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self._lost = exc or ConnectionError("Connection closed by peer")
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            paused.set_exception(self._lost)
+        self._protocol.connection_lost(exc)
+
+    async def restore(self):
+        if self._lost is not None:
+            return
+        while self._paused is not None:
+            await asyncio_shield(self._paused)
+        self._transport.set_protocol(self._protocol)
+        if self._resume_reading:
+            self._transport.resume_reading()

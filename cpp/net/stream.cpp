@@ -59,21 +59,25 @@ void report_unraisable(PyObject* obj) { PyErr_WriteUnraisable(obj); }
 // Runs the protocol's callbacks of one libuv callback in a context of the transport's.
 class InContext {
   public:
-    explicit InContext(PyObject* ctx) : ctx_(ctx) {
+    // Holds its own reference: the callbacks may release the transport (and so its
+    // context) before the context is exited.
+    explicit InContext(PyObject* ctx) : ctx_(Py_NewRef(ctx)) {
         if (PyContext_Enter(ctx_) < 0) {
             // Entered already (a callback re-entered the loop's I/O): stay in it.
             PyErr_Clear();
-            ctx_ = nullptr;
+            entered_ = false;
         }
     }
     ~InContext() {
-        if (ctx_) PyContext_Exit(ctx_);
+        if (entered_) PyContext_Exit(ctx_);
+        Py_DECREF(ctx_);
     }
     InContext(const InContext&) = delete;
     InContext& operator=(const InContext&) = delete;
 
   private:
     PyObject* ctx_;
+    bool entered_ = true;
 };
 
 // loop.call_exception_handler({message, exception, transport, protocol}).
@@ -559,6 +563,13 @@ static PyObject* Transport_abort(PyObject* self, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// asyncio's _force_close(exc): what a protocol stacked on the transport (asyncio's
+// SSLProtocol) calls on a fatal error.
+static PyObject* Transport_force_close(PyObject* self, PyObject* exc) {
+    force_close(T(self), exc == Py_None ? nullptr : exc);
+    Py_RETURN_NONE;
+}
+
 static PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     // asyncio's _call_connection_lost: tell the protocol, then release the socket
     // (libuv closes the fd) and leave the server.
@@ -824,6 +835,7 @@ static PyMethodDef Transport_methods[] = {
     {"set_write_buffer_limits", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Transport_set_write_buffer_limits)),
      METH_VARARGS | METH_KEYWORDS, nullptr},
     {"_call_connection_lost", Transport_call_connection_lost, METH_O, nullptr},
+    {"_force_close", Transport_force_close, METH_O, nullptr},
     {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
     {"_wait_drained", Transport_wait_drained, METH_NOARGS, nullptr},
     {"_set_sendfile_busy", Transport_set_sendfile_busy, METH_O, nullptr},
@@ -836,6 +848,7 @@ static PyMemberDef Transport_members[] = {
     {"__dictoffset__", T_PYSSIZET, offsetof(TransportObject, dict), READONLY, nullptr},
     {"_loop", T_OBJECT, offsetof(TransportObject, loop), READONLY, nullptr},
     {"_protocol", T_OBJECT, offsetof(TransportObject, protocol), READONLY, nullptr},
+    {"_paused", T_BOOL, offsetof(TransportObject, paused), READONLY, nullptr},  // 3.10's SSLProtocol reads it
     {nullptr, 0, 0, 0, nullptr},
 };
 

@@ -1,0 +1,448 @@
+"""TLS on both loops: ssl= on connections and servers, start_tls, the streams API, and
+a peer on a plain thread; certificates are made by the tests (trustme)."""
+
+import asyncio
+import hashlib
+import os
+import socket
+import ssl
+import sys
+import threading
+
+import pytest
+
+trustme = pytest.importorskip("trustme")
+
+if sys.version_info < (3, 11):
+    # asyncio 3.10's SSLProtocol never closes the TLS transport of a server-side
+    # handshake that failed (on either loop), and its __del__ warns about it.
+    pytestmark = pytest.mark.filterwarnings(
+        "ignore:unclosed transport <asyncio.sslproto._SSLProtocolTransport:ResourceWarning")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    return ctx
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self, loop, want=None):
+        self.data = bytearray()
+        self.want = want
+        self.done = loop.create_future()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+        if self.want is not None and len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(bytes(self.data))
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class TlsServer:
+    """A TLS server whose connections are closed with it (asyncio 3.10 warns about
+    TLS transports collected unclosed)."""
+
+    def __init__(self, server, transports):
+        self.server = server
+        self.transports = transports
+        self.port = server.sockets[0].getsockname()[1]
+
+    def __iter__(self):
+        return iter((self, self.port))
+
+    def close(self):
+        self.server.close()
+        for tr in self.transports:
+            tr.abort()
+
+    async def wait_closed(self):
+        await asyncio.sleep(0.01)
+        await self.server.wait_closed()
+
+
+async def tls_server(loop, server_ctx, factory=Echo, **kw):
+    transports = []
+
+    def make():
+        proto = factory()
+        made = proto.connection_made
+
+        def connection_made(transport):
+            transports.append(transport)
+            made(transport)
+
+        proto.connection_made = connection_made
+        return proto
+
+    server = await loop.create_server(make, "127.0.0.1", 0, ssl=server_ctx, **kw)
+    return TlsServer(server, transports)
+
+
+def test_round_trip_and_extra_info(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        tr, proto = await loop.create_connection(lambda: Collect(loop, 5), "127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        tr.write(b"hello")
+        assert await asyncio.wait_for(proto.done, 10) == b"hello"
+        sslobj = tr.get_extra_info("ssl_object")
+        assert sslobj is not None and sslobj.version().startswith("TLS")
+        assert tr.get_extra_info("peercert")["subjectAltName"]
+        assert tr.get_extra_info("cipher")
+        assert tr.get_extra_info("sslcontext") is client_ctx
+        assert tr.get_extra_info("peername")[1] == port
+        assert tr.get_extra_info("sockname") is not None
+        assert tr.get_extra_info("socket") is not None
+        assert isinstance(tr, asyncio.Transport)
+        tr.close()
+        assert await asyncio.wait_for(proto.lost, 10) is None
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_streams_api(loop, server_ctx, client_ctx):
+    async def handle(reader, writer):
+        line = await reader.readline()
+        writer.write(line.upper())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("localhost", port, ssl=client_ctx)
+        writer.write(b"tls streams\n")
+        assert await asyncio.wait_for(reader.readline(), 10) == b"TLS STREAMS\n"
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_16mib_each_way_with_checksum(loop, server_ctx, client_ctx, kind, tmp_path):
+    payload = os.urandom(16 * 1024 * 1024)
+
+    async def main():
+        if kind == "unix":
+            path = str(tmp_path / "tls.sock")
+            peers = []
+            server = await loop.create_unix_server(lambda: peers.append(Echo()) or peers[-1], path, ssl=server_ctx)
+            tr, proto = await loop.create_unix_connection(lambda: Collect(loop, len(payload)), path,
+                                                          ssl=client_ctx, server_hostname="localhost")
+        else:
+            server, port = await tls_server(loop, server_ctx)
+            tr, proto = await loop.create_connection(lambda: Collect(loop, len(payload)), "127.0.0.1", port,
+                                                     ssl=client_ctx, server_hostname="localhost")
+        tr.write(payload)
+        got = await asyncio.wait_for(proto.done, 60)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        tr.close()
+        await asyncio.wait_for(proto.lost, 10)
+        server.close()
+        if kind == "unix":
+            for peer in peers:
+                peer.transport.abort()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_start_tls_after_plain_data(loop, server_ctx, client_ctx):
+    async def handle(reader, writer):
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"OK\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx)
+        line = await reader.readline()
+        writer.write(b"secure " + line)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(lambda: Collect(loop), "127.0.0.1", port)
+        tr.write(b"STARTTLS\n")
+        while b"OK\n" not in proto.data:
+            await asyncio.sleep(0.005)
+        proto.data.clear()
+        proto.want = len(b"secure hi\n")
+        tls_tr = await loop.start_tls(tr, proto, client_ctx, server_hostname="localhost")
+        tls_tr.write(b"hi\n")
+        assert await asyncio.wait_for(proto.done, 10) == b"secure hi\n"
+        tls_tr.close()
+        server.close()
+        await server.wait_closed()
+
+    if sys.version_info < (3, 11):
+        pytest.skip("StreamWriter.start_tls is 3.11+")
+    loop.run_until_complete(main())
+
+
+def test_start_tls_argument_errors(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        tr, proto = await loop.create_connection(asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1])
+        with pytest.raises(TypeError, match="sslcontext is expected to be an instance of ssl.SSLContext"):
+            await loop.start_tls(tr, proto, None)
+        with pytest.raises(TypeError, match="is not supported by start_tls"):
+            await loop.start_tls(object(), proto, ssl.create_default_context())
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_argument_checks(loop, client_ctx):
+    async def main():
+        with pytest.raises(ValueError, match="server_hostname is only meaningful with ssl"):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, server_hostname="x")
+        with pytest.raises(ValueError, match="You must set server_hostname when using ssl without a host"):
+            a, b = socket.socketpair()
+            with a, b:
+                await loop.create_connection(asyncio.Protocol, sock=a, ssl=client_ctx)
+        with pytest.raises(ValueError, match="ssl_handshake_timeout is only meaningful with ssl"):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, ssl_handshake_timeout=1)
+        with pytest.raises(TypeError, match="ssl argument must be an SSLContext or None"):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=True)
+        with pytest.raises(ValueError, match="ssl_handshake_timeout is only meaningful with ssl"):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl_handshake_timeout=1)
+        with pytest.raises(ValueError, match="you have to pass server_hostname when using ssl"):
+            await loop.create_unix_connection(asyncio.Protocol, "/nonexistent", ssl=client_ctx)
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("host,trusted", [("wrong.example", True), ("localhost", False)])
+def test_verification_failures(loop, server_ctx, client_ctx, host, trusted):
+    ctx = client_ctx if trusted else ssl.create_default_context()
+
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=ctx, server_hostname=host)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_handshake_timeout_with_a_stalled_peer(loop, client_ctx):
+    async def main():
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        try:
+            with pytest.raises((ConnectionAbortedError, asyncio.TimeoutError)):
+                await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
+                                             server_hostname="localhost", ssl_handshake_timeout=0.2)
+        finally:
+            silent.close()
+
+    loop.run_until_complete(main())
+
+
+def test_peer_closes_mid_handshake(loop, client_ctx):
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+
+        async def close_after_hello():
+            conn, _ = await loop.sock_accept(listener)
+            await loop.sock_recv(conn, 1024)  # the ClientHello
+            conn.close()
+
+        closer = asyncio.ensure_future(close_after_hello())
+        with pytest.raises((ConnectionResetError, ConnectionAbortedError, ssl.SSLError, OSError)):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
+                                         server_hostname="localhost")
+        await closer
+        listener.close()
+
+    loop.run_until_complete(main())
+
+
+def test_client_certificates(loop, ca, client_ctx):
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    with_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(with_cert)
+    ca.issue_cert("client@example").configure_cert(with_cert)
+
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        tr, proto = await loop.create_connection(lambda: Collect(loop, 2), "127.0.0.1", port, ssl=with_cert,
+                                                 server_hostname="localhost")
+        tr.write(b"ok")
+        assert await asyncio.wait_for(proto.done, 10) == b"ok"
+        tr.close()
+        # without a certificate: TLS 1.3 reports the refusal after the handshake
+        tr, proto = await loop.create_connection(lambda: Collect(loop, 2), "127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        tr.write(b"no")
+        exc = await asyncio.wait_for(proto.lost, 10)
+        assert isinstance(exc, (ssl.SSLError, ConnectionResetError)) or exc is None
+        assert not proto.data
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_alpn_and_sni(loop, ca, client_ctx):
+    seen = []
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "other.example").configure_cert(server_ctx)
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    server_ctx.sni_callback = lambda sslobj, name, ctx: seen.append(name)
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        tr, proto = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=ctx,
+                                                 server_hostname="other.example")
+        assert tr.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert seen == ["other.example"]
+
+
+def test_plain_thread_peer(loop, server_ctx, client_ctx):
+    # pyloop's TLS client against a server thread using the ssl module directly.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            data = b""
+            while not data.endswith(b"\n"):
+                data += tls.recv(1024)
+            tls.sendall(data[::-1])
+            tls.unwrap()
+
+    th = threading.Thread(target=serve)
+    th.start()
+
+    async def main():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        writer.write(b"abc\n")
+        assert await asyncio.wait_for(reader.readexactly(4), 10) == b"\ncba"
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ssl.SSLError, ConnectionError):
+            pass
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        th.join(10)
+        listener.close()
+
+
+def test_cancelled_handshake_leaks_nothing(loop, client_ctx):
+    async def main():
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        before = None
+        for i in range(6):
+            if i == 1:  # after a first round: the loop's own lazily made fds exist
+                await asyncio.sleep(0.05)
+                before = len(os.listdir("/proc/self/fd"))
+            task = asyncio.ensure_future(loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                                                ssl=client_ctx, server_hostname="localhost"))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.05)
+        silent.close()
+        return before
+
+    before = loop.run_until_complete(main())
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_sendfile_over_tls_takes_the_fallback(loop, server_ctx, client_ctx, tmp_path):
+    path = tmp_path / "f"
+    payload = os.urandom(300_000)
+    path.write_bytes(payload)
+
+    async def main():
+        received = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def __init__(self):
+                self.data = bytearray()
+
+            def data_received(self, data):
+                self.data += data
+                if len(self.data) >= len(payload) and not received.done():
+                    received.set_result(bytes(self.data))
+
+        server, port = await tls_server(loop, server_ctx, Sink)
+        tr, proto = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        with open(path, "rb") as f:
+            assert await loop.sendfile(tr, f) == len(payload)
+        assert await asyncio.wait_for(received, 20) == payload
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
