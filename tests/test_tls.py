@@ -446,3 +446,75 @@ def test_sendfile_over_tls_takes_the_fallback(loop, server_ctx, client_ctx, tmp_
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_peer_without_close_notify(loop, server_ctx, client_ctx):
+    # The server thread drops the TCP connection without a TLS close_notify: the client
+    # protocol hears EOF / connection_lost as asyncio reports it (never hangs).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        tls.sendall(b"bye")
+        tls.close()  # closes the TCP connection without a TLS close_notify (no unwrap())
+
+    th = threading.Thread(target=serve)
+    th.start()
+
+    async def main():
+        tr, proto = await loop.create_connection(lambda: Collect(loop, 3), "127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        assert await asyncio.wait_for(proto.done, 10) == b"bye"
+        await asyncio.wait_for(proto.lost, 10)
+        tr.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        th.join(10)
+        listener.close()
+
+
+def test_buffered_protocol_and_flow_control_over_tls(loop, server_ctx, client_ctx):
+    payload = os.urandom(2 * 1024 * 1024)
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            # a memoryview: asyncio's SSLProtocol reads into slices of the buffer
+            self.buf = memoryview(bytearray(65536))
+            self.data = bytearray()
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.data += self.buf[:nbytes]
+            if len(self.data) >= len(payload) and not self.done.done():
+                self.done.set_result(bytes(self.data))
+
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        tr, proto = await loop.create_connection(Buffered, "127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        tr.pause_reading()
+        assert not tr.is_reading()
+        tr.write(payload)
+        await asyncio.sleep(0.1)
+        assert len(proto.data) < len(payload)  # paused: the echo waits
+        tr.resume_reading()
+        assert await asyncio.wait_for(proto.done, 30) == payload
+        tr.set_write_buffer_limits(high=1024)
+        assert tr.get_write_buffer_limits()[1] == 1024
+        tr.abort()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
