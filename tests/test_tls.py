@@ -2,6 +2,7 @@
 a peer on a plain thread; certificates are made by the tests (trustme)."""
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -356,26 +357,38 @@ def test_alpn_and_sni(loop, ca, client_ctx):
     assert seen == ["other.example"]
 
 
-def test_plain_thread_peer(loop, server_ctx, client_ctx):
-    # pyloop's TLS client against a server thread using the ssl module directly.
+@contextlib.contextmanager
+def thread_peer(server_ctx, serve):
+    """A TLS server on a plain thread using the ssl module: serve(tls_socket) runs for
+    the one connection it accepts. Yields the port."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    port = listener.getsockname()[1]
 
-    def serve():
+    def run():
         conn, _ = listener.accept()
-        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+        serve(server_ctx.wrap_socket(conn, server_side=True))
+
+    th = threading.Thread(target=run)
+    th.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        th.join(10)
+        listener.close()
+
+
+def test_plain_thread_peer(loop, server_ctx, client_ctx):
+    # pyloop's TLS client against a server thread using the ssl module directly.
+    def serve(tls):
+        with tls:
             data = b""
             while not data.endswith(b"\n"):
                 data += tls.recv(1024)
             tls.sendall(data[::-1])
             tls.unwrap()
 
-    th = threading.Thread(target=serve)
-    th.start()
-
-    async def main():
+    async def main(port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
                                                        server_hostname="localhost")
         writer.write(b"abc\n")
@@ -386,11 +399,8 @@ def test_plain_thread_peer(loop, server_ctx, client_ctx):
         except (ssl.SSLError, ConnectionError):
             pass
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        th.join(10)
-        listener.close()
+    with thread_peer(server_ctx, serve) as port:
+        loop.run_until_complete(main(port))
 
 
 def test_cancelled_handshake_leaks_nothing(loop, client_ctx):
@@ -451,32 +461,19 @@ def test_sendfile_over_tls_takes_the_fallback(loop, server_ctx, client_ctx, tmp_
 def test_peer_without_close_notify(loop, server_ctx, client_ctx):
     # The server thread drops the TCP connection without a TLS close_notify: the client
     # protocol hears EOF / connection_lost as asyncio reports it (never hangs).
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-
-    def serve():
-        conn, _ = listener.accept()
-        tls = server_ctx.wrap_socket(conn, server_side=True)
+    def serve(tls):
         tls.sendall(b"bye")
         tls.close()  # closes the TCP connection without a TLS close_notify (no unwrap())
 
-    th = threading.Thread(target=serve)
-    th.start()
-
-    async def main():
+    async def main(port):
         tr, proto = await loop.create_connection(lambda: Collect(loop, 3), "127.0.0.1", port, ssl=client_ctx,
                                                  server_hostname="localhost")
         assert await asyncio.wait_for(proto.done, 10) == b"bye"
         await asyncio.wait_for(proto.lost, 10)
         tr.close()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        th.join(10)
-        listener.close()
+    with thread_peer(server_ctx, serve) as port:
+        loop.run_until_complete(main(port))
 
 
 def test_buffered_protocol_and_flow_control_over_tls(loop, server_ctx, client_ctx):
