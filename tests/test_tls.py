@@ -515,3 +515,33 @@ def test_buffered_protocol_and_flow_control_over_tls(loop, server_ctx, client_ct
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_aiohttp_https_client_and_server(loop, server_ctx, client_ctx):
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp import web
+
+    async def hello(request):
+        body = await request.read()
+        return web.Response(body=b"hello " + body, headers={"X-Scheme": request.scheme})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/", hello)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            connector = aiohttp.TCPConnector(ssl=client_ctx)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for i in range(3):  # a kept-alive connection, reused
+                    async with session.post(f"https://localhost:{port}/", data=b"tls %d" % i) as resp:
+                        assert resp.status == 200
+                        assert resp.headers["X-Scheme"] == "https"
+                        assert await resp.read() == b"hello tls %d" % i
+        finally:
+            await runner.cleanup()
+
+    loop.run_until_complete(main())
