@@ -1,9 +1,11 @@
 """pyloop's benchmark suite: stock asyncio, uvloop (when installed) and pyloop, in one run.
 
 Suites: `micro` (the loop's own operations), `dns` (2,000 lookups at concurrency
-1,000 and 3: time, and peak Python and OS threads) and `echo` (echo servers in four
+1,000 and 3: time, and peak Python and OS threads), `echo` (echo servers in four
 styles over TCP and Unix sockets, driven by a small C load generator: requests/s and
-the server's CPU time per request).
+the server's CPU time per request) and `tls` (a TLS echo server and new TLS
+connections, driven by ssl-module client threads: the server's CPU per request and
+per handshake).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Prints a table of ns/op with the
@@ -100,7 +102,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo", help="comma-separated: micro, dns, echo")
+    ap.add_argument("--suite", default="micro,dns,echo,tls", help="comma-separated: micro, dns, echo, tls")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     args = ap.parse_args()
     suites = args.suite.split(",")
@@ -116,6 +118,53 @@ def main():
         run_dns(args, loops)
     if "echo" in suites:
         run_echo(args, loops)
+    if "tls" in suites:
+        run_tls(args, loops)
+
+
+def run_tls(args, loops):
+    seconds = max(0.5, 2 * args.seconds)
+    print(f"\nTLS: echo over TLS (TCP, asyncio Protocol server) and new TLS connections, 4 blocking "
+          f"ssl-module client threads, {seconds:g} s per run; server CPU from /proc; median of "
+          f"{args.repeat} runs\n")
+    rows = {}
+    for what, label in (("1024", "tls protocol 1 KiB"), ("102400", "tls protocol 100 KiB"),
+                        ("handshake", "tls handshakes")):
+        if args.only not in label:
+            continue
+        samples = {lp: [] for lp in loops}
+        for _ in range(args.repeat):
+            for lp in loops:  # interleaved
+                out = subprocess.run([sys.executable, os.path.join(HERE, "tls.py"), lp, what, str(seconds)],
+                                     capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"tls {lp} {what} failed:\n{out.stderr}")
+                rate, cpu = out.stdout.split()
+                samples[lp].append((float(rate), float(cpu)))
+        rows[label] = {lp: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+                       for lp, v in samples.items()}
+    headers = ["benchmark"] + [f"{lp} per s" for lp in loops] + [f"{lp} CPU µs" for lp in loops]
+    if "uvloop" in loops:
+        headers.append("CPU pyloop/uvloop")
+    table = []
+    for label, med in rows.items():
+        line = [label] + [f"{med[lp][0]:.0f}" for lp in loops] + [f"{med[lp][1]:.1f}" for lp in loops]
+        if "uvloop" in loops:
+            line.append(ratio(med["pyloop"][1], med["uvloop"][1]))
+        table.append(line)
+    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                for i, (c, w) in enumerate(zip(row, widths))) + " |")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "tls.json"), "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
+                   "seconds": seconds, "repeat": args.repeat,
+                   "rows": [{"benchmark": label, **{lp: {"per_s": v[0], "cpu_us": v[1]} for lp, v in med.items()}}
+                            for label, med in rows.items()]}, f, indent=2)
+    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'tls.json'))}")
 
 
 def run_echo(args, loops):
