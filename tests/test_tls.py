@@ -155,24 +155,45 @@ def test_streams_api(loop, server_ctx, client_ctx):
     loop.run_until_complete(main())
 
 
-@pytest.mark.parametrize("kind", ["tcp", "unix"])
-def test_16mib_each_way_with_checksum(loop, server_ctx, client_ctx, kind, tmp_path):
-    payload = os.urandom(16 * 1024 * 1024)
+class Hashing(asyncio.Protocol):
+    """Hashes what it receives; `done` resolves with the digest after `want` bytes."""
+
+    def __init__(self, loop, want):
+        self.sha = hashlib.sha256()
+        self.got = 0
+        self.want = want
+        self.done = loop.create_future()
+        self.lost = loop.create_future()
+
+    def data_received(self, data):
+        self.sha.update(data)
+        self.got += len(data)
+        if self.got >= self.want and not self.done.done():
+            self.done.set_result(self.sha.digest())
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("kind,mib", [("tcp", 100), ("unix", 16)])
+def test_megabytes_each_way_with_checksum(loop, server_ctx, client_ctx, kind, mib, tmp_path):
+    payload = os.urandom(mib * 1024 * 1024)
 
     async def main():
         if kind == "unix":
             path = str(tmp_path / "tls.sock")
             peers = []
             server = await loop.create_unix_server(lambda: peers.append(Echo()) or peers[-1], path, ssl=server_ctx)
-            tr, proto = await loop.create_unix_connection(lambda: Collect(loop, len(payload)), path,
+            tr, proto = await loop.create_unix_connection(lambda: Hashing(loop, len(payload)), path,
                                                           ssl=client_ctx, server_hostname="localhost")
         else:
             server, port = await tls_server(loop, server_ctx)
-            tr, proto = await loop.create_connection(lambda: Collect(loop, len(payload)), "127.0.0.1", port,
+            tr, proto = await loop.create_connection(lambda: Hashing(loop, len(payload)), "127.0.0.1", port,
                                                      ssl=client_ctx, server_hostname="localhost")
         tr.write(payload)
-        got = await asyncio.wait_for(proto.done, 60)
-        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        assert await asyncio.wait_for(proto.done, 120) == hashlib.sha256(payload).digest()
+        assert proto.got == len(payload)
         tr.close()
         await asyncio.wait_for(proto.lost, 10)
         server.close()
