@@ -90,3 +90,82 @@ def test_soak_200_clients(loop):
     assert fds == base_fds
     assert threads == base_threads
     assert blocks - base_blocks < 20000, f"{blocks - base_blocks} more memory blocks than at the start"
+
+
+trustme = pytest.importorskip("trustme")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts fds in /proc")
+def test_soak_tls_clients(loop):
+    # 90 TLS clients: echo and close, reset right after the handshake, slow readers.
+    import ssl
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    peers = []
+
+    class TlsEcho(Echo):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            peers.append(transport)
+
+    async def echo_close(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        writer.write(PAYLOAD)
+        assert await asyncio.wait_for(reader.readexactly(len(PAYLOAD)), 20) == PAYLOAD
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, ssl.SSLError):
+            pass
+
+    async def reset_after_handshake(port):
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
+                                             server_hostname="localhost")
+        tr.abort()
+
+    async def slow(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        writer.write(PAYLOAD * 4)
+        got = 0
+        while got < len(PAYLOAD) * 4:
+            chunk = await asyncio.wait_for(reader.read(16384), 20)
+            assert chunk
+            got += len(chunk)
+            await asyncio.sleep(0.001)
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, ssl.SSLError):
+            pass
+
+    async def tls_wave(port, n):
+        kinds = (echo_close, reset_after_handshake, slow)
+        await asyncio.gather(*(kinds[i % 3](port) for i in range(n)))
+
+    async def main():
+        server = await loop.create_server(TlsEcho, "127.0.0.1", 0, ssl=server_ctx, backlog=200)
+        port = server.sockets[0].getsockname()[1]
+        await tls_wave(port, 6)
+        await asyncio.sleep(0.1)
+        gc.collect()
+        base = open_fds(), threading.active_count()
+        for _ in range(3):
+            await tls_wave(port, 30)
+        await asyncio.sleep(0.2)
+        await echo_close(port)  # still serving
+        await asyncio.sleep(0.05)
+        gc.collect()
+        after = open_fds(), threading.active_count()
+        server.close()
+        for tr in peers:
+            tr.abort()
+        await server.wait_closed()
+        return base, after
+
+    base, after = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert after == base
