@@ -930,3 +930,36 @@ def test_signal_between_runs_is_delivered_at_the_next_run(loop):
         assert got == ["usr1"]
     finally:
         loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def test_signal_reaches_a_busy_loop(loop):
+    # A chain of call_soon callbacks keeps the loop busy; a signal sent from a thread
+    # must still reach its handler within the chain (the loop polls between batches).
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    deadline = time.monotonic() + 5
+    done = loop.create_future()
+
+    sent = []
+
+    def step():
+        if got or time.monotonic() > deadline:
+            done.set_result(time.monotonic())
+        else:
+            time.sleep(0.005)  # a callback that takes a while: each batch is long
+            loop.call_soon(step)
+
+    def send():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    timer = threading.Timer(0.05, send)
+    try:
+        loop.call_soon(step)
+        timer.start()
+        end = loop.run_until_complete(done)
+        assert got == ["usr1"]
+        assert end - sent[0] < 0.5, f"the handler ran {end - sent[0]:.2f} s after the signal"
+    finally:
+        timer.join()
+        loop.remove_signal_handler(signal.SIGUSR1)

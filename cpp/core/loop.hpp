@@ -114,9 +114,10 @@ class LoopCore {
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
 
-    // Is anything watched that only a poll can report (fds, transports, libuv requests)?
+    // Is anything watched that only a poll can report (fds, transports, libuv requests,
+    // signal handlers: their signals come through the wakeup fd)?
     bool has_io_sources() const {
-        return fdw_.active() || !tracked_.empty() || loop_.active_reqs.count > 0;
+        return fdw_.active() || !tracked_.empty() || !signals_.empty() || loop_.active_reqs.count > 0;
     }
     // Components with their own libuv handles (streams, ...) register them while open,
     // with a function that closes one (close() uses it for handles still open then) and
