@@ -1,0 +1,463 @@
+// The libuv side of StreamTransport: reading into the protocol, writing what the
+// kernel did not take, closing; and the asyncio-shaped error and flow-control helpers
+// the Python methods (stream.cpp) share with it.
+#include "net/stream_io.hpp"
+
+#include "bindings/loop_type.hpp"
+#include "core/loop.hpp"
+#include "uv/error.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace pyloop {
+namespace stream_io {
+
+PyObject* g_buffered_protocol = nullptr;
+PyObject* g_logger = nullptr;
+
+namespace {
+
+struct WriteReq {
+    uv_write_t req;
+    TransportObject* t;
+    size_t len;
+    char data[1];
+};
+
+}  // namespace
+
+constexpr size_t kReadBufferSize = 256 * 1024;
+
+// Schedules callable(*args) on the loop as a Handle (asyncio's loop.call_soon).
+int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs) {
+    if (t->core->is_closed()) return 0;  // nothing would ever run it
+    HandleObject* h = handle_new(HandleType, callable, args, nargs, nullptr, t->loop, t->core);
+    if (!h) return -1;
+    t->core->push_ready(h);
+    return 0;
+}
+
+int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObject* arg) {
+    PyObject* m = PyObject_GetAttrString(obj, name);
+    if (!m) return -1;
+    int r = call_soon(t, m, &arg, arg ? 1 : 0);
+    Py_DECREF(m);
+    return r;
+}
+
+void report_unraisable(PyObject* obj) { PyErr_WriteUnraisable(obj); }
+
+// Runs the protocol's callbacks of one libuv callback in a context of the transport's.
+class InContext {
+  public:
+    // Holds its own reference: the callbacks may release the transport (and so its
+    // context) before the context is exited.
+    explicit InContext(PyObject* ctx) : ctx_(Py_NewRef(ctx)) {
+        if (PyContext_Enter(ctx_) < 0) {
+            // Entered already (a callback re-entered the loop's I/O): stay in it.
+            PyErr_Clear();
+            entered_ = false;
+        }
+    }
+    ~InContext() {
+        if (entered_) PyContext_Exit(ctx_);
+        Py_DECREF(ctx_);
+    }
+    InContext(const InContext&) = delete;
+    InContext& operator=(const InContext&) = delete;
+
+  private:
+    PyObject* ctx_;
+    bool entered_ = true;
+};
+
+// loop.call_exception_handler({message, exception, transport, protocol}).
+void call_exception_handler(TransportObject* t, const char* message, PyObject* exc) {
+    PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", message, "exception", exc, "transport", O(t),
+                                  "protocol", t->protocol ? t->protocol : Py_None);
+    if (!ctx) return report_unraisable(O(t));
+    PyObject* r = PyObject_CallMethod(t->loop, "call_exception_handler", "O", ctx);
+    Py_DECREF(ctx);
+    if (r) Py_DECREF(r);
+    else report_unraisable(O(t));
+}
+
+void stop_reading(TransportObject* t) {
+    if (t->reading) {
+        uv_read_stop(&t->h.stream);
+        t->reading = false;
+    }
+}
+
+// asyncio's _force_close: drop what was buffered, stop reading, and schedule
+// connection_lost(exc) once.
+void force_close(TransportObject* t, PyObject* exc) {
+    if (t->conn_lost) return;
+    t->write_buffer_size = 0;  // queued uv_writes complete with UV_ECANCELED on close
+    if (!t->closing) {
+        t->closing = true;
+        stop_reading(t);
+    }
+    t->conn_lost++;
+    if (call_soon_method(t, O(t), "_call_connection_lost", exc ? exc : Py_None) < 0) report_unraisable(O(t));
+}
+
+// asyncio's _fatal_error: OSErrors are only logged in debug mode; anything else goes
+// to the exception handler. Then the transport is closed with exc.
+void fatal_error(TransportObject* t, PyObject* exc, const char* message) {
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        if (t->core->debug()) {
+            PyObject* r = PyObject_CallMethod(g_logger, "debug", "sOs", "%r: %s", O(t), message);
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+    } else {
+        call_exception_handler(t, message, exc);
+    }
+    force_close(t, exc);
+}
+
+// Handles a Python exception raised by a protocol callback. Returns -1 if it must
+// escape the loop (SystemExit, KeyboardInterrupt): the core stops then.
+int protocol_failed(TransportObject* t, const char* message) {
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        t->core->set_fatal();
+        return -1;
+    }
+    PyObject* exc = fetch_exception();
+    fatal_error(t, exc, message);
+    Py_DECREF(exc);
+    return 0;
+}
+
+void fatal_uv_error(TransportObject* t, int err, const char* message) {
+    PyObject* exc = uv_error_object(err);
+    if (!exc) return report_unraisable(O(t));
+    fatal_error(t, exc, message);
+    Py_DECREF(exc);
+}
+
+void call_protocol_flow(TransportObject* t, const char* method, const char* message) {
+    PyObject* r = PyObject_CallMethod(t->protocol, method, nullptr);
+    if (r) {
+        Py_DECREF(r);
+        return;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        t->core->set_fatal();
+        return;
+    }
+    PyObject* exc = fetch_exception();
+    call_exception_handler(t, message, exc);
+    Py_DECREF(exc);
+}
+
+// Settles the drain waiter (if any): with None, or with exc when exc is not null.
+void settle_drain_waiter(TransportObject* t, PyObject* exc) {
+    PyObject* fut = t->drain_waiter;
+    if (!fut) return;
+    t->drain_waiter = nullptr;
+    PyObject* done = PyObject_CallMethod(fut, "done", nullptr);
+    if (done == Py_False) {
+        PyObject* r = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc)
+                          : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (r) Py_DECREF(r);
+        else report_unraisable(O(t));
+    } else if (!done) {
+        report_unraisable(O(t));
+    }
+    Py_XDECREF(done);
+    Py_DECREF(fut);
+}
+
+void maybe_pause_protocol(TransportObject* t) {
+    if (t->write_buffer_size <= t->high_water || t->protocol_paused) return;
+    t->protocol_paused = true;
+    call_protocol_flow(t, "pause_writing", "protocol.pause_writing() failed");
+}
+
+void maybe_resume_protocol(TransportObject* t) {
+    if (!t->protocol_paused || t->write_buffer_size > t->low_water) return;
+    t->protocol_paused = false;
+    call_protocol_flow(t, "resume_writing", "protocol.resume_writing() failed");
+}
+
+// ---- reading ----------------------------------------------------------------------
+
+void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    t->core->ensure_gil();
+    if (!t->buffered) {
+        static char shared[kReadBufferSize];  // the loop thread reads into it, then copies to bytes
+        *buf = uv_buf_init(shared, sizeof shared);
+        return;
+    }
+    *buf = uv_buf_init(nullptr, 0);
+    InContext in_context(t->context);
+    static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
+    static PyObject* s_hint = PyLong_FromLong(65536);
+    PyObject* args[2] = {t->protocol, s_hint};
+    PyObject* b = PyObject_VectorcallMethod(s_get_buffer, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    if (!b) {
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    int r = PyObject_GetBuffer(b, &t->read_buf, PyBUF_WRITABLE);
+    Py_DECREF(b);
+    if (r < 0) {
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    if (t->read_buf.len == 0) {
+        PyBuffer_Release(&t->read_buf);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    t->has_read_buf = true;
+    *buf = uv_buf_init(static_cast<char*>(t->read_buf.buf), static_cast<unsigned>(t->read_buf.len));
+}
+
+void release_read_buf(TransportObject* t) {
+    if (t->has_read_buf) {
+        t->has_read_buf = false;
+        PyBuffer_Release(&t->read_buf);
+    }
+}
+
+void on_eof(TransportObject* t) {
+    stop_reading(t);
+    t->read_eof = true;
+    PyObject* keep = PyObject_CallMethod(t->protocol, "eof_received", nullptr);
+    if (!keep) {
+        protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    int keep_open = PyObject_IsTrue(keep);
+    Py_DECREF(keep);
+    if (keep_open < 0) {
+        protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    if (!keep_open) {
+        PyObject* r = PyObject_CallMethod(O(t), "close", nullptr);
+        if (r) Py_DECREF(r);
+        else report_unraisable(O(t));
+    }
+}
+
+// Tells the protocol what one read brought: bytes (data_received), a count
+// (buffer_updated: the bytes are in its buffer already) or None (end of file).
+void deliver(TransportObject* t, PyObject* what) {
+    if (what == Py_None) return on_eof(t);
+    PyObject* r;
+    if (t->buffered) {
+        static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
+        r = PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, what);
+        if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+    } else {
+        static PyObject* s_data_received = PyUnicode_InternFromString("data_received");
+        r = PyObject_CallMethodOneArg(t->protocol, s_data_received, what);
+        if (!r) protocol_failed(t, "Fatal error: protocol.data_received() call failed.");
+    }
+    Py_XDECREF(r);
+}
+
+// asyncio runs a reader's callback after the callbacks queued before the poll found
+// it ready. When some are waiting (or the loop is stopping), what libuv read is
+// queued behind them, and reading pauses until it has been delivered (a
+// BufferedProtocol's buffer must not be asked for again before buffer_updated).
+void defer(TransportObject* t, PyObject* what) {
+    stop_reading(t);
+    t->read_deferred = true;
+    static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
+    PyObject* m = PyObject_GetAttr(O(t), s_deliver);
+    HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
+    Py_XDECREF(m);
+    if (!h) {
+        t->read_deferred = false;
+        protocol_failed(t, "Fatal read error on socket transport");
+        return;
+    }
+    t->core->push_ready(h);
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
+    auto* t = static_cast<TransportObject*>(stream->data);
+    t->core->ensure_gil();
+    Py_INCREF(O(t));  // protocol callbacks may close and release the transport
+    InContext in_context(t->context);
+    if (nread > 0 || nread == UV_EOF) {
+        PyObject* what;
+        if (nread == UV_EOF) {
+            release_read_buf(t);
+            what = Py_NewRef(Py_None);
+        } else if (t->buffered) {
+            release_read_buf(t);
+            what = PyLong_FromSsize_t(nread);
+        } else {
+            what = PyBytes_FromStringAndSize(buf->base, nread);
+        }
+        if (!what) protocol_failed(t, "Fatal read error on socket transport");
+        else if (t->core->io_must_queue()) defer(t, what);
+        else deliver(t, what);
+        Py_XDECREF(what);
+    } else {
+        release_read_buf(t);
+        if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
+        else fatal_uv_error(t, static_cast<int>(nread), "Fatal read error on socket transport");
+    }
+    Py_DECREF(O(t));
+}
+
+int start_reading(TransportObject* t) {
+    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open || t->read_deferred ||
+        t->read_eof)
+        return 0;
+    int r = uv_read_start(&t->h.stream, on_alloc, on_read);
+    if (r < 0) {
+        fatal_uv_error(t, r, "Fatal read error on socket transport");
+        return 0;
+    }
+    t->reading = true;
+    return 0;
+}
+
+// ---- writing ----------------------------------------------------------------------
+
+void on_shutdown(uv_shutdown_t* req, int) {
+    auto* t = static_cast<TransportObject*>(req->data);
+    free(req);
+    t->core->ensure_gil();
+    Py_DECREF(O(t));
+}
+
+void send_eof(TransportObject* t) {
+    if (t->eof_sent || !t->handle_open) return;
+    t->eof_sent = true;
+    auto* req = static_cast<uv_shutdown_t*>(malloc(sizeof(uv_shutdown_t)));
+    req->data = t;
+    Py_INCREF(O(t));
+    int r = uv_shutdown(req, &t->h.stream, on_shutdown);
+    if (r < 0) {
+        free(req);
+        Py_DECREF(O(t));
+    }
+}
+
+void on_write(uv_write_t* req, int status) {
+    auto* w = reinterpret_cast<WriteReq*>(req);
+    TransportObject* t = w->t;
+    t->core->ensure_gil();
+    size_t len = w->len;
+    free(w);
+    if (t->conn_lost) {  // force-closed: the buffer was dropped already
+        Py_DECREF(O(t));
+        return;
+    }
+    t->write_buffer_size -= len;
+    // As asyncio's writer callback: in the context of the write() that began buffering.
+    InContext in_context(t->write_context ? t->write_context : t->context);
+    if (status < 0) {
+        fatal_uv_error(t, status, "Fatal write error on socket transport");
+    } else {
+        maybe_resume_protocol(t);
+        if (t->write_buffer_size == 0) {
+            settle_drain_waiter(t, nullptr);
+            if (t->closing) {
+                t->conn_lost++;
+                if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
+            } else if (t->eof_requested) {
+                send_eof(t);
+            }
+        }
+    }
+    Py_DECREF(O(t));
+}
+
+// ---- lifetime -----------------------------------------------------------------------
+
+void on_close(uv_handle_t* handle) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    t->core->ensure_gil();
+    t->core->untrack_handle(handle);
+    PyObject* self_ref = t->self_ref;
+    t->self_ref = nullptr;
+    Py_XDECREF(self_ref);
+}
+
+void close_handle(TransportObject* t) {
+    if (!t->handle_open) return;
+    t->handle_open = false;
+    stop_reading(t);
+    // libuv closes its fd. The loop's own socket object must not close that fd again
+    // (detach); a user's socket object has an fd of its own, closed as asyncio does.
+    if (t->sock && t->sock != Py_None) {
+        PyObject* r = PyObject_CallMethod(t->sock, t->owns_fd ? "detach" : "close", nullptr);
+        if (r) Py_DECREF(r);
+        else PyErr_Clear();
+    }
+    uv_close(&t->h.handle, on_close);
+}
+
+// The loop is closing with this transport still open: close the handle now. The
+// protocol hears nothing (no callback can run on a closed loop, as in asyncio).
+void close_for_loop_close(uv_handle_t* handle) {
+    auto* t = static_cast<TransportObject*>(handle->data);
+    // The user's first close()/abort() afterwards raises what asyncio's raises then
+    // (it cannot schedule connection_lost on a closed loop).
+    t->closed_under = !t->closing;
+    t->closing = true;
+    t->conn_lost++;
+    t->write_buffer_size = 0;
+    close_handle(t);
+}
+
+
+// Writes len (<= 1 GiB) bytes: what the kernel takes now, the rest copied into a
+// uv_write request. Returns -1 with MemoryError set; write errors close the transport.
+int write_chunk(TransportObject* t, const char* p, size_t len) {
+    size_t sent = 0;
+    if (t->write_buffer_size == 0) {
+        // Try the kernel first; only what it does not take is buffered.
+        uv_buf_t b = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(len));
+        int n = uv_try_write(&t->h.stream, &b, 1);
+        if (n >= 0) {
+            sent = static_cast<size_t>(n);
+        } else if (n != UV_EAGAIN) {
+            fatal_uv_error(t, n, "Fatal write error on socket transport");
+            return 0;
+        }
+    }
+    if (sent == len) return 0;
+    size_t rest = len - sent;
+    auto* w = static_cast<WriteReq*>(malloc(offsetof(WriteReq, data) + rest));
+    if (!w) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    std::memcpy(w->data, p + sent, rest);
+    w->t = t;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(rest));
+    int r = uv_write(&w->req, &t->h.stream, &b, 1, on_write);
+    if (r < 0) {
+        free(w);
+        fatal_uv_error(t, r, "Fatal write error on socket transport");
+        return 0;
+    }
+    Py_INCREF(O(t));  // held until on_write
+    if (t->write_buffer_size == 0) {
+        PyObject* ctx = PyContext_CopyCurrent();
+        if (ctx) Py_XSETREF(t->write_context, ctx);
+        else PyErr_Clear();
+    }
+    t->write_buffer_size += rest;
+    maybe_pause_protocol(t);
+    return 0;
+}
+
+}  // namespace stream_io
+}  // namespace pyloop

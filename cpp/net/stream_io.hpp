@@ -1,0 +1,48 @@
+// What StreamTransport's Python methods (stream.cpp) share with its libuv side
+// (stream_io.cpp): asyncio's error and flow-control steps, reading, writing, closing.
+#pragma once
+#include "net/stream.hpp"
+
+#include <cstddef>
+
+namespace pyloop {
+namespace stream_io {
+
+constexpr size_t kDefaultHighWater = 64 * 1024;
+constexpr long kLogThresholdConnLostWrites = 5;  // asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+constexpr size_t kMaxWriteChunk = size_t{1} << 30;  // libuv counts buffer bytes in an unsigned int
+
+extern PyObject* g_buffered_protocol;  // asyncio.BufferedProtocol
+extern PyObject* g_logger;             // asyncio.log.logger
+
+inline TransportObject* T(PyObject* o) { return reinterpret_cast<TransportObject*>(o); }
+inline PyObject* O(TransportObject* t) { return reinterpret_cast<PyObject*>(t); }
+
+// Schedules callable(*args) / obj.name(arg) on the loop, as asyncio's loop.call_soon
+// (nothing on a closed loop). -1 with an exception set.
+int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs);
+int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObject* arg);
+void report_unraisable(PyObject* obj);
+
+void stop_reading(TransportObject* t);
+int start_reading(TransportObject* t);  // unless paused, closing, deferred, at EOF
+// asyncio's _force_close, _fatal_error.
+void force_close(TransportObject* t, PyObject* exc);
+void fatal_error(TransportObject* t, PyObject* exc, const char* message);
+// Tells the protocol what a read brought (bytes, a count for BufferedProtocol, None at EOF).
+void deliver(TransportObject* t, PyObject* what);
+void settle_drain_waiter(TransportObject* t, PyObject* exc);
+void maybe_pause_protocol(TransportObject* t);
+void send_eof(TransportObject* t);
+// Writes len (<= kMaxWriteChunk) bytes: what the kernel takes now, the rest copied
+// into a uv_write request. -1 with MemoryError set; write errors close the transport.
+int write_chunk(TransportObject* t, const char* p, size_t len);
+void release_read_buf(TransportObject* t);
+// libuv closes the fd; the socket object is detached (the loop's) or closed (a user's).
+void close_handle(TransportObject* t);
+void on_close(uv_handle_t* handle);
+// The loop closes with this transport open (LoopCore's HandleCloser).
+void close_for_loop_close(uv_handle_t* handle);
+
+}  // namespace stream_io
+}  // namespace pyloop
