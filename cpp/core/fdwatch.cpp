@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <vector>
 
 namespace pyloop {
 
@@ -21,13 +20,11 @@ int FdWatchers::ensure_open() {
         return set_uv_error(r), -1;
     }
     poll_.data = this;
-    poll_open_ = true;
     // Readers alone do not keep run_forever going (nothing does but stop()).
     uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
     r = uv_poll_start(&poll_, UV_READABLE, on_ready);
     if (r < 0) {
         uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
-        poll_open_ = false;
         ::close(fd);
         return set_uv_error(r), -1;
     }
@@ -147,18 +144,12 @@ void FdWatchers::on_ready(uv_poll_t* handle, int, int) {
 }
 
 void FdWatchers::close() {
-    std::vector<int> fds;
-    fds.reserve(watches_.size());
-    for (auto& kv : watches_) fds.push_back(kv.first);
     if (epfd_ >= 0) {
         uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
-        poll_open_ = false;
-        ::close(epfd_);
+        ::close(epfd_);  // takes every registration with it
         epfd_ = -1;
     }
-    for (int fd : fds) forget(fd);
-    // Anything a finalizer re-added meanwhile is dropped too (the loop is closed).
-    while (!watches_.empty()) forget(watches_.begin()->first);
+    clear();
 }
 
 int FdWatchers::traverse(visitproc visit, void* arg) {
@@ -170,18 +161,8 @@ int FdWatchers::traverse(visitproc visit, void* arg) {
 }
 
 void FdWatchers::clear() {
-    std::vector<HandleObject*> drop;
-    for (auto& kv : watches_) {
-        if (kv.second.reader) drop.push_back(kv.second.reader);
-        if (kv.second.writer) drop.push_back(kv.second.writer);
-        kv.second.reader = kv.second.writer = nullptr;
-        if (epfd_ >= 0 && kv.second.events) {
-            struct epoll_event ev = {};
-            epoll_ctl(epfd_, EPOLL_CTL_DEL, kv.first, &ev);
-        }
-    }
-    watches_.clear();
-    for (HandleObject* h : drop) Py_DECREF(h);
+    // One at a time: dropping a handle may run code that adds a watch; that one goes too.
+    while (!watches_.empty()) forget(watches_.begin()->first);
 }
 
 }  // namespace pyloop

@@ -35,7 +35,7 @@ class FdWatchers {
     // for the uv_poll on it; the epoll fd is closed at once).
     void close();
     int traverse(visitproc visit, void* arg);
-    void clear();  // drops the handles (tp_clear of the loop)
+    void clear();  // forgets every watch (tp_clear of the loop; close())
 
   private:
     struct Watch {
@@ -51,8 +51,7 @@ class FdWatchers {
 
     LoopCore* core_;
     int epfd_ = -1;
-    uv_poll_t poll_;
-    bool poll_open_ = false;
+    uv_poll_t poll_;  // on epfd_, while epfd_ >= 0
     std::unordered_map<int, Watch> watches_;
 };
 

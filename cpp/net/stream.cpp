@@ -340,6 +340,8 @@ static int Transport_clear(PyObject* self) {
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->server);
+    Py_CLEAR(t->context);  // libuv will not call back any more: no InContext can need them
+    Py_CLEAR(t->write_context);
     return 0;
 }
 
