@@ -1,15 +1,19 @@
 """TLS for pyloop.Loop: ssl= on connections and servers, and start_tls().
 
-The TLS state machine is the running Python's own asyncio.sslproto.SSLProtocol (an
-ssl.SSLObject over two MemoryBIOs, driven as each Python version's asyncio drives it:
-3.11 rewrote it), stacked on pyloop's C++ stream transport, exactly as asyncio stacks
-it on its selector transport. So the user's SSLContext stays the authority
-(certificates, verification, ALPN, SNI callbacks, sessions, keylog), and the
-handshake/shutdown timeouts, messages and callback order are asyncio's.
+The TLS state machine is an ssl.SSLObject over two MemoryBIOs, so the user's
+SSLContext stays the authority (certificates, verification, ALPN, SNI callbacks,
+sessions, keylog). On Python 3.11+ it is driven by pyloop's C++ TlsProtocol
+(cpp/net/tls.cpp), which follows asyncio 3.11+'s sslproto step by step and moves the
+bytes in C++; on 3.10, whose asyncio had an older SSLProtocol with other semantics,
+by that SSLProtocol itself. Either sits on pyloop's C++ stream transport as asyncio's
+sits on its selector transport, so handshake/shutdown timeouts, messages and callback
+order are those of the running Python's asyncio.
 """
 
 import sys
-from asyncio import sslproto
+from asyncio import constants, sslproto
+
+from . import _core
 
 try:
     import ssl
@@ -21,11 +25,26 @@ _PY311 = sys.version_info >= (3, 11)
 
 def make_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
                       ssl_handshake_timeout, ssl_shutdown_timeout, call_connection_made=True):
-    """asyncio's SSLProtocol for this Python version (3.10's has no shutdown timeout)."""
-    kwargs = {"ssl_handshake_timeout": ssl_handshake_timeout, "call_connection_made": call_connection_made}
-    if _PY311:
-        kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-    return sslproto.SSLProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname, **kwargs)
+    """The TLS protocol for this Python version: pyloop's C++ one on 3.11+ (with the
+    checks and defaults of asyncio's SSLProtocol.__init__), asyncio's own on 3.10."""
+    if not _PY311:
+        return sslproto.SSLProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+                                    ssl_handshake_timeout=ssl_handshake_timeout,
+                                    call_connection_made=call_connection_made)
+    if ssl is None:
+        raise RuntimeError("stdlib ssl module not available")
+    if ssl_handshake_timeout is None:
+        ssl_handshake_timeout = constants.SSL_HANDSHAKE_TIMEOUT
+    elif ssl_handshake_timeout <= 0:
+        raise ValueError(f"ssl_handshake_timeout should be a positive number, got {ssl_handshake_timeout}")
+    if ssl_shutdown_timeout is None:
+        ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
+    elif ssl_shutdown_timeout <= 0:
+        raise ValueError(f"ssl_shutdown_timeout should be a positive number, got {ssl_shutdown_timeout}")
+    if not sslcontext:
+        sslcontext = sslproto._create_transport_context(server_side, server_hostname)
+    return _core.TlsProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+                             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout)
 
 
 def check_client_tls_args(ssl_arg, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout):

@@ -1,6 +1,7 @@
 #include "bindings/bindings.hpp"
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"
+#include "net/tls.hpp"
 
 #include <string>
 
@@ -54,6 +55,7 @@ void bind_sock_ops(py::module_& m) {
 void bind_net(py::module_& m) {
     bind_sock_ops(m);
     if (init_stream_type(m.ptr()) < 0) throw py::error_already_set();
+    if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
     m.def("stream_transport", [](py::object loop, py::object sock, py::object protocol, py::dict extra,
                                  py::object server, bool own) {
         PyObject* t = stream_transport_new(loop.ptr(), sock.ptr(), protocol.ptr(), extra.ptr(), server.ptr(), own);

@@ -5,6 +5,7 @@
 #include "bindings/loop_type.hpp"
 #include "core/loop.hpp"
 #include "net/stream_io.hpp"
+#include "net/tls.hpp"
 #include "uv/error.hpp"
 
 #include <fcntl.h>
@@ -40,36 +41,7 @@ static PyObject* Transport_write(PyObject* self, PyObject* data) {
         Py_DECREF(exc);
         Py_RETURN_NONE;
     }
-    if (t->eof_requested) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
-        return nullptr;
-    }
-    if (t->sendfile_busy) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
-        return nullptr;
-    }
-    size_t len = static_cast<size_t>(view.len);
-    if (len == 0) {
-        PyBuffer_Release(&view);
-        Py_RETURN_NONE;
-    }
-    if (t->conn_lost || !t->handle_open) {
-        if (t->conn_lost >= kLogThresholdConnLostWrites) {
-            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s", "socket.send() raised exception.");
-            if (r) Py_DECREF(r);
-            else PyErr_Clear();
-        }
-        t->conn_lost++;
-        PyBuffer_Release(&view);
-        Py_RETURN_NONE;
-    }
-    // libuv's buffers count bytes in an unsigned int: hand it at most 1 GiB at a time.
-    const char* p = static_cast<const char*>(view.buf);
-    int r = 0;
-    for (size_t off = 0; off < len && r == 0 && !t->conn_lost; off += kMaxWriteChunk)
-        r = write_chunk(t, p + off, std::min(kMaxWriteChunk, len - off));
+    int r = write_bytes(t, static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
     PyBuffer_Release(&view);
     if (r < 0) return nullptr;
     Py_RETURN_NONE;
@@ -225,6 +197,7 @@ static int set_protocol(TransportObject* t, PyObject* protocol) {
     if (buffered < 0) return -1;
     Py_XSETREF(t->protocol, Py_NewRef(protocol));
     t->buffered = buffered != 0;
+    t->tls = is_tls_protocol(protocol);
     return 0;
 }
 

@@ -39,6 +39,7 @@ struct TransportObject {
     size_t low_water;
     long conn_lost;
     bool buffered;       // protocol is an asyncio.BufferedProtocol
+    bool tls;            // protocol is a TlsProtocol: reads go to it in C++ (tls.hpp)
     bool closing;
     bool paused;         // reading paused by pause_reading()
     bool reading;        // uv_read_start is in effect

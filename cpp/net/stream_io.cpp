@@ -5,8 +5,10 @@
 
 #include "bindings/loop_type.hpp"
 #include "core/loop.hpp"
+#include "net/tls.hpp"
 #include "uv/error.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -188,8 +190,8 @@ void maybe_resume_protocol(TransportObject* t) {
 void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     auto* t = static_cast<TransportObject*>(handle->data);
     t->core->ensure_gil();
-    if (!t->buffered) {
-        static char shared[kReadBufferSize];  // the loop thread reads into it, then copies to bytes
+    if (!t->buffered || t->tls) {
+        static char shared[kReadBufferSize];  // the loop thread reads into it, then copies out
         *buf = uv_buf_init(shared, sizeof shared);
         return;
     }
@@ -252,6 +254,12 @@ void on_eof(TransportObject* t) {
 void deliver(TransportObject* t, PyObject* what) {
     if (what == Py_None) return on_eof(t);
     PyObject* r;
+    if (what == Py_True) {
+        // TLS: the bytes went into the incoming BIO at once; now the state machine's step.
+        if (t->tls && tls_received(t->protocol) < 0)
+            protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+        return;
+    }
     if (t->buffered) {
         static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
         r = PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, what);
@@ -294,13 +302,16 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         if (nread == UV_EOF) {
             release_read_buf(t);
             what = Py_NewRef(Py_None);
+        } else if (t->tls) {
+            what = tls_feed(t->protocol, buf->base, static_cast<size_t>(nread)) < 0 ? nullptr : Py_NewRef(Py_True);
         } else if (t->buffered) {
             release_read_buf(t);
             what = PyLong_FromSsize_t(nread);
         } else {
             what = PyBytes_FromStringAndSize(buf->base, nread);
         }
-        if (!what) protocol_failed(t, "Fatal read error on socket transport");
+        if (!what) protocol_failed(t, t->tls ? "Fatal error: protocol.buffer_updated() call failed."
+                                             : "Fatal read error on socket transport");
         else if (t->core->io_must_queue()) defer(t, what);
         else deliver(t, what);
         Py_XDECREF(what);
@@ -415,6 +426,32 @@ void close_for_loop_close(uv_handle_t* handle) {
     close_handle(t);
 }
 
+
+int write_bytes(TransportObject* t, const char* p, size_t len) {
+    if (t->eof_requested) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (t->sendfile_busy) {
+        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
+        return -1;
+    }
+    if (len == 0) return 0;
+    if (t->conn_lost || !t->handle_open) {
+        if (t->conn_lost >= kLogThresholdConnLostWrites) {
+            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s", "socket.send() raised exception.");
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+        t->conn_lost++;
+        return 0;
+    }
+    // libuv's buffers count bytes in an unsigned int: hand it at most 1 GiB at a time.
+    int r = 0;
+    for (size_t off = 0; off < len && r == 0 && !t->conn_lost; off += kMaxWriteChunk)
+        r = write_chunk(t, p + off, std::min(kMaxWriteChunk, len - off));
+    return r;
+}
 
 // Writes len (<= 1 GiB) bytes: what the kernel takes now, the rest copied into a
 // uv_write request. Returns -1 with MemoryError set; write errors close the transport.

@@ -38,6 +38,9 @@ void send_eof(TransportObject* t);
 // into a uv_write request. -1 with MemoryError set; write errors close the transport.
 int write_chunk(TransportObject* t, const char* p, size_t len);
 void release_read_buf(TransportObject* t);
+// transport.write() of len bytes, after its type checks: refused after write_eof() or
+// during sendfile (RuntimeError), dropped (and counted) once the connection is lost.
+int write_bytes(TransportObject* t, const char* p, size_t len);
 // libuv closes the fd; the socket object is detached (the loop's) or closed (a user's).
 void close_handle(TransportObject* t);
 void on_close(uv_handle_t* handle);

@@ -1,0 +1,1210 @@
+// TlsProtocol: asyncio's SSLProtocol (3.11+) state machine in C++. Each function
+// below is the asyncio method of the same name, in the same order of steps; where the
+// bytes move (feeding the incoming BIO, reading plaintext, sending records) it works on
+// buffers directly instead of building Python objects per record.
+#include "net/tls.hpp"
+
+#include "bindings/loop_type.hpp"
+#include "core/loop.hpp"
+#include "net/stream.hpp"
+#include "net/stream_io.hpp"
+
+#include <structmember.h>
+
+#include <algorithm>
+
+namespace pyloop {
+
+PyTypeObject* TlsProtocolType = nullptr;
+
+namespace {
+
+// Module state looked up once (the ssl module, asyncio's constants and classes).
+PyObject* g_ssl_module;        // the ssl module (nullptr: TLS is unavailable)
+PyObject* g_ssl_again;         // (ssl.SSLWantReadError, ssl.SSLSyscallError)
+PyObject* g_ssl_error;         // ssl.SSLError
+PyObject* g_certificate_error; // ssl.CertificateError
+PyObject* g_cancelled_error;   // asyncio.CancelledError
+PyObject* g_buffered_protocol; // asyncio.BufferedProtocol
+PyObject* g_logger;            // asyncio.log.logger
+
+PyObject *s_read, *s_write, *s_do_handshake, *s_unwrap, *s_getpeercert, *s_cipher, *s_compression, *s_pending,
+    *s_data_received, *s_buffer_updated, *s_get_buffer, *s_eof_received, *s_connection_made, *s_connection_lost,
+    *s_pause_writing, *s_resume_writing, *s_call_soon, *s_call_later, *s_cancel, *s_force_close, *s_abort, *s_close,
+    *s_pause_reading, *s_resume_reading, *s_get_extra_info, *s_set_result, *s_set_exception, *s_cancelled, *s_debug,
+    *s_warning, *s_call_exception_handler, *s_wrap_bio, *s_time;
+
+constexpr Py_ssize_t kMaxSize = 256 * 1024;  // SSLProtocol.max_size
+constexpr long kHighWaterSslRead = 256;      // asyncio.constants (KiB)
+constexpr long kHighWaterSslWrite = 512;
+constexpr long kLogThresholdConnLostWrites = 5;
+constexpr bool kPy312 = PY_VERSION_HEX >= 0x030C0000;
+
+inline TlsProtocolObject* P(PyObject* o) { return reinterpret_cast<TlsProtocolObject*>(o); }
+inline PyObject* O(TlsProtocolObject* p) { return reinterpret_cast<PyObject*>(p); }
+
+// An owned reference released at scope exit.
+struct Ref {
+    PyObject* p;
+    explicit Ref(PyObject* o = nullptr) : p(o) {}
+    ~Ref() { Py_XDECREF(p); }
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    PyObject* get() const { return p; }
+    explicit operator bool() const { return p != nullptr; }
+};
+
+PyObject* call0(PyObject* obj, PyObject* name) {
+    PyObject* args[1] = {obj};
+    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+}
+
+PyObject* call1(PyObject* obj, PyObject* name, PyObject* a) {
+    PyObject* args[2] = {obj, a};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+}
+
+PyObject* call2(PyObject* obj, PyObject* name, PyObject* a, PyObject* b) {
+    PyObject* args[3] = {obj, a, b};
+    return PyObject_VectorcallMethod(name, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+}
+
+int discard(PyObject* r) {
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+bool is_sys_exit(PyObject* exc) {
+    return PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
+           PyErr_GivenExceptionMatches(exc, PyExc_SystemExit);
+}
+
+// A bound method of the protocol for loop.call_soon/call_later.
+PyObject* method(TlsProtocolObject* p, const char* name) { return PyObject_GetAttrString(O(p), name); }
+
+PyObject* call_soon(TlsProtocolObject* p, PyObject* callable, PyObject* arg = nullptr) {
+    return arg ? call2(p->loop, s_call_soon, callable, arg) : call1(p->loop, s_call_soon, callable);
+}
+
+void cancel_timer(PyObject** timer) {
+    PyObject* h = *timer;
+    if (!h) return;
+    *timer = nullptr;
+    PyObject* r = call0(h, s_cancel);
+    if (r) Py_DECREF(r);
+    else PyErr_WriteUnraisable(h);
+    Py_DECREF(h);
+}
+
+void log_debug(TlsProtocolObject* p, const char* fmt, PyObject* arg) {
+    PyObject* r = arg ? PyObject_CallMethod(g_logger, "debug", "sOO", fmt, O(p), arg)
+                      : PyObject_CallMethod(g_logger, "debug", "sO", fmt, O(p));
+    if (r) Py_DECREF(r);
+    else PyErr_Clear();
+}
+
+Py_ssize_t bio_pending(PyObject* bio) {
+    Ref n(PyObject_GetAttr(bio, s_pending));
+    if (!n) return -1;
+    return PyLong_AsSsize_t(n.get());
+}
+
+Py_ssize_t ssl_pending(TlsProtocolObject* p) {
+    Ref n(call0(p->sslobj, s_pending));
+    if (!n) return -1;
+    return PyLong_AsSsize_t(n.get());
+}
+
+// ---- state --------------------------------------------------------------------------
+
+const char* state_name(TlsState s) {
+    switch (s) {
+        case TlsState::Unwrapped: return "SSLProtocolState.UNWRAPPED";
+        case TlsState::DoHandshake: return "SSLProtocolState.DO_HANDSHAKE";
+        case TlsState::Wrapped: return "SSLProtocolState.WRAPPED";
+        case TlsState::Flushing: return "SSLProtocolState.FLUSHING";
+        case TlsState::Shutdown: return "SSLProtocolState.SHUTDOWN";
+    }
+    return "?";
+}
+
+int set_state(TlsProtocolObject* p, TlsState s) {
+    bool allowed = s == TlsState::Unwrapped ||
+                   (p->state == TlsState::Unwrapped && s == TlsState::DoHandshake) ||
+                   (p->state == TlsState::DoHandshake && s == TlsState::Wrapped) ||
+                   (p->state == TlsState::Wrapped && s == TlsState::Flushing) ||
+                   (p->state == TlsState::Flushing && s == TlsState::Shutdown);
+    if (!allowed) {
+        PyErr_Format(PyExc_RuntimeError, "cannot switch state from %s to %s", state_name(p->state), state_name(s));
+        return -1;
+    }
+    p->state = s;
+    return 0;
+}
+
+void wakeup_waiter(TlsProtocolObject* p, PyObject* exc) {
+    PyObject* w = p->waiter;
+    if (!w) return;
+    p->waiter = nullptr;
+    PyObject* c = call0(w, s_cancelled);
+    int cancelled = c ? PyObject_IsTrue(c) : -1;
+    Py_XDECREF(c);
+    if (cancelled == 0) {
+        PyObject* r = exc ? call1(w, s_set_exception, exc) : call1(w, s_set_result, Py_None);
+        if (r) Py_DECREF(r);
+        else PyErr_WriteUnraisable(w);
+    } else if (cancelled < 0) {
+        PyErr_WriteUnraisable(w);
+    }
+    Py_DECREF(w);
+}
+
+// asyncio's _fatal_error: close the raw transport with exc; OSErrors are only logged
+// in debug mode, cancellations not at all, the rest go to the exception handler.
+void fatal_error(TlsProtocolObject* p, PyObject* exc, const char* message = "Fatal error on transport") {
+    if (p->transport) {
+        PyObject* tr = Py_NewRef(p->transport);
+        PyObject* r = call1(tr, s_force_close, exc);
+        if (r) Py_DECREF(r);
+        else PyErr_WriteUnraisable(tr);
+        Py_DECREF(tr);
+    }
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        if (p->core->debug()) {
+            PyObject* kw = Py_BuildValue("{s:O}", "exc_info", Py_True);
+            PyObject* m = PyObject_GetAttrString(g_logger, "debug");
+            PyObject* a = Py_BuildValue("(sOs)", "%r: %s", O(p), message);
+            PyObject* r = (kw && m && a) ? PyObject_Call(m, a, kw) : nullptr;
+            if (!r) PyErr_Clear();
+            Py_XDECREF(r);
+            Py_XDECREF(kw);
+            Py_XDECREF(m);
+            Py_XDECREF(a);
+        }
+    } else if (!PyErr_GivenExceptionMatches(exc, g_cancelled_error)) {
+        PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", message, "exception", exc, "transport",
+                                      p->transport ? p->transport : Py_None, "protocol", O(p));
+        PyObject* r = ctx ? call1(p->loop, s_call_exception_handler, ctx) : nullptr;
+        if (r) Py_DECREF(r);
+        else PyErr_WriteUnraisable(O(p));
+        Py_XDECREF(ctx);
+    }
+}
+
+// Turns the exception being raised into a fatal error when it is an Exception (as
+// asyncio's `except Exception`); anything else stays raised (-1).
+int fatal_from_current(TlsProtocolObject* p, const char* message) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyObject* exc = fetch_exception();
+    fatal_error(p, exc, message);
+    Py_DECREF(exc);
+    return 0;
+}
+
+int transport_call(TlsProtocolObject* p, PyObject* name, PyObject* arg = nullptr) {
+    if (!p->transport) return 0;
+    Ref tr(Py_NewRef(p->transport));
+    return discard(arg ? call1(tr.get(), name, arg) : call0(tr.get(), name));
+}
+
+}  // namespace
+
+// ---- outgoing flow -----------------------------------------------------------------------
+
+namespace tls {
+
+Py_ssize_t write_buffer_size(TlsProtocolObject* p) {
+    Py_ssize_t pending = bio_pending(p->outgoing);
+    if (pending < 0) return -1;
+    return pending + p->write_buffer_size;
+}
+
+Py_ssize_t read_buffer_size(TlsProtocolObject* p) { return bio_pending(p->incoming); }
+
+int control_app_writing(TlsProtocolObject* p) {
+    Py_ssize_t size = write_buffer_size(p);
+    if (size < 0) return -1;
+    PyObject* name;
+    const char* message;
+    if (static_cast<double>(size) >= p->out_marks.high_v && !p->app_writing_paused) {
+        p->app_writing_paused = true;
+        name = s_pause_writing;
+        message = "protocol.pause_writing() failed";
+    } else if (static_cast<double>(size) <= p->out_marks.low_v && p->app_writing_paused) {
+        p->app_writing_paused = false;
+        name = s_resume_writing;
+        message = "protocol.resume_writing() failed";
+    } else {
+        return 0;
+    }
+    Ref app(Py_NewRef(p->app_protocol));
+    PyObject* r = call0(app.get(), name);
+    if (r) {
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject* exc = fetch_exception();
+    if (is_sys_exit(exc)) {
+        restore_exception(exc);
+        return -1;
+    }
+    PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", message, "exception", exc, "transport",
+                                  p->app_transport ? reinterpret_cast<PyObject*>(p->app_transport) : Py_None,
+                                  "protocol", O(p));
+    Py_DECREF(exc);
+    if (!ctx) return -1;
+    r = call1(p->loop, s_call_exception_handler, ctx);
+    Py_DECREF(ctx);
+    return discard(r);
+}
+
+}  // namespace tls
+
+namespace {
+
+// Sends what the outgoing BIO holds (unless the raw transport paused us).
+int process_outgoing(TlsProtocolObject* p) {
+    if (!p->ssl_writing_paused) {
+        Ref data(call0(p->outgoing, s_read));
+        if (!data) return -1;
+        Py_ssize_t n = PyBytes_GET_SIZE(data.get());
+        if (n > 0 && p->transport) {
+            if (p->stream) {
+                Ref keep(Py_NewRef(p->transport));
+                if (stream_io::write_bytes(p->stream, PyBytes_AS_STRING(data.get()), static_cast<size_t>(n)) < 0)
+                    return -1;
+            } else if (transport_call(p, s_write, data.get()) < 0) {
+                return -1;
+            }
+        }
+    }
+    return tls::control_app_writing(p);
+}
+
+int do_write(TlsProtocolObject* p) {
+    auto& backlog = *p->backlog;
+    while (!backlog.empty()) {
+        PyObject* data = backlog.front();
+        PyObject* r = call1(p->sslobj, s_write, data);
+        if (!r) {
+            if (!PyErr_ExceptionMatches(g_ssl_again)) return -1;
+            PyErr_Clear();
+            break;
+        }
+        Py_ssize_t count = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        if (count == -1 && PyErr_Occurred()) return -1;
+        Py_ssize_t len = PyObject_Size(data);
+        if (len < 0) return -1;
+        if (count < len) {
+            PyObject* rest = PySequence_GetSlice(data, count, PY_SSIZE_T_MAX);
+            if (!rest) return -1;
+            backlog.front() = rest;
+            Py_DECREF(data);
+            p->write_buffer_size -= count;
+        } else {
+            backlog.pop_front();
+            Py_DECREF(data);
+            p->write_buffer_size -= len;
+        }
+    }
+    return process_outgoing(p);
+}
+
+// ---- incoming flow -------------------------------------------------------------------
+
+int call_eof_received(TlsProtocolObject* p);
+int start_shutdown(TlsProtocolObject* p);
+
+// Whether SSLObject.read could return anything: plaintext buffered in the SSL object,
+// or a complete record in the incoming BIO (by the record scan; without it, any byte
+// there). Otherwise it would raise SSLWantReadError. (A close_notify is a complete
+// record; one already read has moved the state machine past WRAPPED.)
+int may_read(TlsProtocolObject* p) {
+    Py_ssize_t in = bio_pending(p->incoming);
+    if (in < 0) return -1;
+    const RecordScan& sc = p->scan;
+    if (sc.broken) {
+        if (in > 0) return 1;
+    } else if (sc.fed - static_cast<uint64_t>(in) < sc.complete_end) {
+        return 1;
+    }
+    Py_ssize_t s = ssl_pending(p);
+    if (s != 0) return s < 0 ? -1 : 1;
+    return 0;
+}
+
+// Follows the record framing (5-byte header, then the length it gives) over newly fed bytes.
+void scan_records(RecordScan& sc, const unsigned char* data, size_t len) {
+    constexpr uint32_t kMaxRecord = 16384 + 2048;  // TLSCiphertext's limit
+    size_t i = 0;
+    while (i < len && !sc.broken) {
+        if (sc.body_left > 0) {
+            size_t take = std::min<size_t>(sc.body_left, len - i);
+            sc.body_left -= static_cast<uint32_t>(take);
+            i += take;
+            if (sc.body_left == 0) sc.complete_end = sc.fed + i;
+            continue;
+        }
+        sc.header[sc.header_have++] = data[i++];
+        if (sc.header_have < 5) continue;
+        sc.header_have = 0;
+        sc.body_left = (static_cast<uint32_t>(sc.header[3]) << 8) | sc.header[4];
+        if (sc.body_left > kMaxRecord) sc.broken = true;
+        if (sc.body_left == 0) sc.complete_end = sc.fed + i;
+    }
+    sc.fed += len;
+}
+
+// SSLObject.read(n, buffer) into [buf, buf + n): the count (0 at close_notify), -2
+// when the SSL object wants more ciphertext, -1 with an exception set.
+Py_ssize_t ssl_read_into(TlsProtocolObject* p, char* buf, Py_ssize_t n) {
+    Ref view(PyMemoryView_FromMemory(buf, n, PyBUF_WRITE));
+    if (!view) return -1;
+    Ref len(PyLong_FromSsize_t(n));
+    if (!len) return -1;
+    PyObject* r = call2(p->sslobj, s_read, len.get(), view.get());
+    if (!r) {
+        if (!PyErr_ExceptionMatches(g_ssl_again)) return -1;
+        PyErr_Clear();
+        return -2;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return count;
+}
+
+// asyncio's _do_read__copied: all plaintext there is, to data_received in one bytes
+// object (read in place, grown as needed; no chunks to join).
+int do_read_copied(TlsProtocolObject* p) {
+    int more = may_read(p);
+    if (more <= 0) return more;
+    Py_ssize_t in = bio_pending(p->incoming);
+    if (in < 0) return -1;
+    Py_ssize_t cap = std::max<Py_ssize_t>(in, 16 * 1024);
+    PyObject* buf = PyBytes_FromStringAndSize(nullptr, cap);
+    if (!buf) return -1;
+    Py_ssize_t total = 0;
+    bool eof = false;
+    for (;;) {
+        if (total == cap) {
+            cap *= 2;
+            if (_PyBytes_Resize(&buf, cap) < 0) return -1;
+        }
+        Py_ssize_t n = ssl_read_into(p, PyBytes_AS_STRING(buf) + total, cap - total);
+        if (n == -1) {
+            Py_DECREF(buf);
+            return -1;
+        }
+        if (n == -2) break;
+        if (n == 0) {
+            eof = true;
+            break;
+        }
+        total += n;
+        more = may_read(p);
+        if (more < 0) {
+            Py_DECREF(buf);
+            return -1;
+        }
+        if (!more) break;
+    }
+    if (total > 0) {
+        if (_PyBytes_Resize(&buf, total) < 0) return -1;
+        Ref app(Py_NewRef(p->app_protocol));
+        PyObject* r = call1(app.get(), s_data_received, buf);
+        Py_DECREF(buf);
+        if (discard(r) < 0) return -1;
+    } else {
+        Py_DECREF(buf);
+    }
+    if (eof) {
+        if (call_eof_received(p) < 0) return -1;
+        if (start_shutdown(p) < 0) return -1;
+    }
+    return 0;
+}
+
+// asyncio's _do_read__buffered: plaintext straight into the application's buffer.
+int do_read_buffered(TlsProtocolObject* p) {
+    Py_ssize_t hint = tls::read_buffer_size(p);
+    if (hint < 0) return -1;
+    Ref app(Py_NewRef(p->app_protocol));
+    Ref n(PyLong_FromSsize_t(hint));
+    if (!n) return -1;
+    Ref buf(call1(app.get(), s_get_buffer, n.get()));
+    if (!buf) return -1;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf.get(), &view, PyBUF_WRITABLE) < 0) return -1;
+    Py_ssize_t wants = view.len;
+    Py_ssize_t offset = 0;
+    Py_ssize_t count = 1;
+    bool again_later = false;
+    while (offset < wants) {
+        if (offset > 0) {
+            int more = may_read(p);
+            if (more < 0) {
+                PyBuffer_Release(&view);
+                return -1;
+            }
+            if (!more) break;
+        }
+        count = ssl_read_into(p, static_cast<char*>(view.buf) + offset, wants - offset);
+        if (count == -1) {
+            PyBuffer_Release(&view);
+            return -1;
+        }
+        if (count <= 0) break;
+        offset += count;
+        again_later = offset == wants;  // the buffer filled up: read the rest soon
+    }
+    PyBuffer_Release(&view);
+    if (count == -2) count = 1;  // wants more ciphertext: not an EOF
+    if (again_later) {
+        Ref m(method(p, "_do_read"));
+        if (!m || discard(call_soon(p, m.get())) < 0) return -1;
+    }
+    if (offset > 0) {
+        Ref off(PyLong_FromSsize_t(offset));
+        if (!off || discard(call1(app.get(), s_buffer_updated, off.get())) < 0) return -1;
+    }
+    if (count == 0) {
+        if (call_eof_received(p) < 0) return -1;
+        if (start_shutdown(p) < 0) return -1;
+    }
+    return 0;
+}
+
+}  // namespace
+
+namespace tls {
+
+int control_ssl_reading(TlsProtocolObject* p) {
+    Py_ssize_t size = read_buffer_size(p);
+    if (size < 0) return -1;
+    if (static_cast<double>(size) >= p->in_marks.high_v && !p->ssl_reading_paused) {
+        p->ssl_reading_paused = true;
+        return transport_call(p, s_pause_reading);
+    }
+    if (static_cast<double>(size) <= p->in_marks.low_v && p->ssl_reading_paused) {
+        p->ssl_reading_paused = false;
+        return transport_call(p, s_resume_reading);
+    }
+    return 0;
+}
+
+}  // namespace tls
+
+namespace {
+
+int do_read(TlsProtocolObject* p) {
+    if (p->state != TlsState::Wrapped && p->state != TlsState::Flushing) return 0;
+    Ref keep(Py_NewRef(O(p)));
+    int r = 0;
+    if (!p->app_reading_paused) {
+        r = p->app_is_buffer ? do_read_buffered(p) : do_read_copied(p);
+        if (r == 0) r = p->backlog->empty() ? process_outgoing(p) : do_write(p);
+    }
+    if (r == 0) r = tls::control_ssl_reading(p);
+    if (r < 0) return fatal_from_current(p, "Fatal error on SSL protocol");
+    return 0;
+}
+
+int call_eof_received(TlsProtocolObject* p) {
+    if (p->app_state != AppState::ConMade) return 0;
+    p->app_state = AppState::Eof;
+    Ref app(Py_NewRef(p->app_protocol));
+    PyObject* keep = call0(app.get(), s_eof_received);
+    int keep_open = keep ? PyObject_IsTrue(keep) : -1;
+    Py_XDECREF(keep);
+    if (keep_open > 0) {
+        PyObject* r = PyObject_CallMethod(g_logger, "warning", "s",
+                                          "returning true from eof_received() has no effect when using ssl");
+        if (r) Py_DECREF(r);
+        else PyErr_Clear();
+    }
+    if (keep_open >= 0) return 0;
+    PyObject* exc = fetch_exception();
+    if (is_sys_exit(exc)) {
+        restore_exception(exc);
+        return -1;
+    }
+    fatal_error(p, exc, "Error calling eof_received()");
+    Py_DECREF(exc);
+    return 0;
+}
+
+// ---- handshake --------------------------------------------------------------------
+
+int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc);
+
+int do_handshake(TlsProtocolObject* p) {
+    PyObject* r = call0(p->sslobj, s_do_handshake);
+    if (r) {
+        Py_DECREF(r);
+        return on_handshake_complete(p, nullptr);
+    }
+    if (PyErr_ExceptionMatches(g_ssl_again)) {
+        PyErr_Clear();
+        return process_outgoing(p);
+    }
+    if (!PyErr_ExceptionMatches(g_ssl_error)) return -1;
+    PyObject* exc = fetch_exception();
+    int rc = on_handshake_complete(p, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
+    cancel_timer(&p->handshake_timer);
+    Ref keep(Py_NewRef(O(p)));
+    Ref peercert;
+    PyObject* exc = handshake_exc ? Py_NewRef(handshake_exc) : nullptr;
+    if (!exc) {
+        if (set_state(p, TlsState::Wrapped) == 0) peercert.p = call0(p->sslobj, s_getpeercert);
+        if (!peercert) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+            exc = fetch_exception();
+        }
+    }
+    if (exc) {
+        p->state = TlsState::Unwrapped;
+        int cert = PyObject_IsInstance(exc, g_certificate_error);
+        if (cert < 0) PyErr_Clear();
+        fatal_error(p, exc, cert > 0 ? "SSL handshake failed on verifying the certificate" : "SSL handshake failed");
+        wakeup_waiter(p, exc);
+        Py_DECREF(exc);
+        return 0;
+    }
+    if (p->core->debug()) {
+        Ref now(call0(p->loop, s_time));
+        if (now) {
+            Ref ms(PyFloat_FromDouble((PyFloat_AsDouble(now.get()) - p->handshake_start) * 1e3));
+            Ref text(ms ? PyUnicode_FromFormat("%R: SSL handshake took %S ms", O(p), ms.get()) : nullptr);
+            if (text) log_debug(p, "%s", text.get());
+        }
+        PyErr_Clear();
+    }
+    Ref cipher(call0(p->sslobj, s_cipher));
+    Ref compression(cipher ? call0(p->sslobj, s_compression) : nullptr);
+    if (!compression) return -1;
+    if (PyDict_SetItemString(p->extra, "peercert", peercert.get()) < 0 ||
+        PyDict_SetItemString(p->extra, "cipher", cipher.get()) < 0 ||
+        PyDict_SetItemString(p->extra, "compression", compression.get()) < 0 ||
+        PyDict_SetItemString(p->extra, "ssl_object", p->sslobj) < 0)
+        return -1;
+    if (p->app_state == AppState::Init) {
+        p->app_state = AppState::ConMade;
+        if (!p->app_transport) {
+            if (p->app_transport_created) {
+                PyErr_SetString(PyExc_RuntimeError, "Creating _SSLProtocolTransport twice");
+                return -1;
+            }
+            p->app_transport = tls_transport_new(p);
+            if (!p->app_transport) return -1;
+            p->app_transport_created = true;
+        }
+        Ref app(Py_NewRef(p->app_protocol));
+        if (discard(call1(app.get(), s_connection_made, reinterpret_cast<PyObject*>(p->app_transport))) < 0)
+            return -1;
+    }
+    wakeup_waiter(p, nullptr);
+    return do_read(p);
+}
+
+// ---- shutdown ---------------------------------------------------------------------
+
+int on_shutdown_complete(TlsProtocolObject* p, PyObject* shutdown_exc) {
+    cancel_timer(&p->shutdown_timer);
+    if (shutdown_exc) {
+        fatal_error(p, shutdown_exc);
+        return 0;
+    }
+    if (!p->transport) return 0;
+    Ref close(PyObject_GetAttr(p->transport, s_close));
+    return close ? discard(call_soon(p, close.get())) : -1;
+}
+
+int do_shutdown(TlsProtocolObject* p) {
+    if (!p->eof_received) {
+        PyObject* r = call0(p->sslobj, s_unwrap);
+        if (!r) {
+            if (PyErr_ExceptionMatches(g_ssl_again)) {
+                PyErr_Clear();
+                return process_outgoing(p);
+            }
+            if (!PyErr_ExceptionMatches(g_ssl_error)) return -1;
+            PyObject* exc = fetch_exception();
+            int rc = on_shutdown_complete(p, exc);
+            Py_DECREF(exc);
+            return rc;
+        }
+        Py_DECREF(r);
+    }
+    if (process_outgoing(p) < 0 || call_eof_received(p) < 0) return -1;
+    return on_shutdown_complete(p, nullptr);
+}
+
+int do_flush(TlsProtocolObject* p) {
+    if (do_read(p) < 0 || set_state(p, TlsState::Shutdown) < 0) return -1;
+    return do_shutdown(p);
+}
+
+int start_shutdown(TlsProtocolObject* p) {
+    if (p->state == TlsState::Flushing || p->state == TlsState::Shutdown || p->state == TlsState::Unwrapped) return 0;
+    if (p->app_transport) p->app_transport->closed = true;
+    if (p->state == TlsState::DoHandshake) return tls::abort(p, nullptr);
+    if (set_state(p, TlsState::Flushing) < 0) return -1;
+    Ref check(method(p, "_check_shutdown_timeout"));
+    if (!check) return -1;
+    PyObject* timer = call2(p->loop, s_call_later, p->shutdown_timeout, check.get());
+    if (!timer) return -1;
+    Py_XSETREF(p->shutdown_timer, timer);
+    return do_flush(p);
+}
+
+}  // namespace
+
+// ---- what the app transport calls -----------------------------------------------------
+
+namespace tls {
+
+int start_shutdown(TlsProtocolObject* p) { return pyloop::start_shutdown(p); }
+
+int abort(TlsProtocolObject* p, PyObject* exc) {
+    p->state = TlsState::Unwrapped;
+    if (!p->transport) return 0;
+    // 3.11 aborts the raw transport; 3.12+ force-closes it with the error.
+    if (!kPy312) return transport_call(p, s_abort);
+    return transport_call(p, s_force_close, exc ? exc : Py_None);
+}
+
+int write_appdata(TlsProtocolObject* p, PyObject* const* items, Py_ssize_t n) {
+    if (p->state == TlsState::Flushing || p->state == TlsState::Shutdown || p->state == TlsState::Unwrapped) {
+        if (p->conn_lost >= kLogThresholdConnLostWrites) {
+            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s", "SSL connection is closed");
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+        p->conn_lost++;
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len = PyObject_Size(items[i]);
+        if (len < 0) return -1;
+        p->backlog->push_back(Py_NewRef(items[i]));
+        p->write_buffer_size += len;
+    }
+    if (p->state != TlsState::Wrapped) return 0;
+    Ref keep(Py_NewRef(O(p)));
+    if (do_write(p) < 0) return fatal_from_current(p, "Fatal error on SSL protocol");
+    return 0;
+}
+
+int resume_reading(TlsProtocolObject* p) {
+    if (!p->app_reading_paused) return 0;
+    p->app_reading_paused = false;
+    Ref m(method(p, "_resume"));
+    return m ? discard(call_soon(p, m.get())) : -1;
+}
+
+int set_app_protocol(TlsProtocolObject* p, PyObject* app_protocol) {
+    int buffered = 0;
+    int has = PyObject_HasAttr(app_protocol, s_get_buffer);
+    if (has) {
+        buffered = PyObject_IsInstance(app_protocol, g_buffered_protocol);
+        if (buffered < 0) return -1;
+    }
+    Py_XSETREF(p->app_protocol, Py_NewRef(app_protocol));
+    p->app_is_buffer = buffered > 0;
+    return 0;
+}
+
+PyObject* get_extra_info(TlsProtocolObject* p, PyObject* name, PyObject* dflt) {
+    PyObject* v = PyDict_GetItemWithError(p->extra, name);
+    if (v) return Py_NewRef(v);
+    if (PyErr_Occurred()) return nullptr;
+    if (p->transport) {
+        Ref tr(Py_NewRef(p->transport));
+        return call2(tr.get(), s_get_extra_info, name, dflt);
+    }
+    return Py_NewRef(dflt);
+}
+
+int set_water_marks(WaterMarks* m, PyObject* high_o, PyObject* low_o, long kb) {
+    Ref four(PyLong_FromLong(4));
+    if (!four) return -1;
+    Ref high(high_o != Py_None  ? Py_NewRef(high_o)
+             : low_o == Py_None ? PyLong_FromLong(kb * 1024)
+                                : PyNumber_Multiply(four.get(), low_o));
+    if (!high) return -1;
+    Ref low(low_o != Py_None ? Py_NewRef(low_o) : PyNumber_FloorDivide(high.get(), four.get()));
+    if (!low) return -1;
+    Ref zero(PyLong_FromLong(0));
+    if (!zero) return -1;
+    int ok = PyObject_RichCompareBool(high.get(), low.get(), Py_GE);
+    if (ok == 1) ok = PyObject_RichCompareBool(low.get(), zero.get(), Py_GE);
+    if (ok < 0) return -1;
+    if (ok == 0) {
+        PyErr_Format(PyExc_ValueError, "high (%R) must be >= low (%R) must be >= 0", high.get(), low.get());
+        return -1;
+    }
+    double hv = PyFloat_AsDouble(high.get());
+    if (hv == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        hv = 1e300;
+    }
+    double lv = PyFloat_AsDouble(low.get());
+    if (lv == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        lv = 1e300;
+    }
+    Py_XSETREF(m->high, high.p);
+    Py_XSETREF(m->low, low.p);
+    high.p = low.p = nullptr;
+    m->high_v = hv;
+    m->low_v = lv;
+    return 0;
+}
+
+}  // namespace tls
+
+// ---- the raw transport's fast path ------------------------------------------------------
+
+int tls_feed(PyObject* proto, const char* data, size_t len) {
+    TlsProtocolObject* p = P(proto);
+    Ref view(PyMemoryView_FromMemory(const_cast<char*>(data), static_cast<Py_ssize_t>(len), PyBUF_READ));
+    if (!view) return -1;
+    if (discard(call1(p->incoming, s_write, view.get())) < 0) return -1;
+    scan_records(p->scan, reinterpret_cast<const unsigned char*>(data), len);
+    return 0;
+}
+
+int tls_received(PyObject* proto) {
+    TlsProtocolObject* p = P(proto);
+    switch (p->state) {
+        case TlsState::DoHandshake: return do_handshake(p);
+        case TlsState::Wrapped: return do_read(p);
+        case TlsState::Flushing: return do_flush(p);
+        case TlsState::Shutdown: return do_shutdown(p);
+        case TlsState::Unwrapped: return 0;
+    }
+    return 0;
+}
+
+// ---- Python methods: the asyncio protocol interface ---------------------------------------
+
+namespace {
+
+PyObject* done(int r) {
+    if (r < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* Tls_connection_made(PyObject* self, PyObject* transport) {
+    TlsProtocolObject* p = P(self);
+    Py_XSETREF(p->transport, Py_NewRef(transport));
+    p->stream = PyObject_TypeCheck(transport, StreamTransportType) ? reinterpret_cast<TransportObject*>(transport)
+                                                                  : nullptr;
+    // asyncio's _start_handshake.
+    if (p->core->debug()) {
+        log_debug(p, "%r starts SSL handshake", nullptr);
+        Ref now(call0(p->loop, s_time));
+        p->handshake_start = now ? PyFloat_AsDouble(now.get()) : 0.0;
+        PyErr_Clear();
+    }
+    if (set_state(p, TlsState::DoHandshake) < 0) return nullptr;
+    Ref check(method(p, "_check_handshake_timeout"));
+    if (!check) return nullptr;
+    PyObject* timer = call2(p->loop, s_call_later, p->handshake_timeout, check.get());
+    if (!timer) return nullptr;
+    Py_XSETREF(p->handshake_timer, timer);
+    return done(do_handshake(p));
+}
+
+PyObject* Tls_connection_lost(PyObject* self, PyObject* exc) {
+    TlsProtocolObject* p = P(self);
+    Ref keep(Py_NewRef(self));
+    while (!p->backlog->empty()) {
+        Py_DECREF(p->backlog->front());
+        p->backlog->pop_front();
+    }
+    if (discard(call0(p->outgoing, s_read)) < 0) return nullptr;
+    p->conn_lost++;
+    if (p->app_transport) p->app_transport->closed = true;
+    if (p->state != TlsState::DoHandshake &&
+        (p->app_state == AppState::ConMade || p->app_state == AppState::Eof)) {
+        p->app_state = AppState::ConLost;
+        Ref lost(PyObject_GetAttr(p->app_protocol, s_connection_lost));
+        if (!lost || discard(call_soon(p, lost.get(), exc)) < 0) return nullptr;
+    }
+    p->state = TlsState::Unwrapped;
+    p->stream = nullptr;
+    Py_CLEAR(p->transport);
+    Py_CLEAR(p->app_transport);
+    Py_SETREF(p->app_protocol, Py_NewRef(Py_None));
+    wakeup_waiter(p, exc == Py_None ? nullptr : exc);
+    cancel_timer(&p->shutdown_timer);
+    cancel_timer(&p->handshake_timer);
+    Py_RETURN_NONE;
+}
+
+// Over a transport that is not pyloop's: asyncio's get_buffer/buffer_updated.
+PyObject* Tls_get_buffer(PyObject* self, PyObject* arg) {
+    TlsProtocolObject* p = P(self);
+    Py_ssize_t want = PyLong_AsSsize_t(arg);
+    if (want == -1 && PyErr_Occurred()) return nullptr;
+    if (want <= 0 || want > kMaxSize) want = kMaxSize;
+    if (!p->read_buffer || PyByteArray_GET_SIZE(p->read_buffer) < want) {
+        PyObject* b = PyByteArray_FromStringAndSize(nullptr, want);
+        if (!b) return nullptr;
+        Py_XSETREF(p->read_buffer, b);
+    }
+    return PyMemoryView_FromObject(p->read_buffer);
+}
+
+PyObject* Tls_buffer_updated(PyObject* self, PyObject* arg) {
+    TlsProtocolObject* p = P(self);
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (!p->read_buffer || n < 0 || n > PyByteArray_GET_SIZE(p->read_buffer)) {
+        PyErr_SetString(PyExc_ValueError, "buffer_updated() without a matching get_buffer()");
+        return nullptr;
+    }
+    Ref keep(Py_NewRef(self));
+    if (tls_feed(self, PyByteArray_AS_STRING(p->read_buffer), static_cast<size_t>(n)) < 0) return nullptr;
+    return done(tls_received(self));
+}
+
+PyObject* Tls_data_received(PyObject* self, PyObject* data) {
+    // A transport that does not know BufferedProtocol hands bytes over.
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return nullptr;
+    Ref keep(Py_NewRef(self));
+    int r = tls_feed(self, static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+    PyBuffer_Release(&view);
+    if (r < 0) return nullptr;
+    return done(tls_received(self));
+}
+
+PyObject* Tls_eof_received(PyObject* self, PyObject*) {
+    TlsProtocolObject* p = P(self);
+    Ref keep(Py_NewRef(self));
+    p->eof_received = true;
+    if (p->core->debug()) log_debug(p, "%r received EOF", nullptr);
+    int r = 0;
+    switch (p->state) {
+        case TlsState::DoHandshake: {
+            Ref exc(PyObject_CallNoArgs(PyExc_ConnectionResetError));
+            r = exc ? on_handshake_complete(p, exc.get()) : -1;
+            break;
+        }
+        case TlsState::Wrapped:
+            r = set_state(p, TlsState::Flushing);
+            if (r == 0 && p->app_reading_paused) Py_RETURN_TRUE;
+            if (r == 0) r = do_flush(p);
+            break;
+        case TlsState::Flushing:
+            r = do_write(p);
+            if (r == 0) r = set_state(p, TlsState::Shutdown);
+            if (r == 0) r = do_shutdown(p);
+            break;
+        case TlsState::Shutdown:
+            r = do_shutdown(p);
+            break;
+        case TlsState::Unwrapped:
+            break;
+    }
+    if (r < 0) {
+        if (PyErr_ExceptionMatches(PyExc_Exception) && p->transport) {
+            PyObject* exc = fetch_exception();
+            transport_call(p, s_close);
+            PyErr_Clear();
+            restore_exception(exc);
+        }
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* Tls_pause_writing(PyObject* self, PyObject*) {
+    P(self)->ssl_writing_paused = true;
+    Py_RETURN_NONE;
+}
+
+PyObject* Tls_resume_writing(PyObject* self, PyObject*) {
+    TlsProtocolObject* p = P(self);
+    p->ssl_writing_paused = false;
+    Ref keep(Py_NewRef(self));
+    return done(process_outgoing(p));
+}
+
+PyObject* Tls_check_handshake_timeout(PyObject* self, PyObject*) {
+    TlsProtocolObject* p = P(self);
+    if (p->state != TlsState::DoHandshake) Py_RETURN_NONE;
+    Ref msg(PyUnicode_FromFormat("SSL handshake is taking longer than %S seconds: aborting the connection",
+                                 p->handshake_timeout));
+    Ref exc(msg ? PyObject_CallOneArg(PyExc_ConnectionAbortedError, msg.get()) : nullptr);
+    if (!exc) return nullptr;
+    Ref keep(Py_NewRef(self));
+    fatal_error(p, exc.get());
+    Py_RETURN_NONE;
+}
+
+PyObject* Tls_check_shutdown_timeout(PyObject* self, PyObject*) {
+    TlsProtocolObject* p = P(self);
+    if (p->state != TlsState::Flushing && p->state != TlsState::Shutdown) Py_RETURN_NONE;
+    Ref exc(PyObject_CallFunction(PyExc_TimeoutError, "s", "SSL shutdown timed out"));
+    if (!exc) return nullptr;
+    return done(transport_call(p, s_force_close, exc.get()));
+}
+
+PyObject* Tls_do_read(PyObject* self, PyObject*) { return done(do_read(P(self))); }
+
+// The callback resume_reading() schedules.
+PyObject* Tls_resume(PyObject* self, PyObject*) {
+    TlsProtocolObject* p = P(self);
+    Ref keep(Py_NewRef(self));
+    switch (p->state) {
+        case TlsState::Wrapped: return done(do_read(p));
+        case TlsState::Flushing: return done(do_flush(p));
+        case TlsState::Shutdown: return done(do_shutdown(p));
+        default: Py_RETURN_NONE;
+    }
+}
+
+PyObject* Tls_get_app_transport(PyObject* self, void*) {
+    TlsProtocolObject* p = P(self);
+    return Py_NewRef(p->app_transport ? reinterpret_cast<PyObject*>(p->app_transport) : Py_None);
+}
+
+PyObject* Tls_get_app_protocol(PyObject* self, void*) { return Py_NewRef(P(self)->app_protocol); }
+
+PyObject* Tls_get_state(PyObject* self, void*) { return PyUnicode_FromString(state_name(P(self)->state) + 17); }
+
+// TlsProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+//             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout):
+// the arguments checked and defaulted by pyloop._tls already.
+PyObject* Tls_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    PyObject *loop, *app_protocol, *sslcontext, *waiter, *server_hostname, *hs_timeout, *sd_timeout;
+    int server_side, call_connection_made;
+    if (kwargs && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "TlsProtocol() takes positional arguments only");
+        return nullptr;
+    }
+    if (!PyArg_ParseTuple(args, "OOOOpOpOO:TlsProtocol", &loop, &app_protocol, &sslcontext, &waiter, &server_side,
+                          &server_hostname, &call_connection_made, &hs_timeout, &sd_timeout))
+        return nullptr;
+    LoopCore* core = core_of(loop);
+    if (!core) return nullptr;
+    Ref self(type->tp_alloc(type, 0));
+    if (!self) return nullptr;
+    TlsProtocolObject* p = P(self.get());
+    p->backlog = new std::deque<PyObject*>();
+    p->core = core;
+    p->loop = Py_NewRef(loop);
+    p->app_protocol = Py_NewRef(Py_None);
+    p->sslcontext = Py_NewRef(sslcontext);
+    p->waiter = waiter == Py_None ? nullptr : Py_NewRef(waiter);
+    p->handshake_timeout = Py_NewRef(hs_timeout);
+    p->shutdown_timeout = Py_NewRef(sd_timeout);
+    p->server_side = server_side != 0;
+    p->app_state = call_connection_made ? AppState::Init : AppState::ConMade;
+    p->extra = Py_BuildValue("{s:O}", "sslcontext", sslcontext);
+    if (!p->extra || tls::set_app_protocol(p, app_protocol) < 0) return nullptr;
+    p->incoming = PyObject_CallMethod(g_ssl_module, "MemoryBIO", nullptr);
+    p->outgoing = p->incoming ? PyObject_CallMethod(g_ssl_module, "MemoryBIO", nullptr) : nullptr;
+    if (!p->outgoing) return nullptr;
+    PyObject* hostname = (server_hostname != Py_None && PyObject_IsTrue(server_hostname) && !server_side)
+                             ? server_hostname : Py_None;
+    Ref wrap_args(Py_BuildValue("(OO)", p->incoming, p->outgoing));
+    Ref wrap_kw(Py_BuildValue("{s:O,s:O}", "server_side", server_side ? Py_True : Py_False, "server_hostname",
+                              hostname));
+    Ref wrap(PyObject_GetAttr(sslcontext, s_wrap_bio));
+    if (!wrap_args || !wrap_kw || !wrap) return nullptr;
+    p->sslobj = PyObject_Call(wrap.get(), wrap_args.get(), wrap_kw.get());
+    if (!p->sslobj) return nullptr;
+    if (tls::set_water_marks(&p->in_marks, Py_None, Py_None, kHighWaterSslRead) < 0 ||
+        tls::set_water_marks(&p->out_marks, Py_None, Py_None, kHighWaterSslWrite) < 0)
+        return nullptr;
+    p->app_transport = tls_transport_new(p);
+    if (!p->app_transport) return nullptr;
+    p->app_transport_created = true;
+    PyObject* r = self.p;
+    self.p = nullptr;
+    return r;
+}
+
+int Tls_traverse(PyObject* self, visitproc visit, void* arg) {
+    TlsProtocolObject* p = P(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(p->loop);
+    Py_VISIT(p->app_protocol);
+    Py_VISIT(reinterpret_cast<PyObject*>(p->app_transport));
+    Py_VISIT(p->transport);
+    Py_VISIT(p->sslcontext);
+    Py_VISIT(p->sslobj);
+    Py_VISIT(p->extra);
+    Py_VISIT(p->waiter);
+    Py_VISIT(p->handshake_timer);
+    Py_VISIT(p->shutdown_timer);
+    if (p->backlog)
+        for (PyObject* o : *p->backlog) Py_VISIT(o);
+    return 0;
+}
+
+int Tls_clear(PyObject* self) {
+    TlsProtocolObject* p = P(self);
+    p->stream = nullptr;
+    Py_CLEAR(p->app_protocol);
+    Py_CLEAR(p->app_transport);
+    Py_CLEAR(p->transport);
+    Py_CLEAR(p->sslobj);
+    Py_CLEAR(p->extra);
+    Py_CLEAR(p->waiter);
+    Py_CLEAR(p->handshake_timer);
+    Py_CLEAR(p->shutdown_timer);
+    if (p->backlog) {
+        while (!p->backlog->empty()) {
+            Py_DECREF(p->backlog->front());
+            p->backlog->pop_front();
+        }
+    }
+    return 0;
+}
+
+void Tls_dealloc(PyObject* self) {
+    TlsProtocolObject* p = P(self);
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (p->weakrefs) PyObject_ClearWeakRefs(self);
+    Tls_clear(self);
+    delete p->backlog;
+    Py_CLEAR(p->loop);
+    Py_CLEAR(p->sslcontext);
+    Py_CLEAR(p->incoming);
+    Py_CLEAR(p->outgoing);
+    Py_CLEAR(p->handshake_timeout);
+    Py_CLEAR(p->shutdown_timeout);
+    Py_CLEAR(p->read_buffer);
+    Py_CLEAR(p->in_marks.high);
+    Py_CLEAR(p->in_marks.low);
+    Py_CLEAR(p->out_marks.high);
+    Py_CLEAR(p->out_marks.low);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+PyMethodDef Tls_methods[] = {
+    {"connection_made", Tls_connection_made, METH_O, "Start the TLS handshake."},
+    {"connection_lost", Tls_connection_lost, METH_O, nullptr},
+    {"get_buffer", Tls_get_buffer, METH_O, nullptr},
+    {"buffer_updated", Tls_buffer_updated, METH_O, nullptr},
+    {"data_received", Tls_data_received, METH_O, nullptr},
+    {"eof_received", Tls_eof_received, METH_NOARGS, nullptr},
+    {"pause_writing", Tls_pause_writing, METH_NOARGS, nullptr},
+    {"resume_writing", Tls_resume_writing, METH_NOARGS, nullptr},
+    {"_check_handshake_timeout", Tls_check_handshake_timeout, METH_NOARGS, nullptr},
+    {"_check_shutdown_timeout", Tls_check_shutdown_timeout, METH_NOARGS, nullptr},
+    {"_do_read", Tls_do_read, METH_NOARGS, nullptr},
+    {"_resume", Tls_resume, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef Tls_getset[] = {
+    {"_app_transport", Tls_get_app_transport, nullptr, nullptr, nullptr},
+    {"_app_protocol", Tls_get_app_protocol, nullptr, nullptr, nullptr},
+    {"_state", Tls_get_state, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef Tls_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TlsProtocolObject, weakrefs), READONLY, nullptr},
+    {"_loop", T_OBJECT, offsetof(TlsProtocolObject, loop), READONLY, nullptr},
+    {"_sslobj", T_OBJECT, offsetof(TlsProtocolObject, sslobj), READONLY, nullptr},
+    {"_transport", T_OBJECT, offsetof(TlsProtocolObject, transport), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot Tls_slots[] = {
+    {Py_tp_doc, const_cast<char*>("asyncio's SSLProtocol in C++: TLS over a stream transport.")},
+    {Py_tp_new, reinterpret_cast<void*>(Tls_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Tls_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Tls_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Tls_clear)},
+    {Py_tp_methods, Tls_methods},
+    {Py_tp_getset, Tls_getset},
+    {Py_tp_members, Tls_members},
+    {0, nullptr},
+};
+
+PyType_Spec Tls_spec = {
+    "pyloop.TlsProtocol", sizeof(TlsProtocolObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Tls_slots,
+};
+
+}  // namespace
+
+
+int init_tls_types(PyObject* module) {
+    g_ssl_module = PyImport_ImportModule("ssl");
+    if (!g_ssl_module) {
+        // No ssl module: TLS is unavailable (pyloop._tls says so), the rest works.
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject* want_read = PyObject_GetAttrString(g_ssl_module, "SSLWantReadError");
+    PyObject* syscall = PyObject_GetAttrString(g_ssl_module, "SSLSyscallError");
+    g_ssl_again = (want_read && syscall) ? PyTuple_Pack(2, want_read, syscall) : nullptr;
+    Py_XDECREF(want_read);
+    Py_XDECREF(syscall);
+    g_ssl_error = PyObject_GetAttrString(g_ssl_module, "SSLError");
+    g_certificate_error = PyObject_GetAttrString(g_ssl_module, "CertificateError");
+    PyObject* exceptions = PyImport_ImportModule("asyncio.exceptions");
+    g_cancelled_error = exceptions ? PyObject_GetAttrString(exceptions, "CancelledError") : nullptr;
+    Py_XDECREF(exceptions);
+    PyObject* protocols = PyImport_ImportModule("asyncio.protocols");
+    PyObject* base = protocols ? PyObject_GetAttrString(protocols, "BufferedProtocol") : nullptr;
+    g_buffered_protocol = base ? Py_NewRef(base) : nullptr;
+    Py_XDECREF(protocols);
+    PyObject* log = PyImport_ImportModule("asyncio.log");
+    g_logger = log ? PyObject_GetAttrString(log, "logger") : nullptr;
+    Py_XDECREF(log);
+    if (!g_ssl_again || !g_ssl_error || !g_certificate_error || !g_cancelled_error || !base || !g_logger) {
+        Py_XDECREF(base);
+        return -1;
+    }
+    struct Name {
+        PyObject** slot;
+        const char* text;
+    } names[] = {
+        {&s_read, "read"}, {&s_write, "write"}, {&s_do_handshake, "do_handshake"}, {&s_unwrap, "unwrap"},
+        {&s_getpeercert, "getpeercert"}, {&s_cipher, "cipher"}, {&s_compression, "compression"},
+        {&s_pending, "pending"}, {&s_data_received, "data_received"}, {&s_buffer_updated, "buffer_updated"},
+        {&s_get_buffer, "get_buffer"}, {&s_eof_received, "eof_received"}, {&s_connection_made, "connection_made"},
+        {&s_connection_lost, "connection_lost"}, {&s_pause_writing, "pause_writing"},
+        {&s_resume_writing, "resume_writing"}, {&s_call_soon, "call_soon"}, {&s_call_later, "call_later"},
+        {&s_cancel, "cancel"}, {&s_force_close, "_force_close"}, {&s_abort, "abort"}, {&s_close, "close"},
+        {&s_pause_reading, "pause_reading"}, {&s_resume_reading, "resume_reading"},
+        {&s_get_extra_info, "get_extra_info"}, {&s_set_result, "set_result"}, {&s_set_exception, "set_exception"},
+        {&s_cancelled, "cancelled"}, {&s_debug, "debug"}, {&s_warning, "warning"},
+        {&s_call_exception_handler, "call_exception_handler"}, {&s_wrap_bio, "wrap_bio"}, {&s_time, "time"},
+    };
+    for (auto& n : names)
+        if (!(*n.slot = PyUnicode_InternFromString(n.text))) {
+            Py_DECREF(base);
+            return -1;
+        }
+    PyObject* bases = PyTuple_Pack(1, base);
+    Py_DECREF(base);
+    if (!bases) return -1;
+    TlsProtocolType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Tls_spec, bases));
+    Py_DECREF(bases);
+    if (!TlsProtocolType) return -1;
+    if (PyModule_AddObjectRef(module, "TlsProtocol", reinterpret_cast<PyObject*>(TlsProtocolType)) < 0) return -1;
+    return init_tls_transport_type(module);
+}
+
+}  // namespace pyloop
