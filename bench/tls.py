@@ -1,10 +1,13 @@
 """TLS benchmark: a TLS echo server on one loop in a child process, driven by blocking
-ssl-module clients on threads here; the figure is the server's CPU time per request
-(from /proc, so it stays meaningful when the Python clients are the bottleneck) and
-per handshake.
+ssl-module clients in processes of their own (no GIL between them); the figure is the
+server's CPU time per request (from /proc, so it stays meaningful when the Python
+clients are the bottleneck) and per handshake.
 
-    python bench/tls.py LOOP SIZE SECONDS      prints: requests/s  server_cpu_us_per_request
-    python bench/tls.py LOOP handshake SECONDS  prints: handshakes/s server_cpu_us_per_handshake
+    python bench/tls.py LOOP SIZE SECONDS [STYLE]      prints: requests/s  server_cpu_us_per_request
+    python bench/tls.py LOOP handshake SECONDS [STYLE]  prints: handshakes/s server_cpu_us_per_handshake
+
+STYLE is the server's: `protocol` (an asyncio.Protocol, the default) or `streams`
+(asyncio.start_server with StreamReader.read / StreamWriter.write + drain).
 
 Certificates are made with trustme (a test dependency).
 """
@@ -15,7 +18,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
+import multiprocessing
 import time
 
 SERVER = r"""
@@ -31,8 +34,20 @@ class Echo(asyncio.Protocol):
     def data_received(self, data):
         self.transport.write(data)
 
+async def echo_stream(reader, writer):
+    try:
+        while data := await reader.read(262144):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
 async def main():
-    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0, ssl=ctx, backlog=1000)
+    if sys.argv[5] == "streams":
+        server = await asyncio.start_server(echo_stream, "127.0.0.1", 0, ssl=ctx, backlog=1000)
+    else:
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0, ssl=ctx, backlog=1000)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.sleep(3600)
 
@@ -81,26 +96,27 @@ def handshake_client(port, ctx, deadline, counts, i):
 
 def main():
     loop_name, what, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    style = sys.argv[4] if len(sys.argv) > 4 else "protocol"
     with tempfile.TemporaryDirectory() as folder:
         cert, key, ctx = certificates(folder)
         here = os.path.dirname(os.path.abspath(__file__))
-        proc = subprocess.Popen([sys.executable, "-c", SERVER, loop_name, cert, key, here], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen([sys.executable, "-c", SERVER, loop_name, cert, key, here, style],
+                                stdout=subprocess.PIPE, text=True)
         try:
             port = int(proc.stdout.readline())
-            counts = [0] * CLIENTS
+            counts = multiprocessing.get_context("fork").Array("q", CLIENTS, lock=False)
             deadline = time.monotonic() + seconds
             if what == "handshake":
                 target, args = handshake_client, ()
             else:
                 target, args = echo_client, (int(what),)
-            threads = [threading.Thread(target=target, args=(port, ctx) + args + (deadline, counts, i))
-                       for i in range(CLIENTS)]
+            clients = [multiprocessing.get_context("fork").Process(
+                target=target, args=(port, ctx) + args + (deadline, counts, i)) for i in range(CLIENTS)]
             cpu0 = server_cpu(proc.pid)
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            for c in clients:
+                c.start()
+            for c in clients:
+                c.join()
             cpu = server_cpu(proc.pid) - cpu0
         finally:
             proc.kill()

@@ -258,7 +258,8 @@ class NetworkMethods:
                 sock.close()
             raise
 
-    def _stream_transport(self, sock, protocol, own, server=None, peername=None, ssl=None, tls=None):
+    def _stream_transport(self, sock, protocol, own, server=None, peername=None, ssl=None, tls=None,
+                          accepted=False):
         """A C++ stream transport over sock for protocol: (transport to return, waiter).
         With ssl, asyncio's SSLProtocol sits between (tls: server_side,
         server_hostname, handshake and shutdown timeouts), the waiter resolves after the
@@ -266,10 +267,10 @@ class NetworkMethods:
         connection_made. own: the loop made sock (libuv takes its fd); else it is the
         user's (libuv works on a duplicate; the user's object is closed with the
         transport)."""
-        waiter = self.create_future()
+        waiter = None if accepted else self.create_future()
         if ssl:
             sslcontext = None if isinstance(ssl, bool) else ssl  # None: SSLProtocol makes a default one
-            ssl_protocol = _tls.make_ssl_protocol(self, protocol, sslcontext, waiter, *tls)
+            ssl_protocol = _tls.make_ssl_protocol(self, protocol, sslcontext, waiter, *tls, accepted=accepted)
             raw = _core.stream_transport(self, sock, ssl_protocol, _transport_extra(sock, peername), server, own)
             transport = ssl_protocol._app_transport
         else:
@@ -436,7 +437,8 @@ class NetworkMethods:
                                                                   _transport_extra(conn, addr), server, True)
                     continue
                 transport, waiter = self._stream_transport(conn, protocol, True, server, addr, server._ssl,
-                                                           (True, None) + server._tls_timeouts)
+                                                           (True, None) + server._tls_timeouts,
+                                                           accepted=_tls.ACCEPT_WITHOUT_TASK)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -446,7 +448,8 @@ class NetworkMethods:
                     "exception": exc,
                 })
                 continue
-            self.create_task(self._await_tls_handshake(transport, waiter))
+            if waiter is not None:
+                self.create_task(self._await_tls_handshake(transport, waiter))
 
     async def _await_tls_handshake(self, transport, waiter):
         # asyncio's _accept_connection2: a failed handshake closes the connection and is

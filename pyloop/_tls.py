@@ -21,12 +21,16 @@ except ImportError:  # pragma: no cover
     ssl = None
 
 _PY311 = sys.version_info >= (3, 11)
+# A server's connections need no accept task: the C++ protocol handles a failed handshake.
+ACCEPT_WITHOUT_TASK = _PY311
 
 
 def make_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
-                      ssl_handshake_timeout, ssl_shutdown_timeout, call_connection_made=True):
+                      ssl_handshake_timeout, ssl_shutdown_timeout, call_connection_made=True, accepted=False):
     """The TLS protocol for this Python version: pyloop's C++ one on 3.11+ (with the
-    checks and defaults of asyncio's SSLProtocol.__init__), asyncio's own on 3.10."""
+    checks and defaults of asyncio's SSLProtocol.__init__), asyncio's own on 3.10.
+    accepted (3.11+): a server's connection, with no waiter; the protocol does what
+    asyncio's accept task does when the handshake fails."""
     if not _PY311:
         return sslproto.SSLProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
                                     ssl_handshake_timeout=ssl_handshake_timeout,
@@ -44,7 +48,7 @@ def make_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side, serve
     if not sslcontext:
         sslcontext = sslproto._create_transport_context(server_side, server_hostname)
     return _core.TlsProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
-                             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout)
+                             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout, accepted)
 
 
 def check_client_tls_args(ssl_arg, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout):

@@ -556,6 +556,20 @@ int do_handshake(TlsProtocolObject* p) {
     return rc;
 }
 
+// What asyncio's _accept_connection2 does when a server connection's handshake fails:
+// close the transport, and report it in debug mode.
+void accept_failed(TlsProtocolObject* p, PyObject* exc) {
+    if (p->app_transport) p->app_transport->closed = true;
+    if (!p->core->debug()) return;
+    PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", "Error on transport creation for incoming connection",
+                                  "exception", exc, "protocol", p->app_protocol, "transport",
+                                  p->app_transport ? reinterpret_cast<PyObject*>(p->app_transport) : Py_None);
+    PyObject* r = ctx ? call1(p->loop, s_call_exception_handler, ctx) : nullptr;
+    if (r) Py_DECREF(r);
+    else PyErr_WriteUnraisable(O(p));
+    Py_XDECREF(ctx);
+}
+
 int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
     cancel_timer(&p->handshake_timer);
     Ref keep(Py_NewRef(O(p)));
@@ -574,6 +588,7 @@ int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
         if (cert < 0) PyErr_Clear();
         fatal_error(p, exc, cert > 0 ? "SSL handshake failed on verifying the certificate" : "SSL handshake failed");
         wakeup_waiter(p, exc);
+        if (p->accepted) accept_failed(p, exc);
         Py_DECREF(exc);
         return 0;
     }
@@ -986,17 +1001,17 @@ PyObject* Tls_get_app_protocol(PyObject* self, void*) { return Py_NewRef(P(self)
 PyObject* Tls_get_state(PyObject* self, void*) { return PyUnicode_FromString(state_name(P(self)->state) + 17); }
 
 // TlsProtocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
-//             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout):
+//             call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout[, accepted]):
 // the arguments checked and defaulted by pyloop._tls already.
 PyObject* Tls_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     PyObject *loop, *app_protocol, *sslcontext, *waiter, *server_hostname, *hs_timeout, *sd_timeout;
-    int server_side, call_connection_made;
+    int server_side, call_connection_made, accepted = 0;
     if (kwargs && PyDict_GET_SIZE(kwargs)) {
         PyErr_SetString(PyExc_TypeError, "TlsProtocol() takes positional arguments only");
         return nullptr;
     }
-    if (!PyArg_ParseTuple(args, "OOOOpOpOO:TlsProtocol", &loop, &app_protocol, &sslcontext, &waiter, &server_side,
-                          &server_hostname, &call_connection_made, &hs_timeout, &sd_timeout))
+    if (!PyArg_ParseTuple(args, "OOOOpOpOO|p:TlsProtocol", &loop, &app_protocol, &sslcontext, &waiter, &server_side,
+                          &server_hostname, &call_connection_made, &hs_timeout, &sd_timeout, &accepted))
         return nullptr;
     LoopCore* core = core_of(loop);
     if (!core) return nullptr;
@@ -1012,6 +1027,7 @@ PyObject* Tls_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     p->handshake_timeout = Py_NewRef(hs_timeout);
     p->shutdown_timeout = Py_NewRef(sd_timeout);
     p->server_side = server_side != 0;
+    p->accepted = accepted != 0;
     p->app_state = call_connection_made ? AppState::Init : AppState::ConMade;
     p->extra = Py_BuildValue("{s:O}", "sslcontext", sslcontext);
     if (!p->extra || tls::set_app_protocol(p, app_protocol) < 0) return nullptr;

@@ -76,6 +76,7 @@ struct TlsProtocolObject {
     TlsState state;
     AppState app_state;
     bool server_side;
+    bool accepted;                  // a server's connection: no waiter, failures handled here
     bool app_is_buffer;
     bool app_transport_created;
     bool ssl_writing_paused;
