@@ -124,18 +124,21 @@ def main():
 
 def run_tls(args, loops):
     seconds = max(0.5, 2 * args.seconds)
-    print(f"\nTLS: echo over TLS (TCP, asyncio Protocol server) and new TLS connections, 4 blocking "
-          f"ssl-module client threads, {seconds:g} s per run; server CPU from /proc; median of "
-          f"{args.repeat} runs\n")
+    print(f"\nTLS: echo over TLS (TCP; an asyncio Protocol server, or asyncio streams) and new TLS "
+          f"connections, 4 blocking ssl-module client processes, {seconds:g} s per run; server CPU "
+          f"from /proc; median of {args.repeat} runs\n")
     rows = {}
-    for what, label in (("1024", "tls protocol 1 KiB"), ("102400", "tls protocol 100 KiB"),
-                        ("handshake", "tls handshakes")):
+    for what, style, label in (("1024", "protocol", "tls protocol 1 KiB"),
+                               ("102400", "protocol", "tls protocol 100 KiB"),
+                               ("1024", "streams", "tls streams 1 KiB"),
+                               ("102400", "streams", "tls streams 100 KiB"),
+                               ("handshake", "protocol", "tls handshakes")):
         if args.only not in label:
             continue
         samples = {lp: [] for lp in loops}
         for _ in range(args.repeat):
             for lp in loops:  # interleaved
-                out = subprocess.run([sys.executable, os.path.join(HERE, "tls.py"), lp, what, str(seconds)],
+                out = subprocess.run([sys.executable, os.path.join(HERE, "tls.py"), lp, what, str(seconds), style],
                                      capture_output=True, text=True, timeout=600)
                 if out.returncode != 0:
                     raise RuntimeError(f"tls {lp} {what} failed:\n{out.stderr}")

@@ -412,3 +412,32 @@ def test_buffered_protocol_with_a_small_buffer(loop, loop_name, server_ctx, clie
         assert got != payload
     else:
         assert got == payload
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "pyloop"])
+def test_tls_connections_dropped_open_when_the_loop_closes(server_ctx, client_ctx, loop_name):
+    # Both loops warn about the TLS transports left open, and nothing else happens.
+    import gc
+    import warnings
+
+    from conftest import LOOP_FACTORIES
+
+    lp = LOOP_FACTORIES[loop_name]()
+
+    async def main():
+        server = await lp.create_server(Echo, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):
+            tr, proto = await connect(lp, port, client_ctx, lambda: Events(lp))
+            tr.write(b"x" * 1000)
+        await asyncio.sleep(0.05)
+        server.close()
+
+    lp.run_until_complete(main())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lp.close()
+        del lp
+        for _ in range(3):
+            gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) and "unclosed transport" in str(w.message) for w in caught)

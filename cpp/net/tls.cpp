@@ -1072,17 +1072,20 @@ int Tls_traverse(PyObject* self, visitproc visit, void* arg) {
     return 0;
 }
 
+// Breaks reference cycles. What it leaves keeps every method safe to call (the
+// protocol is simply unwrapped and without an application), should a finalizer of
+// the same garbage still reach it.
 int Tls_clear(PyObject* self) {
     TlsProtocolObject* p = P(self);
+    p->state = TlsState::Unwrapped;
     p->stream = nullptr;
-    Py_CLEAR(p->app_protocol);
+    if (p->app_protocol) Py_SETREF(p->app_protocol, Py_NewRef(Py_None));
     Py_CLEAR(p->app_transport);
     Py_CLEAR(p->transport);
-    Py_CLEAR(p->sslobj);
-    Py_CLEAR(p->extra);
     Py_CLEAR(p->waiter);
     Py_CLEAR(p->handshake_timer);
     Py_CLEAR(p->shutdown_timer);
+    if (p->extra) PyDict_Clear(p->extra);
     if (p->backlog) {
         while (!p->backlog->empty()) {
             Py_DECREF(p->backlog->front());
@@ -1099,6 +1102,9 @@ void Tls_dealloc(PyObject* self) {
     if (p->weakrefs) PyObject_ClearWeakRefs(self);
     Tls_clear(self);
     delete p->backlog;
+    Py_CLEAR(p->app_protocol);
+    Py_CLEAR(p->extra);
+    Py_CLEAR(p->sslobj);
     Py_CLEAR(p->loop);
     Py_CLEAR(p->sslcontext);
     Py_CLEAR(p->incoming);
