@@ -85,6 +85,7 @@ def test_abort_after_handshake_and_during_shutdown(loop, server_ctx, client_ctx)
     assert events2[0] == "made" and events2.count(("lost", None)) == 1
 
 
+@needs_311
 def test_close_flushes_everything_then_close_notify(loop, server_ctx, client_ctx):
     payload = os.urandom(3 << 20)
 
@@ -271,6 +272,7 @@ def test_tls_inside_tls(loop, server_ctx, client_ctx):
     assert loop.run_until_complete(main()) == b"inner hello\n"
 
 
+@needs_311
 def test_error_in_data_received_closes_the_connection(loop, server_ctx, client_ctx):
     class Boom(Events):
         def data_received(self, data):
