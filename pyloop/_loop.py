@@ -95,7 +95,6 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._asyncgens_shutdown_called = False
         self._thread_id = None
         self._signals = set()
-        self._transports = weakref.WeakValueDictionary()  # fd -> stream transport
         self._wakeup_pair = None
         self._wakeup_saved = None  # the wakeup fd in place before pyloop set its own
         self._coroutine_origin_tracking_enabled = False
@@ -493,7 +492,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
 
     def _ensure_fd_no_transport(self, fd):
         fd = _fileobj_to_fd(fd)
-        transport = self._transports.get(fd)
+        transport = _core.stream_for_fd(self, fd) if fd <= _FD_MAX else None
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
         return fd

@@ -278,7 +278,6 @@ class NetworkMethods:
                                                      own)
             # Runs after connection_made (the transport scheduled it first).
             self.call_soon(lambda: waiter.done() or waiter.set_result(None))
-        self._transports[sock.fileno()] = raw
         return transport, waiter
 
     async def _make_stream_transport(self, sock, protocol_factory, own, ssl=None, tls=None):
@@ -403,8 +402,25 @@ class NetworkMethods:
         if server._sockets is None:
             return
         self._check_closed()
-        handle = _core.make_handle(self, self._accept_connections, (server, sock))
+        tls_args = _tls.server_tls_args(server._ssl, *server._tls_timeouts) if server._ssl is not None else None
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and (server._ssl is None or tls_args is not None):
+            # The accept loop in C++ (cpp/net/server.cpp).
+            acceptor = _core.Acceptor(self, server, sock, server._backlog, server._protocol_factory, tls_args,
+                                      self._accept_out_of_resources)
+            handle = _core.make_handle(self, acceptor, ())
+        else:
+            handle = _core.make_handle(self, self._accept_connections, (server, sock))
         _core.add_poll(self, sock.fileno(), False, handle)
+
+    def _accept_out_of_resources(self, server, sock, exc):
+        # Out of file descriptors (or memory): say so, pause, try again later.
+        self.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": exc,
+            "socket": trsock.TransportSocket(sock),
+        })
+        self._stop_accepting(sock)
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_accepting, server, sock)
 
     def _stop_accepting(self, sock):
         if not self.is_closed() and sock.fileno() >= 0:
@@ -420,21 +436,12 @@ class NetworkMethods:
             except OSError as exc:
                 if exc.errno not in _ACCEPT_OUT_OF_RESOURCES:
                     raise
-                # Out of file descriptors (or memory): say so, pause, try again later.
-                self.call_exception_handler({
-                    "message": "socket.accept() out of system resource",
-                    "exception": exc,
-                    "socket": trsock.TransportSocket(sock),
-                })
-                self._stop_accepting(sock)
-                self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_accepting, server, sock)
+                self._accept_out_of_resources(server, sock, exc)
                 return
             try:
                 protocol = server._protocol_factory()
                 if server._ssl is None:
-                    fd = conn.fileno()
-                    self._transports[fd] = _core.stream_transport(self, conn, protocol,
-                                                                  _transport_extra(conn, addr), server, True)
+                    _core.stream_transport(self, conn, protocol, _transport_extra(conn, addr), server, True)
                     continue
                 transport, waiter = self._stream_transport(conn, protocol, True, server, addr, server._ssl,
                                                            (True, None) + server._tls_timeouts,

@@ -51,6 +51,23 @@ def make_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side, serve
                              call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout, accepted)
 
 
+def server_tls_args(sslcontext, ssl_handshake_timeout, ssl_shutdown_timeout):
+    """(sslcontext, handshake timeout, shutdown timeout) for the C++ accept path's TLS
+    protocols (3.11+), or None when the Python accept path must make each connection's
+    protocol (3.10; or timeouts asyncio rejects per connection)."""
+    if not ACCEPT_WITHOUT_TASK or ssl is None:
+        return None
+    if ssl_handshake_timeout is None:
+        ssl_handshake_timeout = constants.SSL_HANDSHAKE_TIMEOUT
+    elif not ssl_handshake_timeout > 0:
+        return None
+    if ssl_shutdown_timeout is None:
+        ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
+    elif not ssl_shutdown_timeout > 0:
+        return None
+    return sslcontext, ssl_handshake_timeout, ssl_shutdown_timeout
+
+
 def check_client_tls_args(ssl_arg, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout):
     """asyncio's checks for create_connection()/create_unix_connection(); returns the
     server_hostname to use."""

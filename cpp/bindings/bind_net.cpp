@@ -1,5 +1,7 @@
 #include "bindings/bindings.hpp"
+#include "bindings/loop_type.hpp"
 #include "net/sock_ops.hpp"
+#include "net/server.hpp"
 #include "net/stream.hpp"
 #include "net/tls.hpp"
 
@@ -56,6 +58,13 @@ void bind_net(py::module_& m) {
     bind_sock_ops(m);
     if (init_stream_type(m.ptr()) < 0) throw py::error_already_set();
     if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
+    if (init_server_types(m.ptr()) < 0) throw py::error_already_set();
+    m.def("stream_for_fd", [](py::object loop, int fd) -> py::object {
+        LoopCore* core = core_of(loop.ptr());
+        if (!core) throw py::error_already_set();
+        PyObject* t = core->stream_for_fd(fd);
+        return t ? py::reinterpret_borrow<py::object>(t) : py::none();
+    }, "The open stream transport using this socket fd, or None.");
     m.def("stream_transport", [](py::object loop, py::object sock, py::object protocol, py::dict extra,
                                  py::object server, bool own) {
         PyObject* t = stream_transport_new(loop.ptr(), sock.ptr(), protocol.ptr(), extra.ptr(), server.ptr(), own);

@@ -126,6 +126,17 @@ class LoopCore {
     using HandleCloser = void (*)(uv_handle_t*);
     void track_handle(uv_handle_t* h, HandleCloser closer, PyObject* owner) { tracked_[h] = {closer, owner}; }
     void untrack_handle(uv_handle_t* h) { tracked_.erase(h); }
+    // Which open stream transport uses a socket's fd (add_reader and sock_* refuse it,
+    // as asyncio's _ensure_fd_no_transport does). Borrowed: registered while open.
+    void set_stream_fd(int fd, PyObject* transport) { stream_fds_[fd] = transport; }
+    void clear_stream_fd(int fd, PyObject* transport) {
+        auto it = stream_fds_.find(fd);
+        if (it != stream_fds_.end() && it->second == transport) stream_fds_.erase(it);
+    }
+    PyObject* stream_for_fd(int fd) const {
+        auto it = stream_fds_.find(fd);
+        return it == stream_fds_.end() ? nullptr : it->second;
+    }
     // Requests on libuv's thread pool (DNS): close() cancels those not started yet.
     void track_request(uv_req_t* r) { pool_reqs_.insert(r); }
     void untrack_request(uv_req_t* r) { pool_reqs_.erase(r); }
@@ -190,6 +201,7 @@ class LoopCore {
         PyObject* owner;  // borrowed: the owner keeps itself alive while the handle is open
     };
     std::unordered_map<uv_handle_t*, Tracked> tracked_;
+    std::unordered_map<int, PyObject*> stream_fds_;
     std::unordered_set<uv_req_t*> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
     static constexpr int kMaxPollFreeTurns = 256;

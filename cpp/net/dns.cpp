@@ -1,4 +1,5 @@
 #include "net/dns.hpp"
+#include "net/sock_ops.hpp"
 
 #include "core/loop.hpp"
 #include "uv/error.hpp"
@@ -38,26 +39,6 @@ int system_eai(int uv_code) {
 #endif
         default: return 0;
     }
-}
-
-// The sockaddr tuple socket.getaddrinfo gives: (host, port) for IPv4, (host, port,
-// flowinfo, scope_id) for IPv6. Returns a new reference or nullptr.
-PyObject* sockaddr_to_tuple(const struct sockaddr* sa) {
-    char buf[INET6_ADDRSTRLEN];
-    if (sa->sa_family == AF_INET) {
-        auto* in = reinterpret_cast<const struct sockaddr_in*>(sa);
-        inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-        return Py_BuildValue("(si)", buf, static_cast<int>(ntohs(in->sin_port)));
-    }
-    if (sa->sa_family == AF_INET6) {
-        auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(sa);
-        inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-        return Py_BuildValue("(siII)", buf, static_cast<int>(ntohs(in6->sin6_port)),
-                             static_cast<unsigned>(ntohl(in6->sin6_flowinfo)),
-                             static_cast<unsigned>(in6->sin6_scope_id));
-    }
-    return Py_BuildValue("(iy#)", static_cast<int>(sa->sa_family), sa->sa_data,
-                         static_cast<Py_ssize_t>(sizeof sa->sa_data));
 }
 
 // family and type as socket.AddressFamily / socket.SocketKind members, as the socket

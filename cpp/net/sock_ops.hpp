@@ -3,6 +3,9 @@
 // (blockbuster) allow them only from asyncio's own modules; made here, a test suite
 // that passes on asyncio passes on pyloop too. Each returns -1 with errno set.
 #pragma once
+#include "uv/pyutil.hpp"
+
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -20,5 +23,9 @@ int unlink_if_inode(const char* path, uint64_t inode);
 int64_t file_size(int fd);
 // sendfile(2) from in_fd at offset to out_fd, at most count bytes.
 ssize_t send_file(int out_fd, int in_fd, int64_t offset, size_t count);
+
+// The address tuple the socket module gives for an IPv4/IPv6 sockaddr: (host, port) or
+// (host, port, flowinfo, scope_id). Returns a new reference or nullptr.
+PyObject* sockaddr_to_tuple(const struct sockaddr* sa);
 
 }  // namespace pyloop

@@ -445,6 +445,11 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
         PyErr_SetString(PyExc_OSError, "the socket is closed");
         return nullptr;
     }
+    return stream_transport_open(core, loop, sock, fd, static_cast<int>(family), protocol, extra, server, own);
+}
+
+PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
+                                PyObject* protocol, PyObject* extra, PyObject* server, bool own) {
     int uv_fd = fd;
     if (!own) {
         uv_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -498,6 +503,8 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
     }
     if (family != AF_UNIX) uv_tcp_nodelay(&t->h.tcp, 1);  // as asyncio does for TCP transports
     PyObject* self = O(t);
+    t->sock_fd = fd;
+    core->set_stream_fd(fd, self);
     if (call_soon_method(t, protocol, "connection_made", self) < 0 ||
         call_soon_method(t, self, "_start_reading", nullptr) < 0) {
         close_handle(t);

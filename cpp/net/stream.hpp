@@ -35,6 +35,7 @@ struct TransportObject {
     PyObject* drain_waiter;  // future for loop.sendfile(): set when the write buffer empties
     Py_buffer read_buf;  // BufferedProtocol's buffer during a read
     size_t write_buffer_size;
+    int sock_fd;         // the socket object's fd number (registered with the loop while open)
     size_t high_water;
     size_t low_water;
     long conn_lost;
@@ -69,5 +70,8 @@ int init_stream_type(PyObject* module);
 // I/O callbacks run in a copy of the current context. Returns a new reference or nullptr.
 PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra,
                                PyObject* server, bool own);
+// The same when the caller knows the socket's fd and family already.
+PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
+                                PyObject* protocol, PyObject* extra, PyObject* server, bool own);
 
 }  // namespace pyloop

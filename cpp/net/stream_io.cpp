@@ -402,6 +402,7 @@ void on_close(uv_handle_t* handle) {
 void close_handle(TransportObject* t) {
     if (!t->handle_open) return;
     t->handle_open = false;
+    t->core->clear_stream_fd(t->sock_fd, O(t));
     stop_reading(t);
     // libuv closes its fd. The loop's own socket object must not close that fd again
     // (detach); a user's socket object has an fd of its own, closed as asyncio does.

@@ -1,0 +1,280 @@
+// Acceptor: a TCP server's accept loop (see server.hpp), as asyncio's
+// _accept_connection and _accept_connection2 do it, minus the task per connection.
+#include "net/server.hpp"
+
+#include "bindings/loop_type.hpp"
+#include "core/loop.hpp"
+#include "net/sock_ops.hpp"
+#include "net/stream.hpp"
+#include "net/tls.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace pyloop {
+
+PyTypeObject* AcceptorType = nullptr;
+
+namespace {
+
+PyObject* g_socket_type;            // socket.socket
+PyObject* g_transport_socket_type;  // asyncio.trsock.TransportSocket
+
+struct AcceptorObject {
+    PyObject_HEAD
+    LoopCore* core;
+    PyObject* loop;
+    PyObject* server;
+    PyObject* sock;        // the listening socket object
+    PyObject* factory;     // the server's protocol factory
+    PyObject* tls_args;    // None, or (sslcontext, handshake timeout, shutdown timeout)
+    PyObject* on_resource_error;  // loop._accept_out_of_resources(server, sock, exc)
+    Py_ssize_t backlog;
+    int family;
+    int type;
+    int proto;
+};
+
+inline AcceptorObject* A(PyObject* o) { return reinterpret_cast<AcceptorObject*>(o); }
+
+bool is_sys_exit() {
+    return PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+// What pyloop's accept loop does when making a connection's transport failed: close
+// the socket, tell the exception handler, go on with the next connection.
+int creation_failed(AcceptorObject* a, PyObject* conn) {
+    if (is_sys_exit()) return -1;
+    PyObject* exc = fetch_exception();
+    if (conn) {
+        PyObject* r = PyObject_CallMethod(conn, "close", nullptr);
+        if (r) Py_DECREF(r);
+        else PyErr_Clear();
+    }
+    PyObject* ctx = Py_BuildValue("{s:s,s:O}", "message", "Error on transport creation for incoming connection",
+                                  "exception", exc);
+    PyObject* r = ctx ? PyObject_CallMethod(a->loop, "call_exception_handler", "O", ctx) : nullptr;
+    Py_XDECREF(ctx);
+    Py_DECREF(exc);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+PyObject* address_or_none(const struct sockaddr* sa) {
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) Py_RETURN_NONE;
+    return sockaddr_to_tuple(sa);
+}
+
+// One accepted connection: its socket object, extra info, protocol and transport.
+int make_connection(AcceptorObject* a, int cfd, const struct sockaddr* peer) {
+    // SOCK_NONBLOCK in the type: the object knows it is non-blocking (timeout 0.0, as
+    // asyncio's conn.setblocking(False) leaves it) without another system call.
+    PyObject* conn = PyObject_CallFunction(g_socket_type, "iiii", a->family, a->type | SOCK_NONBLOCK, a->proto, cfd);
+    if (!conn) {
+        ::close(cfd);
+        return creation_failed(a, nullptr);
+    }
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof local;
+    PyObject* sockname = getsockname(cfd, reinterpret_cast<struct sockaddr*>(&local), &local_len) == 0
+                             ? address_or_none(reinterpret_cast<struct sockaddr*>(&local))
+                             : Py_NewRef(Py_None);
+    PyObject* peername = sockname ? address_or_none(peer) : nullptr;
+    PyObject* tsock = peername ? PyObject_CallOneArg(g_transport_socket_type, conn) : nullptr;
+    PyObject* extra = tsock ? Py_BuildValue("{s:O,s:O,s:O}", "socket", tsock, "sockname", sockname, "peername",
+                                            peername)
+                            : nullptr;
+    Py_XDECREF(sockname);
+    Py_XDECREF(peername);
+    Py_XDECREF(tsock);
+    PyObject* protocol = extra ? PyObject_CallNoArgs(a->factory) : nullptr;
+    PyObject* layer = protocol;
+    if (protocol && a->tls_args != Py_None) {
+        PyObject* ctx = PyTuple_GET_ITEM(a->tls_args, 0);
+        PyObject* hs = PyTuple_GET_ITEM(a->tls_args, 1);
+        PyObject* sd = PyTuple_GET_ITEM(a->tls_args, 2);
+        layer = PyObject_CallFunction(reinterpret_cast<PyObject*>(TlsProtocolType), "OOOOOOOOOO", a->loop, protocol,
+                                      ctx, Py_None, Py_True, Py_None, Py_True, hs, sd, Py_True);
+        Py_DECREF(protocol);
+    }
+    PyObject* transport =
+        layer ? stream_transport_open(a->core, a->loop, conn, cfd, a->family, layer, extra, a->server, true) : nullptr;
+    Py_XDECREF(layer);
+    Py_XDECREF(extra);
+    if (!transport) {
+        int r = creation_failed(a, conn);
+        Py_DECREF(conn);
+        return r;
+    }
+    Py_DECREF(transport);  // it holds itself while open
+    Py_DECREF(conn);
+    return 0;
+}
+
+PyObject* Acceptor_call(PyObject* self, PyObject* args, PyObject* kwargs) {
+    AcceptorObject* a = A(self);
+    if ((args && PyTuple_GET_SIZE(args)) || (kwargs && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Acceptor() takes no arguments");
+        return nullptr;
+    }
+    // The socket object's fd now (the user may have closed it): as sock.accept() would.
+    PyObject* fileno = PyObject_CallMethod(a->sock, "fileno", nullptr);
+    if (!fileno) return nullptr;
+    int fd = PyLong_AsLong(fileno);
+    Py_DECREF(fileno);
+    if (fd == -1 && PyErr_Occurred()) return nullptr;
+    if (fd < 0) {
+        errno = EBADF;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_INCREF(self);  // a protocol factory may stop the server
+    for (Py_ssize_t i = 0; i < a->backlog; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int cfd = accept4(fd, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) break;
+            PyObject* exc = PyObject_CallFunction(PyExc_OSError, "is", e, strerror(e));
+            if (!exc) {
+                Py_DECREF(self);
+                return nullptr;
+            }
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                // Out of file descriptors (or memory): pyloop's Python side says so,
+                // pauses accepting and tries again later, as asyncio does.
+                PyObject* r = PyObject_CallFunctionObjArgs(a->on_resource_error, a->server, a->sock, exc, nullptr);
+                Py_DECREF(exc);
+                Py_DECREF(self);
+                if (!r) return nullptr;
+                Py_DECREF(r);
+                Py_RETURN_NONE;
+            }
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+            Py_DECREF(exc);
+            Py_DECREF(self);
+            return nullptr;
+        }
+        if (make_connection(a, cfd, reinterpret_cast<struct sockaddr*>(&peer)) < 0) {
+            Py_DECREF(self);
+            return nullptr;
+        }
+    }
+    Py_DECREF(self);
+    Py_RETURN_NONE;
+}
+
+// Acceptor(loop, server, sock, backlog, protocol_factory, tls_args, on_resource_error)
+PyObject* Acceptor_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    PyObject *loop, *server, *sock, *factory, *tls_args, *on_error;
+    Py_ssize_t backlog;
+    if (kwargs && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Acceptor() takes positional arguments only");
+        return nullptr;
+    }
+    if (!PyArg_ParseTuple(args, "OOOnOOO:Acceptor", &loop, &server, &sock, &backlog, &factory, &tls_args, &on_error))
+        return nullptr;
+    if (tls_args != Py_None && (!PyTuple_Check(tls_args) || PyTuple_GET_SIZE(tls_args) != 3)) {
+        PyErr_SetString(PyExc_TypeError, "tls_args must be None or (sslcontext, handshake_timeout, shutdown_timeout)");
+        return nullptr;
+    }
+    LoopCore* core = core_of(loop);
+    if (!core) return nullptr;
+    int nums[3];
+    const char* names[3] = {"family", "type", "proto"};
+    for (int i = 0; i < 3; i++) {
+        PyObject* v = PyObject_GetAttrString(sock, names[i]);
+        if (!v) return nullptr;
+        nums[i] = PyLong_AsLong(v);
+        Py_DECREF(v);
+        if (nums[i] == -1 && PyErr_Occurred()) return nullptr;
+    }
+    auto* a = A(type->tp_alloc(type, 0));
+    if (!a) return nullptr;
+    a->core = core;
+    a->loop = Py_NewRef(loop);
+    a->server = Py_NewRef(server);
+    a->sock = Py_NewRef(sock);
+    a->factory = Py_NewRef(factory);
+    a->tls_args = Py_NewRef(tls_args);
+    a->on_resource_error = Py_NewRef(on_error);
+    a->backlog = backlog;
+    a->family = nums[0];
+    a->type = nums[1];
+    a->proto = nums[2];
+    return reinterpret_cast<PyObject*>(a);
+}
+
+int Acceptor_traverse(PyObject* self, visitproc visit, void* arg) {
+    AcceptorObject* a = A(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(a->loop);
+    Py_VISIT(a->server);
+    Py_VISIT(a->sock);
+    Py_VISIT(a->factory);
+    Py_VISIT(a->tls_args);
+    Py_VISIT(a->on_resource_error);
+    return 0;
+}
+
+int Acceptor_clear(PyObject* self) {
+    AcceptorObject* a = A(self);
+    // loop stays: the core pointer is only valid while it lives.
+    Py_CLEAR(a->server);
+    Py_CLEAR(a->sock);
+    Py_CLEAR(a->factory);
+    Py_CLEAR(a->tls_args);
+    Py_CLEAR(a->on_resource_error);
+    return 0;
+}
+
+void Acceptor_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Acceptor_clear(self);
+    Py_CLEAR(A(self)->loop);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+PyObject* Acceptor_call_checked(PyObject* self, PyObject* args, PyObject* kwargs) {
+    if (!A(self)->sock) {
+        PyErr_SetString(PyExc_RuntimeError, "Acceptor was cleared");
+        return nullptr;
+    }
+    return Acceptor_call(self, args, kwargs);
+}
+
+PyType_Slot Acceptor_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A TCP server's accept loop in C++ (the callback of its listening socket).")},
+    {Py_tp_new, reinterpret_cast<void*>(Acceptor_new)},
+    {Py_tp_call, reinterpret_cast<void*>(Acceptor_call_checked)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Acceptor_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Acceptor_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Acceptor_clear)},
+    {0, nullptr},
+};
+
+PyType_Spec Acceptor_spec = {
+    "pyloop.Acceptor", sizeof(AcceptorObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Acceptor_slots,
+};
+
+}  // namespace
+
+int init_server_types(PyObject* module) {
+    PyObject* socket_mod = PyImport_ImportModule("socket");
+    g_socket_type = socket_mod ? PyObject_GetAttrString(socket_mod, "socket") : nullptr;
+    Py_XDECREF(socket_mod);
+    PyObject* trsock = PyImport_ImportModule("asyncio.trsock");
+    g_transport_socket_type = trsock ? PyObject_GetAttrString(trsock, "TransportSocket") : nullptr;
+    Py_XDECREF(trsock);
+    if (!g_socket_type || !g_transport_socket_type) return -1;
+    AcceptorType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Acceptor_spec, nullptr));
+    if (!AcceptorType) return -1;
+    return PyModule_AddObjectRef(module, "Acceptor", reinterpret_cast<PyObject*>(AcceptorType));
+}
+
+}  // namespace pyloop
