@@ -22,6 +22,7 @@ namespace {
 // Module state looked up once (the ssl module, asyncio's constants and classes).
 PyObject* g_ssl_module;        // the ssl module (nullptr: TLS is unavailable)
 PyObject* g_ssl_again;         // (ssl.SSLWantReadError, ssl.SSLSyscallError)
+PyObject* g_sslobject_type;    // ssl.SSLObject
 PyObject* g_ssl_error;         // ssl.SSLError
 PyObject* g_certificate_error; // ssl.CertificateError
 PyObject* g_cancelled_error;   // asyncio.CancelledError
@@ -32,7 +33,7 @@ PyObject *s_read, *s_write, *s_do_handshake, *s_unwrap, *s_getpeercert, *s_ciphe
     *s_data_received, *s_buffer_updated, *s_get_buffer, *s_eof_received, *s_connection_made, *s_connection_lost,
     *s_pause_writing, *s_resume_writing, *s_call_soon, *s_call_later, *s_cancel, *s_force_close, *s_abort, *s_close,
     *s_pause_reading, *s_resume_reading, *s_get_extra_info, *s_set_result, *s_set_exception, *s_cancelled, *s_debug,
-    *s_warning, *s_call_exception_handler, *s_wrap_bio, *s_time;
+    *s_warning, *s_call_exception_handler, *s_wrap_bio, *s_time, *s_shutdown, *s_sslobj_attr;
 
 constexpr Py_ssize_t kMaxSize = 256 * 1024;  // SSLProtocol.max_size
 constexpr long kHighWaterSslRead = 256;      // asyncio.constants (KiB)
@@ -111,7 +112,7 @@ Py_ssize_t bio_pending(PyObject* bio) {
 }
 
 Py_ssize_t ssl_pending(TlsProtocolObject* p) {
-    Ref n(call0(p->sslobj, s_pending));
+    Ref n(call0(p->ssl, s_pending));
     if (!n) return -1;
     return PyLong_AsSsize_t(n.get());
 }
@@ -286,7 +287,7 @@ int do_write(TlsProtocolObject* p) {
     auto& backlog = *p->backlog;
     while (!backlog.empty()) {
         PyObject* data = backlog.front();
-        PyObject* r = call1(p->sslobj, s_write, data);
+        PyObject* r = call1(p->ssl, s_write, data);
         if (!r) {
             if (!PyErr_ExceptionMatches(g_ssl_again)) return -1;
             PyErr_Clear();
@@ -364,7 +365,7 @@ Py_ssize_t ssl_read_into(TlsProtocolObject* p, char* buf, Py_ssize_t n) {
     if (!view) return -1;
     Ref len(PyLong_FromSsize_t(n));
     if (!len) return -1;
-    PyObject* r = call2(p->sslobj, s_read, len.get(), view.get());
+    PyObject* r = call2(p->ssl, s_read, len.get(), view.get());
     if (!r) {
         if (!PyErr_ExceptionMatches(g_ssl_again)) return -1;
         PyErr_Clear();
@@ -540,7 +541,7 @@ int call_eof_received(TlsProtocolObject* p) {
 int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc);
 
 int do_handshake(TlsProtocolObject* p) {
-    PyObject* r = call0(p->sslobj, s_do_handshake);
+    PyObject* r = call0(p->ssl, s_do_handshake);
     if (r) {
         Py_DECREF(r);
         return on_handshake_complete(p, nullptr);
@@ -576,7 +577,7 @@ int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
     Ref peercert;
     PyObject* exc = handshake_exc ? Py_NewRef(handshake_exc) : nullptr;
     if (!exc) {
-        if (set_state(p, TlsState::Wrapped) == 0) peercert.p = call0(p->sslobj, s_getpeercert);
+        if (set_state(p, TlsState::Wrapped) == 0) peercert.p = call0(p->ssl, s_getpeercert);
         if (!peercert) {
             if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
             exc = fetch_exception();
@@ -601,8 +602,8 @@ int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
         }
         PyErr_Clear();
     }
-    Ref cipher(call0(p->sslobj, s_cipher));
-    Ref compression(cipher ? call0(p->sslobj, s_compression) : nullptr);
+    Ref cipher(call0(p->ssl, s_cipher));
+    Ref compression(cipher ? call0(p->ssl, s_compression) : nullptr);
     if (!compression) return -1;
     if (PyDict_SetItemString(p->extra, "peercert", peercert.get()) < 0 ||
         PyDict_SetItemString(p->extra, "cipher", cipher.get()) < 0 ||
@@ -643,7 +644,7 @@ int on_shutdown_complete(TlsProtocolObject* p, PyObject* shutdown_exc) {
 
 int do_shutdown(TlsProtocolObject* p) {
     if (!p->eof_received) {
-        PyObject* r = call0(p->sslobj, s_unwrap);
+        PyObject* r = call0(p->ssl, p->ssl == p->sslobj ? s_unwrap : s_shutdown);
         if (!r) {
             if (PyErr_ExceptionMatches(g_ssl_again)) {
                 PyErr_Clear();
@@ -1043,6 +1044,10 @@ PyObject* Tls_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     if (!wrap_args || !wrap_kw || !wrap) return nullptr;
     p->sslobj = PyObject_Call(wrap.get(), wrap_args.get(), wrap_kw.get());
     if (!p->sslobj) return nullptr;
+    p->ssl = reinterpret_cast<PyObject*>(Py_TYPE(p->sslobj)) == g_sslobject_type
+                 ? PyObject_GetAttr(p->sslobj, s_sslobj_attr)
+                 : Py_NewRef(p->sslobj);
+    if (!p->ssl) return nullptr;
     if (tls::set_water_marks(&p->in_marks, Py_None, Py_None, kHighWaterSslRead) < 0 ||
         tls::set_water_marks(&p->out_marks, Py_None, Py_None, kHighWaterSslWrite) < 0)
         return nullptr;
@@ -1063,6 +1068,7 @@ int Tls_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(p->transport);
     Py_VISIT(p->sslcontext);
     Py_VISIT(p->sslobj);
+    Py_VISIT(p->ssl);
     Py_VISIT(p->extra);
     Py_VISIT(p->waiter);
     Py_VISIT(p->handshake_timer);
@@ -1105,6 +1111,7 @@ void Tls_dealloc(PyObject* self) {
     Py_CLEAR(p->app_protocol);
     Py_CLEAR(p->extra);
     Py_CLEAR(p->sslobj);
+    Py_CLEAR(p->ssl);
     Py_CLEAR(p->loop);
     Py_CLEAR(p->sslcontext);
     Py_CLEAR(p->incoming);
@@ -1183,6 +1190,7 @@ int init_tls_types(PyObject* module) {
     Py_XDECREF(want_read);
     Py_XDECREF(syscall);
     g_ssl_error = PyObject_GetAttrString(g_ssl_module, "SSLError");
+    g_sslobject_type = PyObject_GetAttrString(g_ssl_module, "SSLObject");
     g_certificate_error = PyObject_GetAttrString(g_ssl_module, "CertificateError");
     PyObject* exceptions = PyImport_ImportModule("asyncio.exceptions");
     g_cancelled_error = exceptions ? PyObject_GetAttrString(exceptions, "CancelledError") : nullptr;
@@ -1194,7 +1202,7 @@ int init_tls_types(PyObject* module) {
     PyObject* log = PyImport_ImportModule("asyncio.log");
     g_logger = log ? PyObject_GetAttrString(log, "logger") : nullptr;
     Py_XDECREF(log);
-    if (!g_ssl_again || !g_ssl_error || !g_certificate_error || !g_cancelled_error || !base || !g_logger) {
+    if (!g_ssl_again || !g_ssl_error || !g_sslobject_type || !g_certificate_error || !g_cancelled_error || !base || !g_logger) {
         Py_XDECREF(base);
         return -1;
     }
@@ -1213,6 +1221,7 @@ int init_tls_types(PyObject* module) {
         {&s_get_extra_info, "get_extra_info"}, {&s_set_result, "set_result"}, {&s_set_exception, "set_exception"},
         {&s_cancelled, "cancelled"}, {&s_debug, "debug"}, {&s_warning, "warning"},
         {&s_call_exception_handler, "call_exception_handler"}, {&s_wrap_bio, "wrap_bio"}, {&s_time, "time"},
+        {&s_shutdown, "shutdown"}, {&s_sslobj_attr, "_sslobj"},
     };
     for (auto& n : names)
         if (!(*n.slot = PyUnicode_InternFromString(n.text))) {

@@ -56,7 +56,10 @@ struct TlsProtocolObject {
     PyObject* transport;            // the raw transport while connected
     TransportObject* stream;        // == transport when it is a pyloop StreamTransport
     PyObject* sslcontext;
-    PyObject* sslobj;
+    PyObject* sslobj;               // the ssl.SSLObject (extra info 'ssl_object')
+    PyObject* ssl;                  // what the state machine calls: the SSLObject's _ssl
+                                    // object when it is a plain ssl.SSLObject (its methods
+                                    // only forward), else the SSLObject itself
     PyObject* incoming;             // ssl.MemoryBIO
     PyObject* outgoing;             // ssl.MemoryBIO
     PyObject* extra;                // dict: sslcontext; peercert, cipher, ... after the handshake
