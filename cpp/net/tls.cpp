@@ -838,6 +838,9 @@ PyObject* Tls_connection_made(PyObject* self, PyObject* transport) {
     PyObject* timer = call2(p->loop, s_call_later, p->handshake_timeout, check.get());
     if (!timer) return nullptr;
     Py_XSETREF(p->handshake_timer, timer);
+    // A server with nothing received yet: SSL_do_handshake could only ask for more (an
+    // SSLWantReadError, nothing to send), so the first step waits for the ClientHello.
+    if (p->server_side && p->scan.fed == 0) Py_RETURN_NONE;
     return done(do_handshake(p));
 }
 
