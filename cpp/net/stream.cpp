@@ -392,24 +392,28 @@ static PyType_Spec Transport_spec = {
     "pyloop.StreamTransport", sizeof(TransportObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Transport_slots,
 };
 
-int init_stream_type(PyObject* module) {
+PyTypeObject* new_transport_type(PyObject* module, PyType_Spec* spec, size_t extra_end) {
     PyObject* transports = PyImport_ImportModule("asyncio.transports");
-    if (!transports) return -1;
+    if (!transports) return nullptr;
     PyObject* base = PyObject_GetAttrString(transports, "Transport");
     Py_DECREF(transports);
-    if (!base) return -1;
-    // Our struct puts BaseTransport's one slot (`_extra`) right after the header.
-    if (reinterpret_cast<PyTypeObject*>(base)->tp_basicsize !=
-        static_cast<Py_ssize_t>(offsetof(TransportObject, extra) + sizeof(PyObject*))) {
+    if (!base) return nullptr;
+    if (reinterpret_cast<PyTypeObject*>(base)->tp_basicsize != static_cast<Py_ssize_t>(extra_end)) {
         Py_DECREF(base);
         PyErr_SetString(PyExc_ImportError, "asyncio.Transport has an unexpected layout");
-        return -1;
+        return nullptr;
     }
     PyObject* bases = PyTuple_Pack(1, base);
     Py_DECREF(base);
-    if (!bases) return -1;
-    StreamTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Transport_spec, bases));
+    if (!bases) return nullptr;
+    auto* type = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, spec, bases));
     Py_DECREF(bases);
+    return type;
+}
+
+int init_stream_type(PyObject* module) {
+    StreamTransportType =
+        new_transport_type(module, &Transport_spec, offsetof(TransportObject, extra) + sizeof(PyObject*));
     if (!StreamTransportType) return -1;
     PyObject* protocols = PyImport_ImportModule("asyncio.protocols");
     if (!protocols) return -1;

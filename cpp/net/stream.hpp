@@ -61,6 +61,11 @@ extern PyTypeObject* StreamTransportType;
 
 int init_stream_type(PyObject* module);
 
+// A C type from spec that subclasses asyncio.Transport. Its struct must hold
+// BaseTransport's one slot (`_extra`) right after the object header, ending at
+// extra_end. Returns a new reference, or nullptr with an exception set.
+PyTypeObject* new_transport_type(PyObject* module, PyType_Spec* spec, size_t extra_end);
+
 // A transport over an already connected socket. Exactly one party closes each fd:
 // with `own` (the loop made the socket) libuv takes the socket's fd and the object is
 // detached when libuv closes it; otherwise (a user's socket) libuv gets a duplicate

@@ -3,7 +3,7 @@
 // keeps `closed` and forwards to its TlsProtocol (tls.cpp), as asyncio's does.
 #include "net/tls.hpp"
 
-#include "net/stream_io.hpp"
+#include "net/stream.hpp"
 
 #include <structmember.h>
 
@@ -327,23 +327,8 @@ TlsTransportObject* tls_transport_new(TlsProtocolObject* proto) {
 }
 
 int init_tls_transport_type(PyObject* module) {
-    PyObject* transports = PyImport_ImportModule("asyncio.transports");
-    if (!transports) return -1;
-    PyObject* base = PyObject_GetAttrString(transports, "Transport");
-    Py_DECREF(transports);
-    if (!base) return -1;
-    // Our struct puts BaseTransport's one slot (`_extra`) right after the header.
-    if (reinterpret_cast<PyTypeObject*>(base)->tp_basicsize !=
-        static_cast<Py_ssize_t>(offsetof(TlsTransportObject, extra) + sizeof(PyObject*))) {
-        Py_DECREF(base);
-        PyErr_SetString(PyExc_ImportError, "asyncio.Transport has an unexpected layout");
-        return -1;
-    }
-    PyObject* bases = PyTuple_Pack(1, base);
-    Py_DECREF(base);
-    if (!bases) return -1;
-    TlsTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &TlsT_spec, bases));
-    Py_DECREF(bases);
+    TlsTransportType =
+        new_transport_type(module, &TlsT_spec, offsetof(TlsTransportObject, extra) + sizeof(PyObject*));
     if (!TlsTransportType) return -1;
     PyObject* type = reinterpret_cast<PyObject*>(TlsTransportType);
     PyObject* constants = PyImport_ImportModule("asyncio.constants");
