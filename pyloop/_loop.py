@@ -21,6 +21,7 @@ from asyncio.log import logger
 
 from . import _core, _dns, _handles
 from ._net import NetworkMethods, SendfileMethods
+from ._pipes import PipeMethods
 from ._sock import SocketMethods
 from ._tls import TlsMethods
 from ._udp import DatagramMethods
@@ -82,7 +83,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods, TlsMethods,
+class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods, TlsMethods, PipeMethods,
            asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
@@ -602,7 +603,6 @@ def _not_implemented(name, is_coroutine):
 # AbstractEventLoop methods that later work implements (networking, subprocesses,
 # TLS): until then they raise NotImplementedError naming themselves.
 _PENDING = {
-    "connect_read_pipe": True, "connect_write_pipe": True,
     "subprocess_shell": True, "subprocess_exec": True,
 }
 for _name, _coro in _PENDING.items():

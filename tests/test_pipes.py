@@ -1,0 +1,224 @@
+"""connect_read_pipe / connect_write_pipe on both loops: pipes, socketpairs and ptys,
+EOF, pause/resume, flow control, write_eof, abort, a reader that goes away, a pty's EIO
+at the end, non-pipes refused."""
+
+import asyncio
+import errno
+import gc
+import hashlib
+import os
+import pty
+import socket
+import tempfile
+
+import pytest
+
+
+class Reader(asyncio.Protocol):
+    def __init__(self, loop):
+        self.events = []
+        self.data = bytearray()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.data += data
+        if self.events[-1] != "data":
+            self.events.append("data")
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set_result(exc)
+
+
+class Writer(asyncio.Protocol):
+    def __init__(self, loop):
+        self.events = []
+        self.lost = loop.create_future()
+        self.resumed = None
+        self.loop = loop
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def pause_writing(self):
+        self.events.append("pause")
+        self.resumed = self.loop.create_future()
+
+    def resume_writing(self):
+        self.events.append("resume")
+        self.resumed.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set_result(exc)
+
+
+def test_read_pipe_data_eof_and_order(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        pipe = open(rfd, "rb", buffering=0)
+        tr, proto = await loop.connect_read_pipe(lambda: Reader(loop), pipe)
+        assert tr.get_extra_info("pipe") is pipe and tr.is_reading()
+        os.write(wfd, b"hello ")
+        os.write(wfd, b"world")
+        await asyncio.sleep(0.05)
+        os.close(wfd)
+        await asyncio.wait_for(proto.lost, 10)
+        assert pipe.closed  # the transport closes the pipe, as asyncio's does
+        return proto.events, bytes(proto.data)
+
+    events, data = loop.run_until_complete(main())
+    assert data == b"hello world"
+    assert events == ["made", "data", "eof", ("lost", None)]
+
+
+def test_read_pipe_pause_and_resume(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        tr, proto = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        tr.pause_reading()
+        os.write(wfd, b"while paused")
+        await asyncio.sleep(0.05)
+        during = bytes(proto.data)
+        tr.resume_reading()
+        await asyncio.sleep(0.05)
+        os.close(wfd)
+        await asyncio.wait_for(proto.lost, 10)
+        return during, bytes(proto.data)
+
+    during, after = loop.run_until_complete(main())
+    assert during == b"" and after == b"while paused"
+
+
+def test_write_pipe_to_read_pipe_with_flow_control(loop):
+    payload = os.urandom(8 << 20)
+
+    async def main():
+        rfd, wfd = os.pipe()
+        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
+        assert wtr.can_write_eof() and wtr.get_extra_info("pipe").fileno() == wfd
+        view = memoryview(payload)
+        for i in range(0, len(payload), 1 << 20):
+            wtr.write(view[i:i + (1 << 20)])
+            if writer.resumed is not None and not writer.resumed.done():
+                await writer.resumed
+        wtr.write_eof()
+        assert wtr.is_closing()
+        await asyncio.wait_for(reader.lost, 20)
+        await asyncio.wait_for(writer.lost, 10)
+        return bytes(reader.data), writer.events, reader.events
+
+    data, wevents, revents = loop.run_until_complete(main())
+    assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
+    assert "pause" in wevents and wevents[-1] == ("lost", None)
+    assert revents[-2:] == ["eof", ("lost", None)]
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_write_pipe_whose_reader_went_away(loop, pending):
+    async def main():
+        rfd, wfd = os.pipe()
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
+        if pending:
+            wtr.write(b"x" * (4 << 20))  # more than the pipe holds: some stays buffered
+            assert wtr.get_write_buffer_size() > 0
+        os.close(rfd)
+        exc = await asyncio.wait_for(writer.lost, 10)
+        wtr.write(b"more")  # dropped, as asyncio drops it
+        return exc
+
+    exc = loop.run_until_complete(main())
+    if pending:
+        assert isinstance(exc, BrokenPipeError)
+    else:
+        assert exc is None
+
+
+def test_write_pipe_abort_and_close(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
+        wtr.write(b"x" * (4 << 20))
+        wtr.abort()
+        first = await asyncio.wait_for(writer.lost, 10)
+        r2, w2 = os.pipe()
+        wtr2, writer2 = await loop.connect_write_pipe(lambda: Writer(loop), open(w2, "wb", buffering=0))
+        wtr2.write(b"last words")
+        wtr2.close()
+        second = await asyncio.wait_for(writer2.lost, 10)
+        got = os.read(r2, 100)
+        os.close(rfd)
+        os.close(r2)
+        return first, second, got
+
+    first, second, got = loop.run_until_complete(main())
+    assert first is None and second is None and got == b"last words"
+
+
+def test_socketpair_as_pipes(loop):
+    async def main():
+        a, b = socket.socketpair()
+        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), a)
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), b)
+        wtr.write(b"over a socket")
+        wtr.close()
+        await asyncio.wait_for(reader.lost, 10)
+        await asyncio.wait_for(writer.lost, 10)
+        return bytes(reader.data)
+
+    assert loop.run_until_complete(main()) == b"over a socket"
+
+
+def test_pty_read_write_and_eio_at_the_end(loop):
+    async def main():
+        master, slave = pty.openpty()
+        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(master, "rb", buffering=0))
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(os.dup(slave), "wb", buffering=0))
+        wtr.write(b"through the pty\n")
+        for _ in range(200):
+            if b"through the pty" in reader.data:
+                break
+            await asyncio.sleep(0.01)
+        wtr.close()
+        await asyncio.wait_for(writer.lost, 10)
+        os.close(slave)  # the last slave fd: reading the master ends with EIO
+        exc = await asyncio.wait_for(reader.lost, 10)
+        return bytes(reader.data), exc
+
+    data, exc = loop.run_until_complete(main())
+    assert b"through the pty" in data
+    # asyncio ends on EIO with connection_lost(OSError(EIO)) and no exception handler call.
+    assert isinstance(exc, OSError) and exc.errno == errno.EIO
+
+
+def test_regular_files_are_refused(loop):
+    async def main():
+        with tempfile.TemporaryFile() as f:
+            with pytest.raises(ValueError, match="Pipe transport is"):
+                await loop.connect_read_pipe(asyncio.Protocol, f)
+            with pytest.raises(ValueError, match="Pipe transport is"):
+                await loop.connect_write_pipe(asyncio.Protocol, f)
+
+    loop.run_until_complete(main())
+
+
+# Both loops' transports are half made when call_soon refuses: their __del__ warns.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_closed_loop(loop):
+    rfd, wfd = os.pipe()
+    loop.close()
+    with open(rfd, "rb", buffering=0) as r, open(wfd, "wb", buffering=0) as w:
+        for coro in (loop.connect_read_pipe(asyncio.Protocol, r), loop.connect_write_pipe(asyncio.Protocol, w)):
+            with pytest.raises(RuntimeError, match="Event loop is closed"):
+                coro.send(None)
+            coro.close()
+        gc.collect()
