@@ -22,6 +22,7 @@ from asyncio.log import logger
 from . import _core, _dns, _handles
 from ._net import NetworkMethods, SendfileMethods
 from ._pipes import PipeMethods
+from ._subprocess import SubprocessMethods
 from ._sock import SocketMethods
 from ._tls import TlsMethods
 from ._udp import DatagramMethods
@@ -84,7 +85,7 @@ def _stop_when_done(fut):
 
 
 class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, DatagramMethods, TlsMethods, PipeMethods,
-           asyncio.AbstractEventLoop):
+           SubprocessMethods, asyncio.AbstractEventLoop):
     """The pyloop event loop: a drop-in asyncio.AbstractEventLoop."""
 
     def __init__(self):
@@ -93,6 +94,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._default_executor = None
         self._executor_shutdown_called = False
         self._asyncgens = weakref.WeakSet()
+        self._child_pidfds = {}  # pidfd -> pid of each child whose exit is awaited
         self._asyncgens_shutdown_called = False
         self._thread_id = None
         self._signals = set()
@@ -211,6 +213,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         try:
             self._close_core()
         finally:
+            self._close_child_watches()
             self._restore_signals()
             self._release_wakeup_fd()
             if self._wakeup_pair is not None:
@@ -584,30 +587,6 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         for sig in sigs:
             self._restore_signal(sig)
 
-
-def _not_implemented(name, is_coroutine):
-    message = f"pyloop does not implement {name}() yet"
-    if is_coroutine:
-        async def method(self, *args, **kwargs):
-            self._check_closed()
-            raise NotImplementedError(message)
-    else:
-        def method(self, *args, **kwargs):
-            self._check_closed()
-            raise NotImplementedError(message)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = message
-    return method
-
-
-# AbstractEventLoop methods that later work implements (networking, subprocesses,
-# TLS): until then they raise NotImplementedError naming themselves.
-_PENDING = {
-    "subprocess_shell": True, "subprocess_exec": True,
-}
-for _name, _coro in _PENDING.items():
-    setattr(Loop, _name, _not_implemented(_name, _coro))
-del _name, _coro
 
 # loop.sendfile() tries os.sendfile on stream transports, and start_tls() takes them,
 # as asyncio's selector transports.

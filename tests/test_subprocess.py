@@ -1,0 +1,295 @@
+"""subprocess_exec / subprocess_shell on both loops, with real processes: pipes both
+ways, return codes of exits and signals, timeouts, early-closing and early-exiting
+children, many children at once with no thread on pyloop, spawn after spawn leaving
+nothing behind, argument errors, preexec_fn, a user's SIGCHLD handler, a forked child."""
+
+import asyncio
+import gc
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+PIPE = asyncio.subprocess.PIPE
+
+
+def run(loop, coro):
+    return loop.run_until_complete(coro)
+
+
+def test_echo_through_stdin_and_stdout(loop):
+    async def main():
+        p = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+        out, err = await p.communicate(b"hello pipes")
+        return out, err, p.returncode
+
+    assert run(loop, main()) == (b"hello pipes", None, 0)
+
+
+def test_many_megabytes_through_cat_with_a_checksum(loop):
+    payload = os.urandom(32 << 20)
+
+    async def main():
+        p = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+        h = hashlib.sha256()
+        n = 0
+
+        async def feed():
+            view = memoryview(payload)
+            for i in range(0, len(payload), 1 << 20):
+                p.stdin.write(view[i:i + (1 << 20)])
+                await p.stdin.drain()
+            p.stdin.close()
+
+        feeder = asyncio.ensure_future(feed())
+        while chunk := await p.stdout.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+        await feeder
+        return n, h.digest(), await p.wait()
+
+    n, digest, code = run(loop, main())
+    assert (n, digest, code) == (len(payload), hashlib.sha256(payload).digest(), 0)
+
+
+def test_stderr_to_stdout_and_shell(loop):
+    async def main():
+        p = await asyncio.create_subprocess_shell("echo out; echo err 1>&2; exit 7", stdout=PIPE,
+                                                  stderr=asyncio.subprocess.STDOUT)
+        out, err = await p.communicate()
+        return sorted(out.split()), err, p.returncode
+
+    assert run(loop, main()) == ([b"err", b"out"], None, 7)
+
+
+def test_communicate_timeout_then_kill(loop):
+    async def main():
+        p = await asyncio.create_subprocess_exec("sleep", "30", stdout=PIPE)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(p.communicate(), 0.2)
+        p.kill()
+        return await p.wait()
+
+    assert run(loop, main()) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("how, code", [("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL),
+                                       ("send_signal", -signal.SIGUSR1)])
+def test_signals_and_return_codes(loop, how, code):
+    async def main():
+        p = await asyncio.create_subprocess_exec("sleep", "30")
+        if how == "send_signal":
+            p.send_signal(signal.SIGUSR1)
+        else:
+            getattr(p, how)()
+        return await p.wait()
+
+    assert run(loop, main()) == code
+
+
+def test_child_closes_stdout_early_and_exits_later(loop):
+    async def main():
+        p = await asyncio.create_subprocess_shell("echo early; exec 1>&-; sleep 0.2; exit 3", stdout=PIPE)
+        out = await p.stdout.read()
+        running = p.returncode
+        return out, running, await p.wait()
+
+    assert run(loop, main()) == (b"early\n", None, 3)
+
+
+def test_child_exits_before_its_output_is_read(loop):
+    async def main():
+        p = await asyncio.create_subprocess_exec("sh", "-c", "echo done", stdout=PIPE)
+        code = await p.wait()
+        await asyncio.sleep(0.05)
+        return code, await p.stdout.read()
+
+    assert run(loop, main()) == (0, b"done\n")
+
+
+def test_transport_and_protocol_callbacks(loop):
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.events = []
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.events.append("made")
+
+        def pipe_data_received(self, fd, data):
+            self.events.append(("data", fd, data))
+
+        def pipe_connection_lost(self, fd, exc):
+            self.events.append(("pipe_lost", fd))
+
+        def process_exited(self):
+            self.events.append("exited")
+
+        def connection_lost(self, exc):
+            self.events.append("lost")
+            self.done.set_result(None)
+
+    async def main():
+        tr, proto = await loop.subprocess_exec(Proto, "sh", "-c", "printf x; exit 5", stdin=None, stderr=None)
+        pid = tr.get_pid()
+        assert tr.get_pipe_transport(1) is not None and tr.get_pipe_transport(0) is None
+        await asyncio.wait_for(proto.done, 10)
+        code = tr.get_returncode()
+        tr.close()
+        assert tr.is_closing()
+        return pid, code, proto.events
+
+    pid, code, events = run(loop, main())
+    assert pid > 0 and code == 5
+    assert events[0] == "made" and events[-1] == "lost"
+    assert ("data", 1, b"x") in events and ("pipe_lost", 1) in events and "exited" in events
+
+
+def test_close_kills_a_running_child(loop):
+    async def main():
+        tr, proto = await loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30", stdin=None,
+                                               stdout=None, stderr=None)
+        tr.close()
+        for _ in range(500):
+            if tr.get_returncode() is not None:
+                break
+            await asyncio.sleep(0.01)
+        return tr.get_returncode()
+
+    assert run(loop, main()) == -signal.SIGKILL
+
+
+def test_argument_errors_and_missing_things(loop):
+    async def main():
+        errors = []
+        for kwargs in ({"bufsize": 1}, {"text": True}, {"universal_newlines": True}, {"encoding": "utf-8"},
+                       {"errors": "strict"}, {"shell": True}):
+            with pytest.raises(ValueError) as info:
+                await loop.subprocess_exec(asyncio.SubprocessProtocol, "true", **kwargs)
+            errors.append(str(info.value))
+        with pytest.raises(ValueError, match="shell must be True"):
+            await loop.subprocess_shell(asyncio.SubprocessProtocol, "true", shell=False)
+        with pytest.raises(ValueError, match="cmd must be a string"):
+            await loop.subprocess_shell(asyncio.SubprocessProtocol, ["true"])
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("true", cwd="/nonexistent/dir")
+        return errors
+
+    assert run(loop, main()) == ["bufsize must be 0", "text must be False", "universal_newlines must be False",
+                                 "encoding must be None", "errors must be None", "shell must be False"]
+
+
+def test_preexec_fn_cwd_env(loop, tmp_path):
+    async def main():
+        p = await asyncio.create_subprocess_shell("umask; pwd; echo $PYLOOP_X", stdout=PIPE,
+                                                  preexec_fn=lambda: os.umask(0o077), cwd=str(tmp_path),
+                                                  env={"PYLOOP_X": "yes", "PATH": os.environ["PATH"]})
+        out, _ = await p.communicate()
+        return out.decode().split()
+
+    umask, cwd, x = run(loop, main())
+    assert umask == "0077" and os.path.realpath(cwd) == os.path.realpath(str(tmp_path)) and x == "yes"
+
+
+def test_many_children_at_once_without_threads(loop, loop_name):
+    async def main():
+        peak = threading.active_count()
+
+        async def one(i):
+            nonlocal peak
+            p = await asyncio.create_subprocess_exec("sh", "-c", f"sleep 0.2; echo {i}", stdout=PIPE)
+            peak = max(peak, threading.active_count())
+            out, _ = await p.communicate()
+            peak = max(peak, threading.active_count())
+            return int(out)
+
+        got = await asyncio.gather(*(one(i) for i in range(100)))
+        return got, peak
+
+    got, peak = run(loop, main())
+    assert got == list(range(100))
+    if loop_name == "pyloop":
+        assert peak == 1  # no thread, ever
+
+
+def test_spawn_after_spawn_leaves_nothing_behind(loop):
+    async def main():
+        for _ in range(20):  # warm up: the loop's own lazily made fds
+            await (await asyncio.create_subprocess_exec("true")).wait()
+        gc.collect()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(1000):
+            p = await asyncio.create_subprocess_exec("true")
+            assert await p.wait() == 0
+        gc.collect()
+        return before, len(os.listdir("/proc/self/fd"))
+
+    before, after = run(loop, main())
+    assert after <= before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no zombie left to reap
+
+
+def test_a_users_sigchld_handler_keeps_working(loop):
+    async def main():
+        seen = []
+        loop.add_signal_handler(signal.SIGCHLD, seen.append, "chld")
+        try:
+            p = await asyncio.create_subprocess_exec("true")
+            code = await p.wait()
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            loop.remove_signal_handler(signal.SIGCHLD)
+        return code, seen
+
+    code, seen = run(loop, main())
+    assert code == 0 and seen
+
+
+def test_a_transport_dropped_unclosed_warns(loop):
+    # The exit watch holds the transport while the child runs (on both loops); once the
+    # child is gone, the unclosed transport is collected with asyncio's ResourceWarning.
+    async def main():
+        tr, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30", stdin=None, stdout=None,
+                                           stderr=None)
+        os.kill(tr.get_pid(), signal.SIGKILL)
+        for _ in range(500):
+            if tr.get_returncode() is not None:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        with pytest.warns(ResourceWarning, match="unclosed transport"):
+            del tr
+            gc.collect()
+
+    run(loop, main())
+
+
+def test_a_forked_child_can_spawn_and_wait(loop_name):
+    from conftest import LOOP_FACTORIES
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            lp = LOOP_FACTORIES[loop_name]()
+
+            async def main():
+                p = await asyncio.create_subprocess_exec("sh", "-c", "exit 4")
+                return await p.wait()
+
+            code = 0 if lp.run_until_complete(main()) == 4 else 2
+            lp.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
