@@ -102,7 +102,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo,tls", help="comma-separated: micro, dns, echo, tls")
+    ap.add_argument("--suite", default="micro,dns,echo,tls,proc",
+                    help="comma-separated: micro, dns, echo, tls, proc")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     args = ap.parse_args()
     suites = args.suite.split(",")
@@ -120,6 +121,47 @@ def main():
         run_echo(args, loops)
     if "tls" in suites:
         run_tls(args, loops)
+    if "proc" in suites:
+        run_proc(args, loops)
+
+
+def run_proc(args, loops):
+    cases = (("serial", max(10, int(1000 * args.scale)), "spawn+wait /bin/true, one after another"),
+             ("parallel", max(10, int(100 * args.scale)), "spawn+wait /bin/true, all at once"),
+             ("pipe", max(1, int(100 * args.scale)), "MiB from cat through a pipe"))
+    print(f"\nSubprocesses: median of {args.repeat} fresh processes per figure\n")
+    rows = []
+    for what, n, label in cases:
+        if args.only not in what:
+            continue
+        samples = {lp: [] for lp in loops}
+        for _ in range(args.repeat):
+            for lp in loops:  # interleaved
+                out = subprocess.run([sys.executable, os.path.join(HERE, "procs.py"), lp, what, str(n)],
+                                     capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"procs {lp} {what} failed:\n{out.stderr}")
+                secs, pyt, ost = out.stdout.split()
+                samples[lp].append((float(secs), int(pyt), int(ost)))
+        for lp in loops:
+            s = samples[lp]
+            rows.append({"benchmark": f"{n} {label}", "loop": lp,
+                         "seconds": statistics.median(x[0] for x in s),
+                         "peak_python_threads": max(x[1] for x in s), "peak_os_threads": max(x[2] for x in s)})
+    headers = ["benchmark", "loop", "time (ms)", "peak Python threads", "peak OS threads", "time vs pyloop"]
+    base = {r["benchmark"]: r["seconds"] for r in rows if r["loop"] == "pyloop"}
+    table = [[r["benchmark"], r["loop"], f"{r['seconds'] * 1e3:.1f}", r["peak_python_threads"],
+              r["peak_os_threads"], f"{r['seconds'] / base[r['benchmark']]:.2f}x"] for r in rows]
+    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "proc.json"), "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
+                   "repeat": args.repeat, "rows": rows}, f, indent=2)
+    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'proc.json'))}")
 
 
 def run_tls(args, loops):
