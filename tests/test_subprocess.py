@@ -199,7 +199,8 @@ def test_preexec_fn_cwd_env(loop, tmp_path):
 
 def test_many_children_at_once_without_threads(loop, loop_name):
     async def main():
-        peak = threading.active_count()
+        baseline = threading.active_count()  # threads earlier tests left (executors, ...)
+        peak = baseline
 
         async def one(i):
             nonlocal peak
@@ -210,12 +211,12 @@ def test_many_children_at_once_without_threads(loop, loop_name):
             return int(out)
 
         got = await asyncio.gather(*(one(i) for i in range(100)))
-        return got, peak
+        return got, peak, baseline
 
-    got, peak = run(loop, main())
+    got, peak, baseline = run(loop, main())
     assert got == list(range(100))
     if loop_name == "pyloop":
-        assert peak == 1  # no thread, ever
+        assert peak <= baseline  # no thread started, ever
 
 
 def test_spawn_after_spawn_leaves_nothing_behind(loop):
