@@ -30,8 +30,8 @@ def test_echo_through_stdin_and_stdout(loop):
     assert run(loop, main()) == (b"hello pipes", None, 0)
 
 
-def test_many_megabytes_through_cat_with_a_checksum(loop):
-    payload = os.urandom(32 << 20)
+def test_100_mib_through_cat_with_a_checksum(loop):
+    payload = os.urandom(100 << 20)
 
     async def main():
         p = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
