@@ -275,22 +275,34 @@ def test_a_transport_dropped_unclosed_warns(loop):
     run(loop, main())
 
 
+FORKED = r"""
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import LOOP_FACTORIES
+parent = LOOP_FACTORIES[sys.argv[1]]()
+parent.run_until_complete(asyncio.sleep(0))  # the parent has a loop running before the fork
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        lp = LOOP_FACTORIES[sys.argv[1]]()
+
+        async def main():
+            p = await asyncio.create_subprocess_exec("sh", "-c", "exit 4")
+            return await p.wait()
+
+        code = 0 if lp.run_until_complete(main()) == 4 else 2
+        lp.close()
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+parent.close()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def test_a_forked_child_can_spawn_and_wait(loop_name):
-    from conftest import LOOP_FACTORIES
-
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            lp = LOOP_FACTORIES[loop_name]()
-
-            async def main():
-                p = await asyncio.create_subprocess_exec("sh", "-c", "exit 4")
-                return await p.wait()
-
-            code = 0 if lp.run_until_complete(main()) == 4 else 2
-            lp.close()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    # In a fresh interpreter: forking this multi-threaded test process could deadlock.
+    out = subprocess.run([sys.executable, "-c", FORKED, loop_name, os.path.dirname(__file__)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
