@@ -9,6 +9,7 @@ import hashlib
 import os
 import pty
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -66,7 +67,9 @@ def test_read_pipe_data_eof_and_order(loop):
         rfd, wfd = os.pipe()
         pipe = open(rfd, "rb", buffering=0)
         tr, proto = await loop.connect_read_pipe(lambda: Reader(loop), pipe)
-        assert tr.get_extra_info("pipe") is pipe and tr.is_reading()
+        assert tr.get_extra_info("pipe") is pipe
+        if sys.version_info >= (3, 11):  # 3.10's read pipe transport has no is_reading()
+            assert tr.is_reading()
         os.write(wfd, b"hello ")
         os.write(wfd, b"world")
         await asyncio.sleep(0.05)
