@@ -1,20 +1,26 @@
 """Pipes for pyloop.Loop: connect_read_pipe() and connect_write_pipe().
 
-The transports are, for now, asyncio's own Unix pipe transports (unix_events'
-_UnixReadPipeTransport and _UnixWritePipeTransport), running on pyloop's C++ readers and
-writers exactly as they run on asyncio's selector, so their semantics are each Python
-version's asyncio's: EOF, pause/resume, water marks, write_eof, abort, the read end of a
-write pipe going away, a pty's EIO. Issue 8's uv_pipe transports in C++ replace them.
+The transports are C++ (`pyloop.ReadPipeTransport`, `pyloop.WritePipeTransport`, the
+stream transport's machinery over a uv_pipe on a duplicate of the pipe's fd) with the
+semantics of asyncio's Unix pipe transports: EOF (eof_received, then connection_lost),
+pause/resume, water marks, write_eof closing the pipe, abort, a write pipe whose reader
+goes away (connection_lost(None), or BrokenPipeError with data still buffered), a pty's
+EIO at the end (connection_lost(OSError(EIO)) with no exception handler call).
 """
 
-from asyncio import unix_events
+import os
+import stat
+
 from asyncio.log import logger
+
+from . import _core
 
 
 class PipeMethods:
     """Mixed into pyloop.Loop."""
 
-    # The selector loop's internal reader/writer API that asyncio's pipe transports use.
+    # The selector loop's internal reader/writer API, which asyncio's own transports
+    # (the subprocess transport's helpers among them) may use.
     def _add_reader(self, fd, callback, *args):
         self._add_poll(fd, False, callback, args)
 
@@ -29,21 +35,33 @@ class PipeMethods:
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Read from pipe (a pipe, FIFO, socket or character device file object)."""
-        return await self._connect_pipe(unix_events._UnixReadPipeTransport, "Read", protocol_factory, pipe)
+        protocol = protocol_factory()
+        mode = os.fstat(pipe.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        return await self._connect_pipe(pipe, protocol, False)
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Write to pipe (a pipe, FIFO, socket or character device file object)."""
-        return await self._connect_pipe(unix_events._UnixWritePipeTransport, "Write", protocol_factory, pipe)
-
-    async def _connect_pipe(self, transport_class, kind, protocol_factory, pipe):
         protocol = protocol_factory()
+        mode = os.fstat(pipe.fileno()).st_mode
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+        return await self._connect_pipe(pipe, protocol, True)
+
+    async def _connect_pipe(self, pipe, protocol, write):
+        self._check_closed()
+        os.set_blocking(pipe.fileno(), False)
         waiter = self.create_future()
-        transport = transport_class(self, pipe, protocol, waiter)
+        transport = _core.pipe_transport(self, pipe, protocol, {"pipe": pipe}, write)
+        # Runs after connection_made (the transport scheduled it first).
+        self.call_soon(lambda: waiter.done() or waiter.set_result(None))
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         if self.get_debug():
-            logger.debug("%s pipe %r connected: (%r, %r)", kind, pipe.fileno(), transport, protocol)
+            logger.debug("%s pipe %r connected: (%r, %r)", "Write" if write else "Read", pipe.fileno(), transport,
+                         protocol)
         return transport, protocol

@@ -92,7 +92,7 @@ def test_soak_200_clients(loop):
     (base_fds, base_threads, base_blocks), (fds, threads, blocks) = loop.run_until_complete(
         asyncio.wait_for(main(), 60))
     assert fds == base_fds
-    assert threads == base_threads
+    assert threads <= base_threads  # none started (one an earlier test left may end meanwhile)
     assert blocks - base_blocks < 20000, f"{blocks - base_blocks} more memory blocks than at the start"
 
 
@@ -158,4 +158,5 @@ def test_soak_tls_clients(loop):
         return base, after
 
     base, after = loop.run_until_complete(asyncio.wait_for(main(), 60))
-    assert after == base
+    # No fd left behind, no thread started (one an earlier test left may end meanwhile).
+    assert after[0] == base[0] and after[1] <= base[1]

@@ -59,6 +59,11 @@ void bind_net(py::module_& m) {
     if (init_stream_type(m.ptr()) < 0) throw py::error_already_set();
     if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_server_types(m.ptr()) < 0) throw py::error_already_set();
+    m.def("pipe_transport", [](py::object loop, py::object pipe, py::object protocol, py::dict extra, bool write) {
+        PyObject* t = pipe_transport_new(loop.ptr(), pipe.ptr(), protocol.ptr(), extra.ptr(), write);
+        if (!t) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(t);
+    }, "A read or write pipe transport over a pipe object; schedules connection_made.");
     m.def("stream_for_fd", [](py::object loop, int fd) -> py::object {
         LoopCore* core = core_of(loop.ptr());
         if (!core) throw py::error_already_set();

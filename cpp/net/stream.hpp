@@ -8,10 +8,15 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace pyloop {
 
 class LoopCore;
+
+// What a TransportObject is: a stream (socket) transport, or a read or write pipe
+// transport (asyncio's _UnixReadPipeTransport / _UnixWritePipeTransport semantics).
+enum TransportKind : uint8_t { kStream = 0, kReadPipe = 1, kWritePipe = 2 };
 
 struct TransportObject {
     PyObject_HEAD
@@ -55,16 +60,21 @@ struct TransportObject {
     bool read_deferred;  // a read waits in the ready queue for its delivery; not reading meanwhile
     bool read_eof;       // the peer's EOF was delivered: reading never resumes
     bool closed_under;   // loop.close() closed it while the user had not
+    bool watching_reader;  // a write pipe's fd is watched for its reader going away
+    uint8_t kind;        // TransportKind
 };
 
 extern PyTypeObject* StreamTransportType;
+extern PyTypeObject* ReadPipeTransportType;
+extern PyTypeObject* WritePipeTransportType;
 
 int init_stream_type(PyObject* module);
 
 // A C type from spec that subclasses asyncio.Transport. Its struct must hold
 // BaseTransport's one slot (`_extra`) right after the object header, ending at
 // extra_end. Returns a new reference, or nullptr with an exception set.
-PyTypeObject* new_transport_type(PyObject* module, PyType_Spec* spec, size_t extra_end);
+PyTypeObject* new_transport_type(PyObject* module, PyType_Spec* spec, size_t extra_end,
+                                 const char* base = "Transport");
 
 // A transport over an already connected socket. Exactly one party closes each fd:
 // with `own` (the loop made the socket) libuv takes the socket's fd and the object is
@@ -77,6 +87,12 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
                                PyObject* server, bool own);
 // The same when the caller knows the socket's fd and family already.
 PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
-                                PyObject* protocol, PyObject* extra, PyObject* server, bool own);
+                                PyObject* protocol, PyObject* extra, PyObject* server, bool own,
+                                uint8_t kind = kStream);
+
+// A read or write pipe transport over a pipe, FIFO, socket or character device file
+// object (checked and made non-blocking by the caller): libuv works on a duplicate fd
+// over uv_pipe, the user's object is closed at connection_lost, as asyncio does.
+PyObject* pipe_transport_new(PyObject* loop, PyObject* pipe, PyObject* protocol, PyObject* extra, bool write);
 
 }  // namespace pyloop

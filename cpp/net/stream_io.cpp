@@ -9,6 +9,7 @@
 #include "uv/error.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -85,6 +86,10 @@ void call_exception_handler(TransportObject* t, const char* message, PyObject* e
     else report_unraisable(O(t));
 }
 
+const char* write_error_message(TransportObject* t) {
+    return t->kind == kWritePipe ? "Fatal write error on pipe transport" : "Fatal write error on socket transport";
+}
+
 void stop_reading(TransportObject* t) {
     if (t->reading) {
         uv_read_stop(&t->h.stream);
@@ -92,9 +97,16 @@ void stop_reading(TransportObject* t) {
     }
 }
 
-// asyncio's _force_close: drop what was buffered, stop reading, and schedule
-// connection_lost(exc) once.
+void unwatch_reader(TransportObject* t) {
+    if (!t->watching_reader) return;
+    t->watching_reader = false;
+    if (!t->core->is_closed()) t->core->remove_poll(t->sock_fd, false);
+}
+
+// asyncio's _force_close (a pipe's _close): drop what was buffered, stop reading, and
+// schedule connection_lost(exc) once.
 void force_close(TransportObject* t, PyObject* exc) {
+    unwatch_reader(t);
     if (t->conn_lost) return;
     t->write_buffer_size = 0;  // queued uv_writes complete with UV_ECANCELED on close
     if (!t->closing) {
@@ -108,7 +120,15 @@ void force_close(TransportObject* t, PyObject* exc) {
 // asyncio's _fatal_error: OSErrors are only logged in debug mode; anything else goes
 // to the exception handler. Then the transport is closed with exc.
 void fatal_error(TransportObject* t, PyObject* exc, const char* message) {
-    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+    bool quiet = PyErr_GivenExceptionMatches(exc, PyExc_OSError);
+    if (quiet && t->kind == kReadPipe) {
+        // asyncio's read pipe only keeps EIO (a pty's end) out of the handler.
+        PyObject* no = PyObject_GetAttrString(exc, "errno");
+        quiet = no && PyLong_Check(no) && PyLong_AsLong(no) == EIO;
+        Py_XDECREF(no);
+        PyErr_Clear();
+    }
+    if (quiet) {
         if (t->core->debug()) {
             PyObject* r = PyObject_CallMethod(g_logger, "debug", "sOs", "%r: %s", O(t), message);
             if (r) Py_DECREF(r);
@@ -231,6 +251,20 @@ void release_read_buf(TransportObject* t) {
 void on_eof(TransportObject* t) {
     stop_reading(t);
     t->read_eof = true;
+    if (t->kind == kReadPipe) {
+        // asyncio's read pipe: closed by the peer, then eof_received and
+        // connection_lost(None), each in a later callback.
+        if (t->core->debug()) {
+            PyObject* r = PyObject_CallMethod(g_logger, "info", "sO", "%r was closed by peer", O(t));
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+        t->closing = true;
+        if (call_soon_method(t, t->protocol, "eof_received", nullptr) < 0) report_unraisable(O(t));
+        t->conn_lost++;
+        if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
+        return;
+    }
     PyObject* keep = PyObject_CallMethod(t->protocol, "eof_received", nullptr);
     if (!keep) {
         protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
@@ -318,7 +352,8 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     } else {
         release_read_buf(t);
         if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
-        else fatal_uv_error(t, static_cast<int>(nread), "Fatal read error on socket transport");
+        else fatal_uv_error(t, static_cast<int>(nread), t->kind == kReadPipe ? "Fatal read error on pipe transport"
+                                                                             : "Fatal read error on socket transport");
     }
     Py_DECREF(O(t));
 }
@@ -372,12 +407,13 @@ void on_write(uv_write_t* req, int status) {
     // As asyncio's writer callback: in the context of the write() that began buffering.
     InContext in_context(t->write_context ? t->write_context : t->context);
     if (status < 0) {
-        fatal_uv_error(t, status, "Fatal write error on socket transport");
+        fatal_uv_error(t, status, write_error_message(t));
     } else {
         maybe_resume_protocol(t);
         if (t->write_buffer_size == 0) {
             settle_drain_waiter(t, nullptr);
             if (t->closing) {
+                unwatch_reader(t);
                 t->conn_lost++;
                 if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
             } else if (t->eof_requested) {
@@ -440,7 +476,10 @@ int write_bytes(TransportObject* t, const char* p, size_t len) {
     if (len == 0) return 0;
     if (t->conn_lost || !t->handle_open) {
         if (t->conn_lost >= kLogThresholdConnLostWrites) {
-            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s", "socket.send() raised exception.");
+            PyObject* r = PyObject_CallMethod(g_logger, "warning", "s",
+                                              t->kind == kWritePipe
+                                                  ? "pipe closed by peer or os.write(pipe, data) raised exception."
+                                                  : "socket.send() raised exception.");
             if (r) Py_DECREF(r);
             else PyErr_Clear();
         }
@@ -465,7 +504,7 @@ int write_chunk(TransportObject* t, const char* p, size_t len) {
         if (n >= 0) {
             sent = static_cast<size_t>(n);
         } else if (n != UV_EAGAIN) {
-            fatal_uv_error(t, n, "Fatal write error on socket transport");
+            fatal_uv_error(t, n, write_error_message(t));
             return 0;
         }
     }
@@ -483,7 +522,7 @@ int write_chunk(TransportObject* t, const char* p, size_t len) {
     int r = uv_write(&w->req, &t->h.stream, &b, 1, on_write);
     if (r < 0) {
         free(w);
-        fatal_uv_error(t, r, "Fatal write error on socket transport");
+        fatal_uv_error(t, r, write_error_message(t));
         return 0;
     }
     Py_INCREF(O(t));  // held until on_write

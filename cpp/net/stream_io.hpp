@@ -25,6 +25,8 @@ int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObje
 void report_unraisable(PyObject* obj);
 
 void stop_reading(TransportObject* t);
+// Stops watching a write pipe's fd for its reader going away (asyncio's _remove_reader).
+void unwatch_reader(TransportObject* t);
 int start_reading(TransportObject* t);  // unless paused, closing, deferred, at EOF
 // asyncio's _force_close, _fatal_error.
 void force_close(TransportObject* t, PyObject* exc);
