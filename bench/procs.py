@@ -77,9 +77,16 @@ def main():
             work = lambda peak: parallel(n, peak)  # noqa: E731
         loop.run_until_complete(serial(3, Peak()))  # warm up
         peak = Peak()
+
+        def tick():  # samples the thread counts every millisecond meanwhile
+            peak.sample()
+            ticker[0] = loop.call_later(0.001, tick)
+
+        ticker = [loop.call_later(0.001, tick)]
         t0 = time.perf_counter()
         loop.run_until_complete(work(peak))
         secs = time.perf_counter() - t0
+        ticker[0].cancel()
     finally:
         if path:
             os.unlink(path)
