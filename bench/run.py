@@ -152,11 +152,7 @@ def run_proc(args, loops):
     base = {r["benchmark"]: r["seconds"] for r in rows if r["loop"] == "pyloop"}
     table = [[r["benchmark"], r["loop"], f"{r['seconds'] * 1e3:.1f}", r["peak_python_threads"],
               r["peak_os_threads"], f"{r['seconds'] / base[r['benchmark']]:.2f}x"] for r in rows]
-    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in table:
-        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+    print_table(headers, table)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "proc.json"), "w") as f:
         json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
@@ -215,6 +211,15 @@ def run_echo(args, loops):
     print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'echo.json'))}")
 
 
+def print_table(headers, table):
+    """A Markdown table: headers left-aligned, cells right-aligned."""
+    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+
+
 def run_dns(args, loops):
     n = max(10, int(2000 * args.scale))
     print(f"\nDNS: {n} lookups of 'localhost' (from /etc/hosts), median of {args.repeat} fresh processes\n")
@@ -243,11 +248,7 @@ def run_dns(args, loops):
         base = rows[(conc, "pyloop")]["seconds"]
         table.append([conc, lp, f"{r['seconds'] * 1e3:.1f}", f"{n / r['seconds']:.0f}",
                       r["peak_python_threads"], r["peak_os_threads"], f"{r['seconds'] / base:.2f}x"])
-    widths = [max(len(str(x[i])) for x in [headers] + table) for i in range(len(headers))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in table:
-        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+    print_table(headers, table)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "dns.json"), "w") as f:
         json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
