@@ -225,3 +225,27 @@ def test_closed_loop(loop):
                 coro.send(None)
             coro.close()
         gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("loop_name", ["asyncio", "pyloop"])
+def test_pipes_left_open_when_the_loop_closes(loop_name):
+    # Nothing crashes or hangs; pyloop closes the pipe objects with the loop.
+    from conftest import LOOP_FACTORIES
+
+    lp = LOOP_FACTORIES[loop_name]()
+    rfd, wfd = os.pipe()
+    r, w = open(rfd, "rb", buffering=0), open(wfd, "wb", buffering=0)
+
+    async def main():
+        await lp.connect_read_pipe(asyncio.Protocol, r)
+        wtr, _ = await lp.connect_write_pipe(asyncio.Protocol, w)
+        wtr.write(b"x" * (1 << 20))  # some of it stays buffered
+
+    lp.run_until_complete(main())
+    lp.close()
+    gc.collect()
+    if loop_name == "pyloop":
+        assert r.closed and w.closed
+    r.close()
+    w.close()
