@@ -249,3 +249,38 @@ def test_pipes_left_open_when_the_loop_closes(loop_name):
         assert r.closed and w.closed
     r.close()
     w.close()
+
+
+def test_pipe_misuse_matches_asyncio(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
+        outcomes = []
+        for bad in ("text", 12, None):
+            try:
+                wtr.write(bad)
+                outcomes.append("ok")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+        try:
+            wtr.set_write_buffer_limits(high=1, low=2)
+        except ValueError:
+            outcomes.append("ValueError")
+        rtr.resume_reading()  # not paused: nothing
+        rtr.pause_reading()
+        rtr.pause_reading()
+        rtr.resume_reading()
+        wtr.write(b"fine")
+        wtr.close()
+        wtr.close()
+        wtr.write(b"after close")  # dropped
+        await asyncio.wait_for(writer.lost, 10)
+        await asyncio.wait_for(reader.lost, 10)
+        rtr.close()
+        pipe_after = wtr.get_extra_info("pipe") is not None
+        return outcomes, bytes(reader.data), pipe_after, wtr.is_closing()
+
+    outcomes, data, pipe_after, closing = loop.run_until_complete(main())
+    assert outcomes == ["AssertionError"] * 3 + ["ValueError"]
+    assert data == b"fine" and pipe_after and closing

@@ -66,6 +66,22 @@ async def wave(loop, port, n):
     await asyncio.gather(*(kinds[i % 3](loop, port) for i in range(n)))
 
 
+async def settled_fds():
+    # The fd count once the last connections' closes have landed (slow under the
+    # sanitizer): sampled until it stays the same for 0.1 s, at most 3 s.
+    last, stable_since = open_fds(), 0
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        now = open_fds()
+        if now != last:
+            last, stable_since = now, 0
+        else:
+            stable_since += 1
+            if stable_since >= 10:
+                break
+    return last
+
+
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
 
@@ -76,15 +92,16 @@ def test_soak_200_clients(loop):
         server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=200)
         port = server.sockets[0].getsockname()[1]
         await wave(loop, port, 12)  # warm-up: imports, caches, executor-free paths
-        await asyncio.sleep(0.05)
         gc.collect()
-        base_fds, base_threads, base_blocks = open_fds(), threading.active_count(), sys.getallocatedblocks()
+        base_fds = await settled_fds()
+        base_threads, base_blocks = threading.active_count(), sys.getallocatedblocks()
         for _ in range(4):
             await wave(loop, port, 50)
         await asyncio.sleep(0.1)  # server-side transports see the last RSTs and EOFs
         await half_close_client(loop, port)  # still serving
         gc.collect()
-        fds, threads, blocks = open_fds(), threading.active_count(), sys.getallocatedblocks()
+        fds = await settled_fds()
+        threads, blocks = threading.active_count(), sys.getallocatedblocks()
         server.close()
         await server.wait_closed()
         return (base_fds, base_threads, base_blocks), (fds, threads, blocks)
@@ -141,16 +158,14 @@ def test_soak_tls_clients(loop):
         server = await loop.create_server(TlsEcho, "127.0.0.1", 0, ssl=server_ctx, backlog=200)
         port = server.sockets[0].getsockname()[1]
         await tls_wave(port, 6)
-        await asyncio.sleep(0.1)
         gc.collect()
-        base = open_fds(), threading.active_count()
+        base = await settled_fds(), threading.active_count()
         for _ in range(3):
             await tls_wave(port, 30)
         await asyncio.sleep(0.2)
         await echo_close(port)  # still serving
-        await asyncio.sleep(0.05)
         gc.collect()
-        after = open_fds(), threading.active_count()
+        after = await settled_fds(), threading.active_count()
         server.close()
         for tr in peers:
             tr.abort()
