@@ -19,20 +19,6 @@ from . import _core
 class PipeMethods:
     """Mixed into pyloop.Loop."""
 
-    # The selector loop's internal reader/writer API, which asyncio's own transports
-    # (the subprocess transport's helpers among them) may use.
-    def _add_reader(self, fd, callback, *args):
-        self._add_poll(fd, False, callback, args)
-
-    def _remove_reader(self, fd):
-        return self._remove_poll(fd, False)
-
-    def _add_writer(self, fd, callback, *args):
-        self._add_poll(fd, True, callback, args)
-
-    def _remove_writer(self, fd):
-        return self._remove_poll(fd, True)
-
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Read from pipe (a pipe, FIFO, socket or character device file object)."""
         protocol = protocol_factory()

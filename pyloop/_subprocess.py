@@ -128,7 +128,7 @@ class SubprocessMethods:
         self._child_pidfds[pidfd] = pid
 
         def exited():
-            self._remove_reader(pidfd)
+            self._remove_poll(pidfd, False)
             del self._child_pidfds[pidfd]
             os.close(pidfd)
             returncode = _reap(pid)
@@ -136,7 +136,7 @@ class SubprocessMethods:
                 return self._poll_child(pid, transport, 0)
             self.call_soon(transport._process_exited, returncode)
 
-        self._add_reader(pidfd, exited)
+        self._add_poll(pidfd, False, exited, ())
 
     def _poll_child(self, pid, transport, attempt):
         returncode = _reap(pid)

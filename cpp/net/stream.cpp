@@ -98,7 +98,6 @@ static PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     PyObject* r = t->protocol != Py_None ? PyObject_CallMethod(t->protocol, "connection_lost", "O", exc)
                                          : Py_NewRef(Py_None);
     PyObject* exc_state = r ? nullptr : fetch_exception();
-    unwatch_reader(t);
     if (t->drain_waiter) {
         PyObject* lost = PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
         if (lost) {
@@ -407,9 +406,14 @@ static PyObject* WritePipe_watch_reader(PyObject* self, PyObject*) {
     HandleObject* h = m ? handle_new(HandleType, m, nullptr, 0, t->context, t->loop, t->core) : nullptr;
     Py_XDECREF(m);
     if (!h) return nullptr;
-    int r = t->core->add_poll(t->sock_fd, false, h);
+    // libuv's own fd (not the user's, which the user may close): it stays open until
+    // the handle closes, and the watch ends before that.
+    int fd = -1;
+    uv_fileno(&t->h.handle, &fd);
+    int r = t->core->add_poll(fd, false, h);
     Py_DECREF(reinterpret_cast<PyObject*>(h));
     if (r < 0) return nullptr;
+    t->watch_fd = fd;
     t->watching_reader = true;
     Py_RETURN_NONE;
 }

@@ -41,6 +41,7 @@ struct TransportObject {
     Py_buffer read_buf;  // BufferedProtocol's buffer during a read
     size_t write_buffer_size;
     int sock_fd;         // the socket object's fd number (registered with the loop while open)
+    int watch_fd;        // libuv's fd of a write pipe, in the loop's epoll while watching_reader
     size_t high_water;
     size_t low_water;
     long conn_lost;
@@ -60,7 +61,7 @@ struct TransportObject {
     bool read_deferred;  // a read waits in the ready queue for its delivery; not reading meanwhile
     bool read_eof;       // the peer's EOF was delivered: reading never resumes
     bool closed_under;   // loop.close() closed it while the user had not
-    bool watching_reader;  // a write pipe's fd is watched for its reader going away
+    bool watching_reader;  // a write pipe's fd is watched for its reader going away (watch_fd)
     uint8_t kind;        // TransportKind
 };
 

@@ -100,7 +100,7 @@ void stop_reading(TransportObject* t) {
 void unwatch_reader(TransportObject* t) {
     if (!t->watching_reader) return;
     t->watching_reader = false;
-    if (!t->core->is_closed()) t->core->remove_poll(t->sock_fd, false);
+    if (!t->core->is_closed()) t->core->remove_poll(t->watch_fd, false);
 }
 
 // asyncio's _force_close (a pipe's _close): drop what was buffered, stop reading, and
@@ -438,6 +438,7 @@ void on_close(uv_handle_t* handle) {
 void close_handle(TransportObject* t) {
     if (!t->handle_open) return;
     t->handle_open = false;
+    unwatch_reader(t);  // before libuv closes the watched fd
     t->core->clear_stream_fd(t->sock_fd, O(t));
     stop_reading(t);
     // libuv closes its fd. The loop's own socket object must not close that fd again

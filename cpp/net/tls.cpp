@@ -26,14 +26,14 @@ PyObject* g_sslobject_type;    // ssl.SSLObject
 PyObject* g_ssl_error;         // ssl.SSLError
 PyObject* g_certificate_error; // ssl.CertificateError
 PyObject* g_cancelled_error;   // asyncio.CancelledError
-PyObject* g_buffered_protocol; // asyncio.BufferedProtocol
-PyObject* g_logger;            // asyncio.log.logger
+using stream_io::g_buffered_protocol;  // asyncio.BufferedProtocol (set up by the stream type)
+using stream_io::g_logger;             // asyncio.log.logger
 
 PyObject *s_read, *s_write, *s_do_handshake, *s_unwrap, *s_getpeercert, *s_cipher, *s_compression, *s_pending,
     *s_data_received, *s_buffer_updated, *s_get_buffer, *s_eof_received, *s_connection_made, *s_connection_lost,
     *s_pause_writing, *s_resume_writing, *s_call_soon, *s_call_later, *s_cancel, *s_force_close, *s_abort, *s_close,
-    *s_pause_reading, *s_resume_reading, *s_get_extra_info, *s_set_result, *s_set_exception, *s_cancelled, *s_debug,
-    *s_warning, *s_call_exception_handler, *s_wrap_bio, *s_time, *s_shutdown, *s_sslobj_attr;
+    *s_pause_reading, *s_resume_reading, *s_get_extra_info, *s_set_result, *s_set_exception, *s_cancelled,
+    *s_call_exception_handler, *s_wrap_bio, *s_time, *s_shutdown, *s_sslobj_attr;
 
 constexpr Py_ssize_t kMaxSize = 256 * 1024;  // SSLProtocol.max_size
 constexpr long kHighWaterSslRead = 256;      // asyncio.constants (KiB)
@@ -1198,17 +1198,7 @@ int init_tls_types(PyObject* module) {
     PyObject* exceptions = PyImport_ImportModule("asyncio.exceptions");
     g_cancelled_error = exceptions ? PyObject_GetAttrString(exceptions, "CancelledError") : nullptr;
     Py_XDECREF(exceptions);
-    PyObject* protocols = PyImport_ImportModule("asyncio.protocols");
-    PyObject* base = protocols ? PyObject_GetAttrString(protocols, "BufferedProtocol") : nullptr;
-    g_buffered_protocol = base ? Py_NewRef(base) : nullptr;
-    Py_XDECREF(protocols);
-    PyObject* log = PyImport_ImportModule("asyncio.log");
-    g_logger = log ? PyObject_GetAttrString(log, "logger") : nullptr;
-    Py_XDECREF(log);
-    if (!g_ssl_again || !g_ssl_error || !g_sslobject_type || !g_certificate_error || !g_cancelled_error || !base || !g_logger) {
-        Py_XDECREF(base);
-        return -1;
-    }
+    PyObject* base = Py_NewRef(g_buffered_protocol);
     struct Name {
         PyObject** slot;
         const char* text;
@@ -1222,7 +1212,7 @@ int init_tls_types(PyObject* module) {
         {&s_cancel, "cancel"}, {&s_force_close, "_force_close"}, {&s_abort, "abort"}, {&s_close, "close"},
         {&s_pause_reading, "pause_reading"}, {&s_resume_reading, "resume_reading"},
         {&s_get_extra_info, "get_extra_info"}, {&s_set_result, "set_result"}, {&s_set_exception, "set_exception"},
-        {&s_cancelled, "cancelled"}, {&s_debug, "debug"}, {&s_warning, "warning"},
+        {&s_cancelled, "cancelled"},
         {&s_call_exception_handler, "call_exception_handler"}, {&s_wrap_bio, "wrap_bio"}, {&s_time, "time"},
         {&s_shutdown, "shutdown"}, {&s_sslobj_attr, "_sslobj"},
     };
