@@ -3,8 +3,10 @@
 // SSLObject over two MemoryBIOs, so the user's SSLContext stays the authority; what
 // drives it follows asyncio's sslproto of 3.11+ step by step (states, callback order,
 // messages, flow control), with bytes moved in C++:
-//   TlsProtocol   the protocol of the raw transport (asyncio's SSLProtocol)
-//   TlsTransport  the transport the application sees (asyncio's _SSLProtocolTransport)
+//   TlsProtocol   the protocol of the raw transport (asyncio's SSLProtocol): its state
+//                 machine in tls.cpp, its Python type in tls_protocol.cpp
+//   TlsTransport  the transport the application sees (asyncio's _SSLProtocolTransport),
+//                 tls_transport.cpp
 // Over a pyloop StreamTransport the raw side is a C++ fast path: what a read returned
 // goes into the incoming BIO straight from libuv's buffer, and records go out through
 // the stream's try-write path; over any other transport (TLS in TLS) the protocol is
