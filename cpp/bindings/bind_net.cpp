@@ -4,6 +4,7 @@
 #include "net/server.hpp"
 #include "net/stream.hpp"
 #include "net/tls.hpp"
+#include "process/pipe.hpp"
 
 #include <string>
 
@@ -57,6 +58,7 @@ void bind_sock_ops(py::module_& m) {
 void bind_net(py::module_& m) {
     bind_sock_ops(m);
     if (init_stream_type(m.ptr()) < 0) throw py::error_already_set();
+    if (init_pipe_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_server_types(m.ptr()) < 0) throw py::error_already_set();
     m.def("pipe_transport", [](py::object loop, py::object pipe, py::object protocol, py::dict extra, bool write) {

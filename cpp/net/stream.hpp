@@ -66,8 +66,6 @@ struct TransportObject {
 };
 
 extern PyTypeObject* StreamTransportType;
-extern PyTypeObject* ReadPipeTransportType;
-extern PyTypeObject* WritePipeTransportType;
 
 int init_stream_type(PyObject* module);
 
@@ -90,10 +88,5 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
 PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
                                 PyObject* protocol, PyObject* extra, PyObject* server, bool own,
                                 uint8_t kind = kStream);
-
-// A read or write pipe transport over a pipe, FIFO, socket or character device file
-// object (checked and made non-blocking by the caller): libuv works on a duplicate fd
-// over uv_pipe, the user's object is closed at connection_lost, as asyncio does.
-PyObject* pipe_transport_new(PyObject* loop, PyObject* pipe, PyObject* protocol, PyObject* extra, bool write);
 
 }  // namespace pyloop
