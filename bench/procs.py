@@ -2,6 +2,7 @@
 
     python bench/procs.py LOOP serial N     N spawn+wait of /bin/true in a row
     python bench/procs.py LOOP parallel N   N children of /bin/true at once
+    python bench/procs.py LOOP heavy N      N spawn+wait in a row from a process holding 512 MiB
     python bench/procs.py LOOP pipe MIB     MIB MiB from `cat FILE` through a pipe
 prints: seconds peak_python_threads peak_os_threads
 """
@@ -71,7 +72,9 @@ def main():
                 for _ in range(n):
                     f.write(block)
             work = lambda peak: pipe(path, peak)  # noqa: E731
-        elif what == "serial":
+        elif what in ("serial", "heavy"):
+            if what == "heavy":  # written, so every page is mapped: what fork() must copy the tables of
+                ballast = bytearray(b"\1") * (512 << 20)  # noqa: F841
             work = lambda peak: serial(n, peak)  # noqa: E731
         else:
             work = lambda peak: parallel(n, peak)  # noqa: E731

@@ -128,6 +128,7 @@ def main():
 def run_proc(args, loops):
     cases = (("serial", max(10, int(1000 * args.scale)), "spawn+wait /bin/true, one after another"),
              ("parallel", max(10, int(100 * args.scale)), "spawn+wait /bin/true, all at once"),
+             ("heavy", max(10, int(200 * args.scale)), "spawn+wait /bin/true in a row, parent holding 512 MiB"),
              ("pipe", max(1, int(100 * args.scale)), "MiB from cat through a pipe"))
     print(f"\nSubprocesses: median of {args.repeat} fresh processes per figure\n")
     rows = []
