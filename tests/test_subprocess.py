@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 import pytest
 
@@ -304,14 +305,22 @@ def test_spawn_after_spawn_leaves_nothing_behind(loop):
             await (await asyncio.create_subprocess_exec("true")).wait()
         gc.collect()
         before = len(os.listdir("/proc/self/fd"))
-        for _ in range(1000):
-            p = await asyncio.create_subprocess_exec("true")
-            assert await p.wait() == 0
-        gc.collect()
-        return before, len(os.listdir("/proc/self/fd"))
+        tracemalloc.start()
+        try:
+            traced = tracemalloc.get_traced_memory()[0]
+            for _ in range(1000):
+                p = await asyncio.create_subprocess_exec("true")
+                assert await p.wait() == 0
+            del p
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - traced
+        finally:
+            tracemalloc.stop()
+        return before, len(os.listdir("/proc/self/fd")), grown
 
-    before, after = run(loop, main())
+    before, after, grown = run(loop, main())
     assert after <= before
+    assert grown < 64 << 10  # bytes the Python allocator still holds: under 64 per spawn
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no zombie left to reap
 
