@@ -394,3 +394,53 @@ def test_a_forked_child_can_spawn_and_wait(loop_name):
     out = subprocess.run([sys.executable, "-c", FORKED, loop_name, os.path.dirname(__file__)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("steps", range(10))
+def test_cancel_at_every_await_of_a_spawn(loop, steps):
+    # create_subprocess_exec cancelled after 0..9 loop iterations (the last: spawned): asyncio kills the
+    # child and waits for it before the CancelledError; a spawn that finished first
+    # hands back a Process. Either way no child, zombie or fd is left.
+    async def main():
+        # the loop's lazily made fds (libuv opens one at its first pipe)
+        await (await asyncio.create_subprocess_exec("true", stdout=PIPE)).communicate()
+        before = len(os.listdir("/proc/self/fd"))
+        task = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            "sleep", "30", stdin=PIPE, stdout=PIPE, stderr=PIPE))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            p = await task
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        else:
+            outcome = "spawned"
+            p.kill()
+            assert await p.wait() == -signal.SIGKILL
+            p._transport.close()
+        del task
+        for _ in range(100):  # the pipes' closes land in later iterations
+            if len(os.listdir("/proc/self/fd")) <= before:
+                break
+            await asyncio.sleep(0.01)
+        return outcome, before, len(os.listdir("/proc/self/fd"))
+
+    outcome, before, after = run(loop, main())
+    assert outcome in ("cancelled", "spawned") and after <= before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the sleep was killed and reaped
+
+
+def test_cancel_wait_and_communicate(loop):
+    async def main():
+        p = await asyncio.create_subprocess_exec("sleep", "30", stdin=PIPE, stdout=PIPE)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(p.wait(), 0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(p.communicate(b"x"), 0.05)
+        assert p.returncode is None  # cancelled waits leave the child alone
+        p.terminate()
+        return await p.wait()
+
+    assert run(loop, main()) == -signal.SIGTERM
