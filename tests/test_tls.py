@@ -407,7 +407,10 @@ def test_plain_thread_peer(loop, server_ctx, client_ctx):
             while not data.endswith(b"\n"):
                 data += tls.recv(1024)
             tls.sendall(data[::-1])
-            tls.unwrap()
+            try:
+                tls.unwrap()
+            except ssl.SSLEOFError:  # 3.10's asyncio closes without waiting for our close_notify
+                assert sys.version_info < (3, 11)
 
     async def main(port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
