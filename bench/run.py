@@ -52,7 +52,7 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
-def print_table(rows, loops):
+def print_micro_table(rows, loops):
     headers = ["benchmark"] + [f"{lp} ns/op" for lp in loops] + ["pyloop/asyncio"]
     if "uvloop" in loops:
         headers.append("pyloop/uvloop")
@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--suite", default="micro,dns,echo,tls,proc",
                     help="comma-separated: micro, dns, echo, tls, proc")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
+    ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the chart) go")
     args = ap.parse_args()
     suites = args.suite.split(",")
 
@@ -154,11 +155,7 @@ def run_proc(args, loops):
     table = [[r["benchmark"], r["loop"], f"{r['seconds'] * 1e3:.1f}", r["peak_python_threads"],
               r["peak_os_threads"], f"{r['seconds'] / base[r['benchmark']]:.2f}x"] for r in rows]
     print_table(headers, table)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "proc.json"), "w") as f:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
-                   "repeat": args.repeat, "rows": rows}, f, indent=2)
-    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'proc.json'))}")
+    save(args, "proc", {"repeat": args.repeat, "rows": rows})
 
 
 def run_tls(args, loops):
@@ -187,13 +184,9 @@ def run_tls(args, loops):
                        for lp, v in samples.items()}
     import echo
     echo.print_rows(list(rows.items()), loops)  # a handshake counts as one request
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "tls.json"), "w") as f:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
-                   "seconds": seconds, "repeat": args.repeat,
-                   "rows": [{"benchmark": label, **{lp: {"per_s": v[0], "cpu_us": v[1]} for lp, v in med.items()}}
-                            for label, med in rows.items()]}, f, indent=2)
-    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'tls.json'))}")
+    save(args, "tls", {"seconds": seconds, "repeat": args.repeat,
+                       "rows": [{"benchmark": label, **{lp: {"per_s": v[0], "cpu_us": v[1]} for lp, v in med.items()}}
+                                for label, med in rows.items()]})
 
 
 def run_echo(args, loops):
@@ -202,14 +195,19 @@ def run_echo(args, loops):
           f"C load generator to CPU 1; median of {args.repeat} runs\n")
     rows = echo.run(loops, repeat=args.repeat, seconds=args.seconds, only=args.only)
     echo.print_rows(rows, loops)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "echo.json"), "w") as f:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
-                   "seconds": args.seconds, "repeat": args.repeat,
-                   "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
-                                                   for lp, v in med.items()}} for name, med in rows]},
+    save(args, "echo", {"seconds": args.seconds, "repeat": args.repeat,
+                        "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
+                                                        for lp, v in med.items()}} for name, med in rows]})
+
+
+def save(args, suite, data):
+    """Writes <results>/<suite>.json: when, the Python version, and data."""
+    os.makedirs(args.results, exist_ok=True)
+    path = os.path.join(args.results, f"{suite}.json")
+    with open(path, "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(), **data},
                   f, indent=2)
-    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'echo.json'))}")
+    print(f"\nresults: {os.path.relpath(path)}")
 
 
 def print_table(headers, table):
@@ -250,12 +248,8 @@ def run_dns(args, loops):
         table.append([conc, lp, f"{r['seconds'] * 1e3:.1f}", f"{n / r['seconds']:.0f}",
                       r["peak_python_threads"], r["peak_os_threads"], f"{r['seconds'] / base:.2f}x"])
     print_table(headers, table)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "dns.json"), "w") as f:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
-                   "lookups": n, "repeat": args.repeat,
-                   "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]}, f, indent=2)
-    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'dns.json'))}")
+    save(args, "dns", {"lookups": n, "repeat": args.repeat,
+                       "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]})
 
 
 def run_micro(args, loops):
@@ -267,22 +261,11 @@ def run_micro(args, loops):
             for lp in loops:  # interleaved
                 samples[b][lp].append(run_one(lp, b, n))
     rows = {b: {lp: statistics.median(v) for lp, v in per.items()} for b, per in samples.items()}
-    print_table(rows, loops)
+    print_micro_table(rows, loops)
 
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "micro.json"), "w") as f:
-        json.dump({
-            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "repeat": args.repeat,
-            "unit": "ns/op",
-            "median": rows,
-            "samples": samples,
-        }, f, indent=2)
-    print(f"\nresults: {os.path.relpath(os.path.join(RESULTS, 'micro.json'))}")
-    chart(rows, loops, os.path.join(RESULTS, "micro.png"))
+    save(args, "micro", {"machine": platform.machine(), "cpus": os.cpu_count(), "repeat": args.repeat,
+                         "unit": "ns/op", "median": rows, "samples": samples})
+    chart(rows, loops, os.path.join(args.results, "micro.png"))
 
 
 if __name__ == "__main__":
