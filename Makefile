@@ -21,6 +21,10 @@ test: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
+	@command -v wrk >/dev/null || { echo "wrk is missing: installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	@$(PYTHON) -c "import uvicorn, httptools" 2>/dev/null || $(PIP) install uvicorn httptools \
+	  || echo "uvicorn/httptools could not be installed: the HTTP rows run without them"
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # The whole suite on a build with AddressSanitizer + UndefinedBehaviorSanitizer, in a

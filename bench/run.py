@@ -3,16 +3,18 @@
 Suites: `micro` (the loop's own operations), `dns` (2,000 lookups at concurrency
 1,000 and 3: time, and peak Python and OS threads), `echo` (echo servers in four
 styles over TCP and Unix sockets, driven by a small C load generator: requests/s and
-the server's CPU time per request) and `tls` (a TLS echo server and new TLS
-connections, driven by ssl-module client threads: the server's CPU per request and
-per handshake).
+the server's CPU time per request), `tls` (a TLS echo server and new TLS connections,
+driven by ssl-module client processes: the server's CPU per request and per
+handshake), `proc` (spawn+wait and pipe throughput, with peak thread counts) and
+`http` (aiohttp and uvicorn + httptools servers loaded by wrk: the server's CPU per
+request).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
-across loops so that machine noise hits them alike. Prints a table of ns/op with the
-ratios pyloop/asyncio and pyloop/uvloop, and writes bench/results/micro.json and
-bench/results/micro.png (when matplotlib is installed).
+across loops so that machine noise hits them alike. Each suite prints a table and
+writes bench/results/<suite>.json (and bench/results/micro.png when matplotlib is
+installed).
 
-    python bench/run.py [--repeat N] [--scale F] [--only SUBSTRING]
+    python bench/run.py [--suite LIST] [--repeat N] [--scale F] [--seconds S] [--only SUBSTRING]
 """
 
 import argparse
@@ -102,8 +104,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo,tls,proc",
-                    help="comma-separated: micro, dns, echo, tls, proc")
+    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http",
+                    help="comma-separated: micro, dns, echo, tls, proc, http")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the chart) go")
     args = ap.parse_args()
@@ -124,6 +126,8 @@ def main():
         run_tls(args, loops)
     if "proc" in suites:
         run_proc(args, loops)
+    if "http" in suites:
+        run_http(args, loops)
 
 
 def run_proc(args, loops):
@@ -198,6 +202,21 @@ def run_echo(args, loops):
     save(args, "echo", {"seconds": args.seconds, "repeat": args.repeat,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
                                                         for lp, v in med.items()}} for name, med in rows]})
+
+
+def run_http(args, loops):
+    import echo
+    import httpbench
+    seconds = max(1, round(2 * args.seconds))
+    v = httpbench.versions()
+    print(f"\nHTTP: wrk, {httpbench.CONNECTIONS} connections, {seconds} s per run after 1 s of warm-up; servers "
+          f"pinned to CPU 0 (and 1), wrk to the last CPU; median of {args.repeat} alternating rounds; "
+          + ", ".join(f"{k} {x}" for k, x in v.items()) + "\n")
+    rows = httpbench.run(loops, repeat=args.repeat, seconds=seconds, only=args.only)
+    echo.print_rows(rows, loops)
+    save(args, "http", {"seconds": seconds, "repeat": args.repeat, "versions": v,
+                        "rows": [{"benchmark": name, **{lp: {"requests_per_s": x[0], "cpu_us_per_request": x[1]}
+                                                        for lp, x in med.items()}} for name, med in rows]})
 
 
 def save(args, suite, data):
