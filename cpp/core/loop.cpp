@@ -276,11 +276,23 @@ void LoopCore::run_batch() {
     }
 }
 
+void LoopCore::run_flushes() {
+    while (!flushes_.empty()) {
+        std::vector<std::pair<PyObject*, FlushFn>> batch;
+        batch.swap(flushes_);
+        for (auto& [owner, fn] : batch) {
+            fn(owner);
+            Py_DECREF(owner);
+        }
+    }
+}
+
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
     self->ensure_gil();
     self->run_batch();
     if (self->closed_) return;
+    self->run_flushes();  // what the callbacks wrote, before the poll
     self->compact_timers();
     bool busy = !self->ready_.empty() || self->stopping_ || self->fatal_;
     self->queue_io_ = busy;
@@ -298,6 +310,7 @@ void LoopCore::on_check(uv_check_t* handle) {
     // After the poll: stop() (or an exception that must leave run_forever) takes effect
     // once this iteration's I/O callbacks have run, as asyncio's run_forever does.
     auto* self = static_cast<LoopCore*>(handle->data);
+    self->run_flushes();  // what the I/O callbacks wrote
     if (self->stopping_ || self->fatal_) uv_stop(&self->loop_);
 }
 
@@ -383,6 +396,7 @@ int LoopCore::run(int wakeup_fd) {
 
     uv_run(&loop_, UV_RUN_DEFAULT);
     ensure_gil();
+    run_flushes();
 
     uv_prepare_stop(&prepare_);
     uv_check_stop(&check_);
@@ -405,11 +419,14 @@ void LoopCore::clear_queues() {
     ready.swap(ready_);
     std::vector<HandleObject*> heap;
     heap.swap(heap_);
+    std::vector<std::pair<PyObject*, FlushFn>> flushes;
+    flushes.swap(flushes_);
     timer_cancelled_count_ = 0;
     for (HandleObject* h : heap) h->heap_index = -1;
     // Dropping references can run arbitrary Python code (__del__): do it last.
     for (HandleObject* h : ready) Py_DECREF(h);
     for (HandleObject* h : heap) Py_DECREF(h);
+    for (auto& f : flushes) Py_DECREF(f.first);
 }
 
 void LoopCore::clear_all() {
@@ -423,6 +440,7 @@ void LoopCore::clear_all() {
 int LoopCore::traverse(visitproc visit, void* arg) {
     for (HandleObject* h : ready_) Py_VISIT(h);
     for (HandleObject* h : heap_) Py_VISIT(h);
+    for (auto& f : flushes_) Py_VISIT(f.first);
     for (auto& kv : signals_) Py_VISIT(kv.second);
     // libuv's pointers to open transports stand for one reference each (their
     // self-reference): the loop holds them, so a dropped loop and its transports are
@@ -444,6 +462,7 @@ void LoopCore::run_closing() {
 
 int LoopCore::close() {
     if (closed_) return 0;
+    run_flushes();  // held-back output goes out before the transports close
     closed_ = true;
     clear_queues();
     if (!uv_ready_) return 0;

@@ -113,6 +113,15 @@ class LoopCore {
     bool io_must_queue() const { return queue_io_; }
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
+    // Output held back so that what one iteration writes to a stream goes out in one
+    // system call: fn(owner) runs once before the loop next polls (or closes). Holds a
+    // reference to owner until then. fn reports its own errors.
+    using FlushFn = void (*)(PyObject*);
+    void queue_flush(PyObject* owner, FlushFn fn) {
+        Py_INCREF(owner);
+        flushes_.push_back({owner, fn});
+    }
+    void run_flushes();
 
     // Is anything watched that only a poll can report (fds, transports, libuv requests,
     // signal handlers: their signals come through the wakeup fd)?
@@ -184,6 +193,7 @@ class LoopCore {
     PyObject* py_loop_;
     std::deque<HandleObject*> ready_;
     std::vector<HandleObject*> heap_;
+    std::vector<std::pair<PyObject*, FlushFn>> flushes_;
     size_t timer_cancelled_count_ = 0;
     uint64_t timer_seq_ = 0;
     PyThreadState* saved_tstate_ = nullptr;

@@ -71,6 +71,7 @@ static PyObject* Transport_close(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     if (refuse_closed_under(t)) return nullptr;
     if (t->closing) Py_RETURN_NONE;
+    if (flush_cork(t) < 0) return nullptr;
     t->closing = true;
     stop_reading(t);
     if (t->write_buffer_size == 0) {
@@ -131,6 +132,7 @@ PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
 // (loop.sendfile waits for it before it sends the file on the same socket).
 static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
+    if (flush_cork(t) < 0) return nullptr;
     if (t->drain_waiter) return Py_NewRef(t->drain_waiter);
     PyObject* fut = PyObject_CallMethod(t->loop, "create_future", nullptr);
     if (!fut) return nullptr;
@@ -151,15 +153,21 @@ static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
 PyObject* Transport_deliver_deferred(PyObject* self, PyObject* what) {
     TransportObject* t = T(self);
     if (!t->read_deferred) Py_RETURN_NONE;
-    t->read_deferred = false;
-    if (!t->conn_lost) deliver(t, what);  // as asyncio's reader, unless the connection is gone
-    start_reading(t);
+    t->read_deferred--;
+    if (!t->conn_lost) {  // as asyncio's reader, unless the connection is gone
+        if (t->paused && !t->closing) {
+            if (hold_read(t, what) < 0) return nullptr;
+        } else {
+            deliver(t, what);
+        }
+    }
+    after_deferred_delivery(t);
     Py_RETURN_NONE;
 }
 
 static PyObject* Transport_set_sendfile_busy(PyObject* self, PyObject* arg) {
     int v = PyObject_IsTrue(arg);
-    if (v < 0) return nullptr;
+    if (v < 0 || flush_cork(T(self)) < 0) return nullptr;
     T(self)->sendfile_busy = v != 0;
     Py_RETURN_NONE;
 }
@@ -190,7 +198,9 @@ PyObject* Transport_resume_reading(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     if (t->closing || !t->paused) Py_RETURN_NONE;
     t->paused = false;
-    start_reading(t);
+    if (t->held_reads && requeue_held_reads(t) < 0) return nullptr;
+    if (t->read_deferred == 0 && t->deferred_error) after_deferred_delivery(t);
+    else start_reading(t);
     Py_RETURN_NONE;
 }
 
@@ -272,6 +282,7 @@ PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* args, PyOb
     Py_XDECREF(high);
     Py_XDECREF(low);
     if (ok != 1) return nullptr;
+    if (flush_cork(t) < 0) return nullptr;  // held back under the old limits: it goes now
     t->high_water = high_n;
     t->low_water = low_n;
     maybe_pause_protocol(t);
@@ -305,6 +316,7 @@ int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     // transport nobody else refers to would look like garbage, and the collector would
     // finalize its socket (closing the fd under libuv) and its protocol's tasks.
     Py_VISIT(t->drain_waiter);
+    Py_VISIT(t->held_reads);
     return 0;
 }
 
@@ -318,6 +330,7 @@ int Transport_clear(PyObject* self) {
     Py_CLEAR(t->server);
     Py_CLEAR(t->context);  // libuv will not call back any more: no InContext can need them
     Py_CLEAR(t->write_context);
+    Py_CLEAR(t->held_reads);
     return 0;
 }
 
@@ -327,11 +340,13 @@ void Transport_dealloc(PyObject* self) {
     PyObject_GC_UnTrack(self);
     if (t->weakrefs) PyObject_ClearWeakRefs(self);
     release_read_buf(t);
+    free_cork(t);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->server);
     Py_CLEAR(t->drain_waiter);
+    Py_CLEAR(t->held_reads);
     Py_CLEAR(t->loop);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->context);

@@ -38,10 +38,16 @@ struct TransportObject {
     PyObject* server;    // pyloop Server or None
     PyObject* self_ref;  // set while the uv handle is open
     PyObject* drain_waiter;  // future for loop.sendfile(): set when the write buffer empties
+    PyObject* held_reads;    // list or null: queued reads that reached a paused transport (see defer())
     Py_buffer read_buf;  // BufferedProtocol's buffer during a read
+    char* cork;          // small writes held back until the loop's next poll (malloc'd; see write_bytes)
+    uint32_t cork_len;
+    uint32_t cork_cap;
     size_t write_buffer_size;
     int sock_fd;         // the socket object's fd number (registered with the loop while open)
     int watch_fd;        // libuv's fd of a write pipe, in the loop's epoll while watching_reader
+    uint32_t read_deferred;  // reads waiting in the ready queue for their delivery (see defer())
+    int deferred_error;  // a read error that came while reads were queued: reported after them
     size_t high_water;
     size_t low_water;
     long conn_lost;
@@ -58,10 +64,10 @@ struct TransportObject {
     bool has_read_buf;
     bool owns_fd;        // libuv has the socket object's own fd (detached at close); else a dup
     bool sendfile_busy;  // loop.sendfile() is sending on this connection: write() refuses
-    bool read_deferred;  // a read waits in the ready queue for its delivery; not reading meanwhile
     bool read_eof;       // the peer's EOF was delivered: reading never resumes
     bool closed_under;   // loop.close() closed it while the user had not
     bool watching_reader;  // a write pipe's fd is watched for its reader going away (watch_fd)
+    bool cork_queued;    // the loop will flush the cork before its next poll
     uint8_t kind;        // TransportKind
 };
 

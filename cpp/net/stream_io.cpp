@@ -108,6 +108,10 @@ void unwatch_reader(TransportObject* t) {
 void force_close(TransportObject* t, PyObject* exc) {
     unwatch_reader(t);
     if (t->conn_lost) return;
+    // abort(): what write() held back goes first (asyncio had sent it). An error drops it.
+    if (!exc && flush_cork(t) < 0) report_unraisable(O(t));
+    free_cork(t);
+    if (t->conn_lost) return;
     t->write_buffer_size = 0;  // queued uv_writes complete with UV_ECANCELED on close
     if (!t->closing) {
         t->closing = true;
@@ -294,6 +298,26 @@ void deliver(TransportObject* t, PyObject* what) {
             protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
         return;
     }
+    if (PyBytes_CheckExact(what) && (t->tls || t->buffered)) {
+        // Read (and queued) while the protocol took data_received; it changed since
+        // (start_tls, set_protocol): hand the bytes over the way the new one reads.
+        if (t->tls) {
+            if (tls_feed(t->protocol, PyBytes_AS_STRING(what), static_cast<size_t>(PyBytes_GET_SIZE(what))) < 0 ||
+                tls_received(t->protocol) < 0)
+                protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+            return;
+        }
+        static PyObject* s_feed = nullptr;
+        if (!s_feed) {
+            PyObject* protocols = PyImport_ImportModule("asyncio.protocols");
+            s_feed = protocols ? PyObject_GetAttrString(protocols, "_feed_data_to_buffered_proto") : nullptr;
+            Py_XDECREF(protocols);
+        }
+        r = s_feed ? PyObject_CallFunctionObjArgs(s_feed, t->protocol, what, nullptr) : nullptr;
+        if (!r) protocol_failed(t, "Fatal error: protocol.buffer_updated() call failed.");
+        Py_XDECREF(r);
+        return;
+    }
     if (t->buffered) {
         static PyObject* s_buffer_updated = PyUnicode_InternFromString("buffer_updated");
         r = PyObject_CallMethodOneArg(t->protocol, s_buffer_updated, what);
@@ -306,23 +330,55 @@ void deliver(TransportObject* t, PyObject* what) {
     Py_XDECREF(r);
 }
 
-// asyncio runs a reader's callback after the callbacks queued before the poll found
-// it ready. When some are waiting (or the loop is stopping), what libuv read is
-// queued behind them, and reading pauses until it has been delivered (a
-// BufferedProtocol's buffer must not be asked for again before buffer_updated).
-void defer(TransportObject* t, PyObject* what) {
-    stop_reading(t);
-    t->read_deferred = true;
+// Whether reading stops while a read waits for its delivery: for a BufferedProtocol
+// (its buffer must not be asked for again before buffer_updated) and TLS. Other
+// transports keep libuv reading: a stop and a start would cost two epoll_ctl calls
+// per read, and the ready queue runs before the next poll anyway, so a further read
+// is rare (a read that filled the buffer, a loop stopped mid-queue) and queues behind.
+static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls; }
+
+static int queue_delivery(TransportObject* t, PyObject* what) {
     static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
     PyObject* m = PyObject_GetAttr(O(t), s_deliver);
     HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
     Py_XDECREF(m);
-    if (!h) {
-        t->read_deferred = false;
-        protocol_failed(t, "Fatal read error on socket transport");
+    if (!h) return -1;
+    t->read_deferred++;
+    t->core->push_ready(h);
+    return 0;
+}
+
+// asyncio runs a reader's callback after the callbacks queued before the poll found
+// it ready. When some are waiting (or the loop is stopping), what libuv read is
+// queued behind them; so is every read while an earlier one waits (order kept).
+void defer(TransportObject* t, PyObject* what) {
+    if (stops_while_deferred(t)) stop_reading(t);
+    if (queue_delivery(t, what) < 0) protocol_failed(t, "Fatal read error on socket transport");
+}
+
+int hold_read(TransportObject* t, PyObject* what) {
+    if (!t->held_reads && !(t->held_reads = PyList_New(0))) return -1;
+    return PyList_Append(t->held_reads, what);
+}
+
+int requeue_held_reads(TransportObject* t) {
+    PyObject* held = t->held_reads;
+    t->held_reads = nullptr;
+    int r = 0;
+    for (Py_ssize_t i = 0; r == 0 && i < PyList_GET_SIZE(held); i++) r = queue_delivery(t, PyList_GET_ITEM(held, i));
+    Py_DECREF(held);
+    return r;
+}
+
+void after_deferred_delivery(TransportObject* t) {
+    if (t->deferred_error && t->read_deferred == 0 && !t->held_reads && !t->paused && !t->conn_lost) {
+        int err = t->deferred_error;
+        t->deferred_error = 0;
+        fatal_uv_error(t, err, t->kind == kReadPipe ? "Fatal read error on pipe transport"
+                                                    : "Fatal read error on socket transport");
         return;
     }
-    t->core->push_ready(h);
+    start_reading(t);
 }
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -346,21 +402,25 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         }
         if (!what) protocol_failed(t, t->tls ? "Fatal error: protocol.buffer_updated() call failed."
                                              : "Fatal read error on socket transport");
-        else if (t->core->io_must_queue()) defer(t, what);
+        else if (t->read_deferred || t->core->io_must_queue()) defer(t, what);
         else deliver(t, what);
         Py_XDECREF(what);
     } else {
         release_read_buf(t);
-        if (nread == UV_ENOBUFS) stop_reading(t);  // get_buffer() failed: already reported
-        else fatal_uv_error(t, static_cast<int>(nread), t->kind == kReadPipe ? "Fatal read error on pipe transport"
+        if (nread == UV_ENOBUFS) {
+            stop_reading(t);  // get_buffer() failed: already reported
+        } else if (t->read_deferred || t->held_reads) {
+            stop_reading(t);  // reported once the reads before it are delivered
+            t->deferred_error = static_cast<int>(nread);
+        } else fatal_uv_error(t, static_cast<int>(nread), t->kind == kReadPipe ? "Fatal read error on pipe transport"
                                                                              : "Fatal read error on socket transport");
     }
     Py_DECREF(O(t));
 }
 
 int start_reading(TransportObject* t) {
-    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open || t->read_deferred ||
-        t->read_eof)
+    if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open || t->read_eof ||
+        t->deferred_error || (t->read_deferred && stops_while_deferred(t)))
         return 0;
     int r = uv_read_start(&t->h.stream, on_alloc, on_read);
     if (r < 0) {
@@ -382,6 +442,8 @@ void on_shutdown(uv_shutdown_t* req, int) {
 
 void send_eof(TransportObject* t) {
     if (t->eof_sent || !t->handle_open) return;
+    if (flush_cork(t) < 0) report_unraisable(O(t));
+    if (t->write_buffer_size) return;  // the kernel did not take it all: on_write sends the EOF
     t->eof_sent = true;
     auto* req = static_cast<uv_shutdown_t*>(malloc(sizeof(uv_shutdown_t)));
     req->data = t;
@@ -437,6 +499,7 @@ void on_close(uv_handle_t* handle) {
 
 void close_handle(TransportObject* t) {
     if (!t->handle_open) return;
+    free_cork(t);  // closing flushed it; after an error it is dropped
     t->handle_open = false;
     unwatch_reader(t);  // before libuv closes the watched fd
     t->core->clear_stream_fd(t->sock_fd, O(t));
@@ -465,6 +528,8 @@ void close_for_loop_close(uv_handle_t* handle) {
 }
 
 
+static bool cork(TransportObject* t, const char* p, size_t len);
+
 int write_bytes(TransportObject* t, const char* p, size_t len) {
     if (t->eof_requested) {
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
@@ -487,6 +552,7 @@ int write_bytes(TransportObject* t, const char* p, size_t len) {
         t->conn_lost++;
         return 0;
     }
+    if (cork(t, p, len)) return 0;
     // libuv's buffers count bytes in an unsigned int: hand it at most 1 GiB at a time.
     int r = 0;
     for (size_t off = 0; off < len && r == 0 && !t->conn_lost; off += kMaxWriteChunk)
@@ -494,14 +560,13 @@ int write_bytes(TransportObject* t, const char* p, size_t len) {
     return r;
 }
 
-// Writes len (<= 1 GiB) bytes: what the kernel takes now, the rest copied into a
-// uv_write request. Returns -1 with MemoryError set; write errors close the transport.
-int write_chunk(TransportObject* t, const char* p, size_t len) {
+// Writes the buffers (together <= 1 GiB): what the kernel takes now, the rest copied
+// into one uv_write request. -1 with MemoryError set; write errors close the transport.
+static int write_bufs(TransportObject* t, const uv_buf_t* bufs, unsigned nbufs, size_t len) {
     size_t sent = 0;
     if (t->write_buffer_size == 0) {
         // Try the kernel first; only what it does not take is buffered.
-        uv_buf_t b = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(len));
-        int n = uv_try_write(&t->h.stream, &b, 1);
+        int n = uv_try_write(&t->h.stream, bufs, nbufs);
         if (n >= 0) {
             sent = static_cast<size_t>(n);
         } else if (n != UV_EAGAIN) {
@@ -516,7 +581,17 @@ int write_chunk(TransportObject* t, const char* p, size_t len) {
         PyErr_NoMemory();
         return -1;
     }
-    std::memcpy(w->data, p + sent, rest);
+    size_t skip = sent, at = 0;
+    for (unsigned i = 0; i < nbufs; i++) {
+        size_t n = bufs[i].len;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        std::memcpy(w->data + at, bufs[i].base + skip, n - skip);
+        at += n - skip;
+        skip = 0;
+    }
     w->t = t;
     w->len = rest;
     uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(rest));
@@ -535,6 +610,73 @@ int write_chunk(TransportObject* t, const char* p, size_t len) {
     t->write_buffer_size += rest;
     maybe_pause_protocol(t);
     return 0;
+}
+
+void free_cork(TransportObject* t) {
+    free(t->cork);
+    t->cork = nullptr;
+    t->cork_len = t->cork_cap = 0;
+}
+
+// Sends the cork followed by p[0:len] (len may be 0) in one system call.
+static int write_with_cork(TransportObject* t, const char* p, size_t len) {
+    // The cork is detached first: an error below may run Python code that writes again.
+    char* held = t->cork;
+    size_t held_len = t->cork_len, cap = t->cork_cap;
+    t->cork = nullptr;
+    t->cork_len = t->cork_cap = 0;
+    uv_buf_t bufs[2] = {uv_buf_init(held, static_cast<unsigned>(held_len)),
+                        uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(len))};
+    int r = 0;
+    if (!t->conn_lost && t->handle_open) r = write_bufs(t, bufs, len ? 2 : 1, held_len + len);
+    if (!t->cork && cap <= 4096 && t->handle_open) {  // keep a small buffer for the next time
+        t->cork = held;
+        t->cork_cap = static_cast<uint32_t>(cap);
+    } else {
+        free(held);
+    }
+    return r;
+}
+
+int flush_cork(TransportObject* t) { return t->cork_len ? write_with_cork(t, nullptr, 0) : 0; }
+
+static void flush_cork_for_loop(PyObject* o) {
+    TransportObject* t = T(o);
+    t->cork_queued = false;
+    if (flush_cork(t) < 0) report_unraisable(o);
+}
+
+// Holds a small write back when nothing waits in libuv's queue, so that the writes of
+// one iteration (an HTTP server's headers, then its body) leave in one system call
+// before the loop polls again. At most kCorkMax bytes, and never more than the high
+// water mark: what is held counts as written (asyncio would have sent it), so flow
+// control is as asyncio's. Returns true if held.
+static bool cork(TransportObject* t, const char* p, size_t len) {
+    size_t total = t->cork_len + len;
+    if (t->kind != kStream || t->write_buffer_size != 0 || total > kCorkMax || total > t->high_water) return false;
+    if (total > t->cork_cap) {
+        size_t cap = t->cork_cap ? t->cork_cap : 256;
+        while (cap < total) cap *= 2;
+        char* grown = static_cast<char*>(realloc(t->cork, cap));
+        if (!grown) return false;  // write it now instead
+        t->cork = grown;
+        t->cork_cap = static_cast<uint32_t>(cap);
+    }
+    std::memcpy(t->cork + t->cork_len, p, len);
+    t->cork_len = static_cast<uint32_t>(total);
+    if (!t->cork_queued) {
+        t->cork_queued = true;
+        t->core->queue_flush(O(t), flush_cork_for_loop);
+    }
+    return true;
+}
+
+// Writes len (<= 1 GiB) bytes: what the kernel takes now, the rest copied into a
+// uv_write request. Returns -1 with MemoryError set; write errors close the transport.
+int write_chunk(TransportObject* t, const char* p, size_t len) {
+    if (t->cork_len) return write_with_cork(t, p, len);
+    uv_buf_t b = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(len));
+    return write_bufs(t, &b, 1, len);
 }
 
 }  // namespace stream_io

@@ -11,6 +11,7 @@ namespace stream_io {
 constexpr size_t kDefaultHighWater = 64 * 1024;
 constexpr long kLogThresholdConnLostWrites = 5;  // asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 constexpr size_t kMaxWriteChunk = size_t{1} << 30;  // libuv counts buffer bytes in an unsigned int
+constexpr size_t kCorkMax = 16 * 1024;  // writes held back per stream per iteration, at most
 
 extern PyObject* g_buffered_protocol;  // asyncio.BufferedProtocol
 extern PyObject* g_logger;             // asyncio.log.logger
@@ -25,6 +26,7 @@ int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObje
 void report_unraisable(PyObject* obj);
 
 void stop_reading(TransportObject* t);
+void fatal_uv_error(TransportObject* t, int err, const char* message);
 // Stops watching a write pipe's fd for its reader going away (asyncio's _remove_reader).
 void unwatch_reader(TransportObject* t);
 int start_reading(TransportObject* t);  // unless paused, closing, deferred, at EOF
@@ -33,12 +35,23 @@ void force_close(TransportObject* t, PyObject* exc);
 void fatal_error(TransportObject* t, PyObject* exc, const char* message);
 // Tells the protocol what a read brought (bytes, a count for BufferedProtocol, None at EOF).
 void deliver(TransportObject* t, PyObject* what);
+// A queued read that reached a transport paused meanwhile waits for resume_reading();
+// then it is queued again, ahead of any new read. -1 with an exception set.
+int hold_read(TransportObject* t, PyObject* what);
+int requeue_held_reads(TransportObject* t);
+// After a queued read was delivered: the read error that waited behind it, or reading on.
+void after_deferred_delivery(TransportObject* t);
 void settle_drain_waiter(TransportObject* t, PyObject* exc);
 void maybe_pause_protocol(TransportObject* t);
 void send_eof(TransportObject* t);
 // Writes len (<= kMaxWriteChunk) bytes: what the kernel takes now, the rest copied
 // into a uv_write request. -1 with MemoryError set; write errors close the transport.
 int write_chunk(TransportObject* t, const char* p, size_t len);
+// Sends what write() held back (the cork) now, ahead of anything else: every path that
+// sends, shuts down, closes or measures the stream calls it first. -1 with an
+// exception set (MemoryError).
+int flush_cork(TransportObject* t);
+void free_cork(TransportObject* t);
 void release_read_buf(TransportObject* t);
 // transport.write() of len bytes, after its type checks: refused after write_eof() or
 // during sendfile (RuntimeError), dropped (and counted) once the connection is lost.
