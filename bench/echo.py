@@ -1,7 +1,9 @@
 """The echo benchmark: servers in four styles on each loop, driven by a small C load
 generator (bench/echo_load.c, built here with cc). The server is pinned to CPU 0 and
 the load to CPU 1; besides requests/s it reports the server's CPU time per request
-(utime+stime from /proc), which stays meaningful when the machine is busy.
+(utime+stime from /proc), which stays meaningful when the machine is busy. The
+protocol rows also run bench/echo_floor.c, an echo server in C over epoll: the floor
+a loop's cost is measured against.
 """
 
 import os
@@ -13,6 +15,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
 LOAD = os.path.join(BUILD, "echo_load")
+FLOOR = os.path.join(BUILD, "echo_floor")
+FLOOR_NAME = "C floor"
 STYLES = ["protocol", "buffered", "streams", "sock"]
 KINDS = ["tcp", "unix"]
 SIZES = [1024, 10 * 1024, 100 * 1024]
@@ -20,11 +24,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def build_load_generator():
-    src = os.path.join(HERE, "echo_load.c")
-    if os.path.exists(LOAD) and os.path.getmtime(LOAD) >= os.path.getmtime(src):
-        return
-    os.makedirs(BUILD, exist_ok=True)
-    subprocess.run(["cc", "-O2", "-o", LOAD, src], check=True)
+    for binary in (LOAD, FLOOR):
+        src = os.path.join(HERE, os.path.basename(binary) + ".c")
+        if os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(src):
+            continue
+        os.makedirs(BUILD, exist_ok=True)
+        subprocess.run(["cc", "-O2", "-o", binary, src], check=True)
 
 
 def cpu_seconds(pid):
@@ -43,8 +48,9 @@ def pin(pid, cpu):
 def run_once(loop, style, kind, size, seconds, connections):
     with tempfile.TemporaryDirectory() as tmp:
         addr = "0" if kind == "tcp" else os.path.join(tmp, "echo.sock")
-        server = subprocess.Popen([sys.executable, os.path.join(HERE, "echo_server.py"), loop, style, kind, addr],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cmd = [FLOOR, kind, addr] if loop == FLOOR_NAME else \
+            [sys.executable, os.path.join(HERE, "echo_server.py"), loop, style, kind, addr]
+        server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             pin(server.pid, 0)
             line = server.stdout.readline().split()
@@ -75,9 +81,10 @@ def run(loops, repeat=3, seconds=1.0, connections=8, only=""):
                 name = f"{kind} {style} {size // 1024} KiB"
                 if only not in name:
                     continue
-                res = {lp: [] for lp in loops}
+                servers = loops + [FLOOR_NAME] if style == "protocol" else loops
+                res = {lp: [] for lp in servers}
                 for _ in range(repeat):
-                    for lp in loops:  # interleaved
+                    for lp in servers:  # interleaved
                         res[lp].append(run_once(lp, style, kind, size, seconds, connections))
                 rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                                     for lp, v in res.items()}))
@@ -90,10 +97,16 @@ def print_rows(rows, loops):
     headers = ["benchmark"] + [f"{lp} req/s" for lp in loops] + [f"{lp} CPU µs/req" for lp in loops]
     headers.append("CPU/req pyloop/uvloop" if "uvloop" in loops else "CPU/req pyloop/asyncio")
     ref = "uvloop" if "uvloop" in loops else "asyncio"
+    floor = any(FLOOR_NAME in med for _, med in rows)
+    if floor:
+        headers += [f"{FLOOR_NAME} CPU µs/req", f"pyloop/{FLOOR_NAME}"]
     table = []
     for name, med in rows:
         line = [name] + [f"{med[lp][0]:.0f}" for lp in loops] + [f"{med[lp][1]:.1f}" for lp in loops]
         line.append(f"{med['pyloop'][1] / med[ref][1]:.2f}x" if med[ref][1] else "-")
+        if floor:
+            f = med.get(FLOOR_NAME)
+            line += [f"{f[1]:.1f}", f"{med['pyloop'][1] / f[1]:.2f}x"] if f and f[1] else ["-", "-"]
         table.append(line)
     widths = [max(len(str(r[i])) for r in [headers] + table) for i in range(len(headers))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")

@@ -593,13 +593,3 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
 _core.StreamTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 _core.StreamTransport._start_tls_compatible = True
 
-if _PY312:
-    def _writelines(self, list_of_data):
-        """Write every bytes-like object of list_of_data, as asyncio 3.12+ does (an
-        empty or false value is nothing to write); one write, so one system call."""
-        self.write(b"")  # asyncio's checks: after write_eof(), while sendfile runs
-        if not list_of_data:
-            return
-        self.write(b"".join([memoryview(data) for data in list_of_data]))
-
-    _core.StreamTransport.writelines = _writelines

@@ -76,6 +76,9 @@ def test_many_small_writes_and_a_large_one_stay_in_order(loop):
                 expected += big
         tr.writelines([b"x" * 10, bytearray(b"y" * 10), memoryview(b"z" * 10)])
         expected += b"x" * 10 + b"y" * 10 + b"z" * 10
+        pieces = [os.urandom(20_000), b"mid", bytearray(os.urandom(30_000)), memoryview(b"end")]
+        tr.writelines(pieces)  # over what is held back: one writev with what was held
+        expected += b"".join(pieces)
         tr.close()
         await loop.run_in_executor(None, th.join, 10)
         theirs.close()

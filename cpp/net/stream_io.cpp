@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace pyloop {
 namespace stream_io {
@@ -529,6 +530,35 @@ void close_for_loop_close(uv_handle_t* handle) {
 
 
 static bool cork(TransportObject* t, const char* p, size_t len);
+static int write_bufs(TransportObject* t, const uv_buf_t* bufs, unsigned nbufs, size_t len);
+
+int write_many(TransportObject* t, const uv_buf_t* bufs, size_t n, size_t total) {
+    if (total == 0 || n == 1) return write_bytes(t, n ? bufs[0].base : "", total);
+    if (t->conn_lost || !t->handle_open || t->eof_requested || t->sendfile_busy || total > kMaxWriteChunk ||
+        n > 1024 || total <= kCorkMax) {
+        // Checks and accounting as one write; small pieces join in the cork.
+        if (write_bytes(t, "", 0) < 0) return -1;
+        if (t->conn_lost || !t->handle_open) return write_bytes(t, bufs[0].base, total);  // counted once
+        int r = 0;
+        for (size_t i = 0; i < n && r == 0 && !t->conn_lost; i++) r = write_bytes(t, bufs[i].base, bufs[i].len);
+        return r;
+    }
+    // Large: the held-back bytes first, then every piece, in one writev.
+    std::vector<uv_buf_t> all;
+    all.reserve(n + 1);
+    char* held = nullptr;
+    if (t->cork_len) {
+        held = t->cork;
+        all.push_back(uv_buf_init(held, t->cork_len));
+        total += t->cork_len;
+        t->cork = nullptr;
+        t->cork_len = t->cork_cap = 0;
+    }
+    all.insert(all.end(), bufs, bufs + n);
+    int r = write_bufs(t, all.data(), static_cast<unsigned>(all.size()), total);
+    free(held);
+    return r;
+}
 
 int write_bytes(TransportObject* t, const char* p, size_t len) {
     if (t->eof_requested) {

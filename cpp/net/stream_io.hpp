@@ -56,6 +56,9 @@ void release_read_buf(TransportObject* t);
 // transport.write() of len bytes, after its type checks: refused after write_eof() or
 // during sendfile (RuntimeError), dropped (and counted) once the connection is lost.
 int write_bytes(TransportObject* t, const char* p, size_t len);
+// transport.writelines(): the pieces as one write (one system call when the kernel
+// takes them), with write_bytes' checks once.
+int write_many(TransportObject* t, const uv_buf_t* bufs, size_t n, size_t total);
 // libuv closes the fd; the socket object is detached (the loop's) or closed (a user's).
 void close_handle(TransportObject* t);
 void on_close(uv_handle_t* handle);
