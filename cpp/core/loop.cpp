@@ -261,7 +261,9 @@ void LoopCore::batch_done() {
 void LoopCore::run_batch() {
     if (fatal_) return;
     schedule_due_timers();
+    running_callbacks_ = true;
     run_once_ready();
+    running_callbacks_ = false;
     batch_done();
     // With nothing to poll (no fd, transport or request watched), the next iterations'
     // polls could only return nothing: run them here and skip libuv's turn and its
@@ -271,7 +273,9 @@ void LoopCore::run_batch() {
                        !has_io_sources();
          pass++) {
         schedule_due_timers();
+        running_callbacks_ = true;
         run_once_ready();
+        running_callbacks_ = false;
         batch_done();
     }
 }

@@ -122,6 +122,9 @@ class LoopCore {
         flushes_.push_back({owner, fn});
     }
     void run_flushes();
+    // Is the loop running its ready queue (callbacks, task steps) now, rather than
+    // libuv's I/O callbacks?
+    bool running_callbacks() const { return running_callbacks_; }
 
     // Is anything watched that only a poll can report (fds, transports, libuv requests,
     // signal handlers: their signals come through the wakeup fd)?
@@ -204,6 +207,7 @@ class LoopCore {
     bool debug_ = false;
     bool time_patched_ = false;
     bool queue_io_ = false;
+    bool running_callbacks_ = false;
     bool subclass_time_ = false;
     double slow_callback_duration_ = 0.1;
     struct Tracked {
