@@ -61,7 +61,7 @@ async def sock_server(loop, lsock):
     async def serve(conn):
         with conn:
             try:
-                while data := await loop.sock_recv(conn, 256 * 1024):
+                while data := await loop.sock_recv(conn, 64 * 1024):
                     await loop.sock_sendall(conn, data)
             except ConnectionError:
                 pass

@@ -79,12 +79,20 @@ class SocketMethods:
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket."""
         _check_socket(sock)
-        return await self._sock_wait(sock, False, lambda: sock.recv(n))
+        try:  # what is there already comes without a wait (the common case under load)
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recv(n), try_first=False)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf; return the number of bytes received."""
         _check_socket(sock)
-        return await self._sock_wait(sock, False, lambda: sock.recv_into(buf))
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recv_into(buf), try_first=False)
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram: (data, address)."""
@@ -100,9 +108,15 @@ class SocketMethods:
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
         _check_socket(sock)
+        try:  # most sends go whole at once
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
         view = memoryview(data).cast("B")
-        sent = 0
         total = len(view)
+        if sent == total:
+            view.release()
+            return None
 
         def attempt():
             nonlocal sent
