@@ -7,7 +7,8 @@ the server's CPU time per request), `tls` (a TLS echo server and new TLS connect
 driven by ssl-module client processes: the server's CPU per request and per
 handshake), `proc` (spawn+wait and pipe throughput, with peak thread counts) and
 `http` (aiohttp and uvicorn + httptools servers loaded by wrk: the server's CPU per
-request).
+request) and `scale` (RSS per idle connection, per pending timer and per queued
+callback).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Each suite prints a table and
@@ -104,8 +105,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http",
-                    help="comma-separated: micro, dns, echo, tls, proc, http")
+    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale",
+                    help="comma-separated: micro, dns, echo, tls, proc, http, scale")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the chart) go")
     args = ap.parse_args()
@@ -128,6 +129,8 @@ def main():
         run_proc(args, loops)
     if "http" in suites:
         run_http(args, loops)
+    if "scale" in suites:
+        run_scale(args, loops)
 
 
 def run_proc(args, loops):
@@ -202,6 +205,37 @@ def run_echo(args, loops):
     save(args, "echo", {"seconds": args.seconds, "repeat": args.repeat,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
                                                         for lp, v in med.items()}} for name, med in rows]})
+
+
+def run_scale(args, loops):
+    cases = (("conns", max(100, int(10_000 * args.scale)), "idle TCP connections", "bytes/conn"),
+             ("timers", max(100, int(100_000 * args.scale)), "pending timers", "bytes/timer"),
+             ("callbacks", max(100, int(1_000_000 * args.scale)), "callbacks queued and run", "bytes/callback"))
+    print(f"\nMemory and scale: RSS growth per item and the time taken, median of {args.repeat} fresh processes\n")
+    rows = []
+    for what, n, label, unit in cases:
+        if args.only not in label:
+            continue
+        samples = {lp: [] for lp in loops}
+        for _ in range(args.repeat):
+            for lp in loops:  # interleaved
+                out = subprocess.run([sys.executable, os.path.join(HERE, "scale.py"), lp, what, str(n)],
+                                     capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"scale {lp} {what} failed:\n{out.stderr}")
+                secs, per = out.stdout.split()
+                samples[lp].append((float(secs), float(per)))
+        for lp in loops:
+            rows.append({"benchmark": f"{n:,} {label}", "loop": lp, "unit": unit,
+                         "seconds": statistics.median(x[0] for x in samples[lp]),
+                         "bytes_per_item": statistics.median(x[1] for x in samples[lp])})
+    base = {r["benchmark"]: r for r in rows if r["loop"] == "pyloop"}
+    headers = ["benchmark", "loop", "time (ms)", "RSS per item (bytes)", "time vs pyloop", "RSS vs pyloop"]
+    table = [[r["benchmark"], r["loop"], f"{r['seconds'] * 1e3:.1f}", f"{r['bytes_per_item']:.0f}",
+              ratio(r["seconds"], base[r["benchmark"]]["seconds"]),
+              ratio(r["bytes_per_item"], base[r["benchmark"]]["bytes_per_item"])] for r in rows]
+    print_table(headers, table)
+    save(args, "scale", {"repeat": args.repeat, "rows": rows})
 
 
 def run_http(args, loops):

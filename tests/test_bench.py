@@ -19,6 +19,7 @@ SUITES = {  # suite: the smallest case of it
     "tls": ["--seconds", "0.1", "--only", "handshakes"],
     "proc": ["--scale", "0.01", "--only", "pipe"],
     "http": ["--seconds", "0.5", "--only", "aiohttp hello keep-alive"],
+    "scale": ["--scale", "0.01"],
 }
 
 

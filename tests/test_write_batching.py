@@ -1,5 +1,5 @@
-"""Small writes within one loop iteration leave together (pyloop holds them back until
-the loop polls again: one system call for an HTTP server's headers and body). Whatever
+"""Small writes of one callback leave together (pyloop holds them back until the
+callback returns: one system call for an HTTP server's headers and body). Whatever
 follows a write in the same callback must see the data as asyncio's immediate send()
 leaves it: sent before abort(), close(), write_eof(), sendfile, start_tls, and before a
 closed loop's transports go; in order with larger writes; counted as written."""

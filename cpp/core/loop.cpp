@@ -227,6 +227,7 @@ void LoopCore::run_once_ready() {
                 r = handle_run(h);
             }
         }
+        if (!flushes_.empty()) run_flushes();  // what this callback wrote goes out now, together
         if (r < 0) {
             set_fatal();
             Py_DECREF(h);

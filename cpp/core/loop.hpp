@@ -113,9 +113,10 @@ class LoopCore {
     bool io_must_queue() const { return queue_io_; }
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
-    // Output held back so that what one iteration writes to a stream goes out in one
-    // system call: fn(owner) runs once before the loop next polls (or closes). Holds a
-    // reference to owner until then. fn reports its own errors.
+    // Output held back so that what one callback writes to a stream goes out in one
+    // system call: fn(owner) runs once when the callback returns (and, as a safety net,
+    // before the loop polls or closes). Holds a reference to owner until then. fn
+    // reports its own errors.
     using FlushFn = void (*)(PyObject*);
     void queue_flush(PyObject* owner, FlushFn fn) {
         Py_INCREF(owner);
