@@ -51,6 +51,20 @@ def run_one(loop, bench, n):
     return float(out.stdout.strip())
 
 
+def fresh_runs(script, loops, repeat, *argv):
+    """bench/<script> LOOP ARGV... in a fresh process per run, `repeat` rounds
+    interleaved across the loops: {loop: [the numbers each run printed]}."""
+    samples = {lp: [] for lp in loops}
+    for _ in range(repeat):
+        for lp in loops:  # interleaved
+            out = subprocess.run([sys.executable, os.path.join(HERE, script), lp, *map(str, argv)],
+                                 capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise RuntimeError(f"{script} {lp} {' '.join(map(str, argv))} failed:\n{out.stderr}")
+            samples[lp].append([float(x) for x in out.stdout.split()])
+    return samples
+
+
 def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
@@ -143,20 +157,13 @@ def run_proc(args, loops):
     for what, n, label in cases:
         if args.only not in what:
             continue
-        samples = {lp: [] for lp in loops}
-        for _ in range(args.repeat):
-            for lp in loops:  # interleaved
-                out = subprocess.run([sys.executable, os.path.join(HERE, "procs.py"), lp, what, str(n)],
-                                     capture_output=True, text=True, timeout=600)
-                if out.returncode != 0:
-                    raise RuntimeError(f"procs {lp} {what} failed:\n{out.stderr}")
-                secs, pyt, ost = out.stdout.split()
-                samples[lp].append((float(secs), int(pyt), int(ost)))
+        samples = fresh_runs("procs.py", loops, args.repeat, what, n)  # seconds, peak threads: Python, OS
         for lp in loops:
             s = samples[lp]
             rows.append({"benchmark": f"{n} {label}", "loop": lp,
                          "seconds": statistics.median(x[0] for x in s),
-                         "peak_python_threads": max(x[1] for x in s), "peak_os_threads": max(x[2] for x in s)})
+                         "peak_python_threads": int(max(x[1] for x in s)),
+                         "peak_os_threads": int(max(x[2] for x in s))})
     headers = ["benchmark", "loop", "time (ms)", "peak Python threads", "peak OS threads", "time vs pyloop"]
     base = {r["benchmark"]: r["seconds"] for r in rows if r["loop"] == "pyloop"}
     table = [[r["benchmark"], r["loop"], f"{r['seconds'] * 1e3:.1f}", r["peak_python_threads"],
@@ -178,15 +185,7 @@ def run_tls(args, loops):
                                ("handshake", "protocol", "tls handshakes")):
         if args.only not in label:
             continue
-        samples = {lp: [] for lp in loops}
-        for _ in range(args.repeat):
-            for lp in loops:  # interleaved
-                out = subprocess.run([sys.executable, os.path.join(HERE, "tls.py"), lp, what, str(seconds), style],
-                                     capture_output=True, text=True, timeout=600)
-                if out.returncode != 0:
-                    raise RuntimeError(f"tls {lp} {what} failed:\n{out.stderr}")
-                rate, cpu = out.stdout.split()
-                samples[lp].append((float(rate), float(cpu)))
+        samples = fresh_runs("tls.py", loops, args.repeat, what, seconds, style)  # rate, CPU µs
         rows[label] = {lp: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
                        for lp, v in samples.items()}
     import echo
@@ -216,15 +215,7 @@ def run_scale(args, loops):
     for what, n, label, unit in cases:
         if args.only not in label:
             continue
-        samples = {lp: [] for lp in loops}
-        for _ in range(args.repeat):
-            for lp in loops:  # interleaved
-                out = subprocess.run([sys.executable, os.path.join(HERE, "scale.py"), lp, what, str(n)],
-                                     capture_output=True, text=True, timeout=600)
-                if out.returncode != 0:
-                    raise RuntimeError(f"scale {lp} {what} failed:\n{out.stderr}")
-                secs, per = out.stdout.split()
-                samples[lp].append((float(secs), float(per)))
+        samples = fresh_runs("scale.py", loops, args.repeat, what, n)  # seconds, bytes per item
         for lp in loops:
             rows.append({"benchmark": f"{n:,} {label}", "loop": lp, "unit": unit,
                          "seconds": statistics.median(x[0] for x in samples[lp]),
@@ -277,21 +268,13 @@ def run_dns(args, loops):
     print(f"\nDNS: {n} lookups of 'localhost' (from /etc/hosts), median of {args.repeat} fresh processes\n")
     rows = {}
     for conc in (1000, 3):
-        samples = {lp: [] for lp in loops}
-        for _ in range(args.repeat):
-            for lp in loops:
-                out = subprocess.run([sys.executable, os.path.join(HERE, "dns.py"), lp, str(n), str(conc)],
-                                     capture_output=True, text=True, timeout=600)
-                if out.returncode != 0:
-                    raise RuntimeError(f"dns {lp} failed:\n{out.stderr}")
-                secs, pyt, ost = out.stdout.split()
-                samples[lp].append((float(secs), int(pyt), int(ost)))
+        samples = fresh_runs("dns.py", loops, args.repeat, n, conc)  # seconds, peak threads: Python, OS
         for lp in loops:
             s = samples[lp]
             rows[(conc, lp)] = {
                 "seconds": statistics.median(x[0] for x in s),
-                "peak_python_threads": max(x[1] for x in s),
-                "peak_os_threads": max(x[2] for x in s),
+                "peak_python_threads": int(max(x[1] for x in s)),
+                "peak_os_threads": int(max(x[2] for x in s)),
             }
     headers = ["concurrency", "loop", "time (ms)", "lookups/s", "peak Python threads", "peak OS threads",
                "time vs pyloop"]
