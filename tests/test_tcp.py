@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -932,3 +933,49 @@ def test_keyboard_interrupt_in_data_received_leaves_the_loop(loop):
     server.close()
     loop.run_until_complete(server.wait_closed())
     loop.run_until_complete(asyncio.sleep(0.01))
+
+
+REUSE_PORT_WORKER = r"""
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import LOOP_FACTORIES
+
+class Pid(asyncio.Protocol):
+    def connection_made(self, tr):
+        tr.write(str(os.getpid()).encode())
+        tr.close()
+
+async def main():
+    await loop.create_server(Pid, "127.0.0.1", int(sys.argv[3]), reuse_port=True)
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # serve until the test closes our stdin
+
+loop = LOOP_FACTORIES[sys.argv[1]]()
+loop.run_until_complete(main())
+"""
+
+
+def test_one_process_per_core_with_reuse_port(loop_name):
+    # How users outgrow one core: N processes, each with its own loop and a server on
+    # the same port (SO_REUSEPORT); the kernel spreads new connections across them.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workers = [subprocess.Popen([sys.executable, "-c", REUSE_PORT_WORKER, loop_name, os.path.dirname(__file__),
+                                 str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    try:
+        for w in workers:
+            assert w.stdout.readline().strip() == "ready"
+        seen = set()
+        for _ in range(200):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                seen.add(int(c.recv(100)))
+            if len(seen) == 2:
+                break
+        assert seen == {w.pid for w in workers}
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait(timeout=30)
+            w.stdout.close()
