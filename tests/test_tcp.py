@@ -979,3 +979,32 @@ def test_one_process_per_core_with_reuse_port(loop_name):
             w.stdin.close()
             w.wait(timeout=30)
             w.stdout.close()
+
+
+def test_accepted_extra_info_survives_the_peer(loop):
+    # pyloop makes an accepted connection's socket/sockname/peername when first asked
+    # for; asked after the peer has gone, they are still the accept-time values.
+    lost = loop.create_future()
+
+    class P(asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr = tr
+
+        def connection_lost(self, exc):
+            lost.set_result(self.tr)
+
+    async def main():
+        server = await loop.create_server(P, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        client_addr, server_addr = client.getsockname(), client.getpeername()
+        client.close()
+        tr = await asyncio.wait_for(lost, 5)
+        got = (tr.get_extra_info("peername"), tr.get_extra_info("sockname"),
+               type(tr.get_extra_info("socket")).__name__, tr.get_extra_info("nope", default=7),
+               tr.get_extra_info("nope"))
+        server.close()
+        await server.wait_closed()
+        return got, client_addr, server_addr
+
+    (peer, local, sock_type, dflt, none), client_addr, server_addr = loop.run_until_complete(main())
+    assert (peer, local, sock_type, dflt, none) == (client_addr, server_addr, "TransportSocket", 7, None)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace pyloop {
 
@@ -63,6 +64,14 @@ int creation_failed(AcceptorObject* a, PyObject* conn) {
     return 0;
 }
 
+// An AF_INET or AF_INET6 address into a sockaddr_in6-sized slot (AF_UNSPEC otherwise).
+void keep_address(struct sockaddr_in6* slot, const struct sockaddr* sa) {
+    std::memset(slot, 0, sizeof *slot);
+    if (sa->sa_family == AF_INET) std::memcpy(slot, sa, sizeof(struct sockaddr_in));
+    else if (sa->sa_family == AF_INET6) std::memcpy(slot, sa, sizeof(struct sockaddr_in6));
+    else slot->sin6_family = AF_UNSPEC;
+}
+
 PyObject* address_or_none(const struct sockaddr* sa) {
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) Py_RETURN_NONE;
     return sockaddr_to_tuple(sa);
@@ -77,19 +86,13 @@ int make_connection(AcceptorObject* a, int cfd, const struct sockaddr* peer) {
         ::close(cfd);
         return creation_failed(a, nullptr);
     }
+    // The extra info (socket, sockname, peername) is made when first asked for
+    // (stream.cpp): most servers never ask, and it is most of a connection's memory.
+    // The addresses are kept now, as asyncio keeps them: readable after the peer left.
     struct sockaddr_storage local;
     socklen_t local_len = sizeof local;
-    PyObject* sockname = getsockname(cfd, reinterpret_cast<struct sockaddr*>(&local), &local_len) == 0
-                             ? address_or_none(reinterpret_cast<struct sockaddr*>(&local))
-                             : Py_NewRef(Py_None);
-    PyObject* peername = sockname ? address_or_none(peer) : nullptr;
-    PyObject* tsock = peername ? PyObject_CallOneArg(g_transport_socket_type, conn) : nullptr;
-    PyObject* extra = tsock ? Py_BuildValue("{s:O,s:O,s:O}", "socket", tsock, "sockname", sockname, "peername",
-                                            peername)
-                            : nullptr;
-    Py_XDECREF(sockname);
-    Py_XDECREF(peername);
-    Py_XDECREF(tsock);
+    if (getsockname(cfd, reinterpret_cast<struct sockaddr*>(&local), &local_len) != 0) local.ss_family = AF_UNSPEC;
+    PyObject* extra = PyDict_New();
     PyObject* protocol = extra ? PyObject_CallNoArgs(a->factory) : nullptr;
     PyObject* layer = protocol;
     if (protocol && a->tls_args != Py_None) {
@@ -109,6 +112,10 @@ int make_connection(AcceptorObject* a, int cfd, const struct sockaddr* peer) {
         Py_DECREF(conn);
         return r;
     }
+    auto* t = reinterpret_cast<TransportObject*>(transport);
+    keep_address(&t->lazy_local, reinterpret_cast<const struct sockaddr*>(&local));
+    keep_address(&t->lazy_peer, peer);
+    t->lazy_extra = true;
     Py_DECREF(transport);  // it holds itself while open
     Py_DECREF(conn);
     return 0;
@@ -275,6 +282,26 @@ int init_server_types(PyObject* module) {
     AcceptorType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Acceptor_spec, nullptr));
     if (!AcceptorType) return -1;
     return PyModule_AddObjectRef(module, "Acceptor", reinterpret_cast<PyObject*>(AcceptorType));
+}
+
+// extra's socket, sockname and peername of an accepted connection, made on first use
+// (setdefault: what the user set stays).
+int make_lazy_extra(TransportObject* t) {
+    t->lazy_extra = false;
+    static PyObject* keys[3] = {PyUnicode_InternFromString("socket"), PyUnicode_InternFromString("sockname"),
+                                PyUnicode_InternFromString("peername")};
+    const struct sockaddr_in6* addrs[3] = {nullptr, &t->lazy_local, &t->lazy_peer};
+    for (int i = 0; i < 3; i++) {
+        if (!keys[i]) return -1;
+        PyObject* v = i == 0                                ? PyObject_CallOneArg(g_transport_socket_type, t->sock)
+                      : addrs[i]->sin6_family == AF_UNSPEC ? Py_NewRef(Py_None)
+                                                           : address_or_none(reinterpret_cast<const struct sockaddr*>(addrs[i]));
+        if (!v) return -1;
+        PyObject* r = PyDict_SetDefault(t->extra, keys[i], v);
+        Py_DECREF(v);
+        if (!r) return -1;
+    }
+    return 0;
 }
 
 }  // namespace pyloop

@@ -13,4 +13,9 @@ extern PyTypeObject* AcceptorType;
 
 int init_server_types(PyObject* module);
 
+struct TransportObject;
+// An accepted connection's extra info (socket, sockname, peername), made the first
+// time it is asked for. -1 with an exception set.
+int make_lazy_extra(TransportObject* t);
+
 }  // namespace pyloop

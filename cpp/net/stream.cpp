@@ -6,6 +6,7 @@
 #include "core/loop.hpp"
 #include "net/stream_io.hpp"
 #include "net/stream_methods.hpp"
+#include "net/server.hpp"
 #include "net/tls.hpp"
 #include "process/pipe.hpp"
 #include "uv/error.hpp"
@@ -93,6 +94,22 @@ static PyObject* Transport_writelines(PyObject* self, PyObject* list_of_data) {
     Py_DECREF(seq);
     if (r < 0) return nullptr;
     Py_RETURN_NONE;
+}
+
+// asyncio's BaseTransport.get_extra_info, with an accepted connection's addresses
+// made into Python objects only now (server.cpp).
+static PyObject* Transport_get_extra_info(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* kwlist[] = {"name", "default", nullptr};
+    PyObject* name;
+    PyObject* dflt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:get_extra_info", const_cast<char**>(kwlist), &name, &dflt))
+        return nullptr;
+    TransportObject* t = T(self);
+    if (t->lazy_extra && make_lazy_extra(t) < 0) return nullptr;
+    if (!t->extra) return Py_NewRef(dflt);
+    PyObject* v = PyDict_GetItemWithError(t->extra, name);
+    if (v) return Py_NewRef(v);
+    return PyErr_Occurred() ? nullptr : Py_NewRef(dflt);
 }
 
 static PyObject* Transport_write_eof(PyObject* self, PyObject*) {
@@ -409,6 +426,8 @@ PyObject* Transport_new_from_python(PyTypeObject* type, PyObject*, PyObject*) {
 static PyMethodDef Transport_methods[] = {
     {"write", Transport_write, METH_O, "Write bytes; what the kernel does not take now is buffered."},
     {"writelines", Transport_writelines, METH_O, "Write every bytes-like object of the list, as one write."},
+    {"get_extra_info", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Transport_get_extra_info)),
+     METH_VARARGS | METH_KEYWORDS, "Information about the transport or its socket (asyncio's keys)."},
     {"write_eof", Transport_write_eof, METH_NOARGS, "Close the write end after the buffered data."},
     {"can_write_eof", Transport_can_write_eof, METH_NOARGS, nullptr},
     {"close", Transport_close, METH_NOARGS, "Close after the buffered data is written; then connection_lost(None)."},

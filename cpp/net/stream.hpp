@@ -5,6 +5,7 @@
 #pragma once
 #include "uv/pyutil.hpp"
 
+#include <netinet/in.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -68,6 +69,9 @@ struct TransportObject {
     bool closed_under;   // loop.close() closed it while the user had not
     bool watching_reader;  // a write pipe's fd is watched for its reader going away (watch_fd)
     bool cork_queued;    // the loop will flush the cork before its next poll
+    bool lazy_extra;     // extra's socket/sockname/peername are made from the two below on first use
+    struct sockaddr_in6 lazy_local;  // an accepted TCP connection's addresses (IPv4 fits too)
+    struct sockaddr_in6 lazy_peer;
     uint8_t kind;        // TransportKind
 };
 
