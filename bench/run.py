@@ -131,20 +131,11 @@ def main():
         print("uvloop is not installed: comparing with stock asyncio only")
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
-    if "micro" in suites:
-        run_micro(args, loops)
-    if "dns" in suites:
-        run_dns(args, loops)
-    if "echo" in suites:
-        run_echo(args, loops)
-    if "tls" in suites:
-        run_tls(args, loops)
-    if "proc" in suites:
-        run_proc(args, loops)
-    if "http" in suites:
-        run_http(args, loops)
-    if "scale" in suites:
-        run_scale(args, loops)
+    runs = {"micro": run_micro, "dns": run_dns, "echo": run_echo, "tls": run_tls, "proc": run_proc,
+            "http": run_http, "scale": run_scale}
+    for name, run in runs.items():  # in this order, whatever the order asked
+        if name in suites:
+            run(args, loops)
 
 
 def run_proc(args, loops):

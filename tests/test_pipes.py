@@ -14,28 +14,7 @@ import tempfile
 
 import pytest
 
-
-class Reader(asyncio.Protocol):
-    def __init__(self, loop):
-        self.events = []
-        self.data = bytearray()
-        self.lost = loop.create_future()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append("made")
-
-    def data_received(self, data):
-        self.data += data
-        if self.events[-1] != "data":
-            self.events.append("data")
-
-    def eof_received(self):
-        self.events.append("eof")
-
-    def connection_lost(self, exc):
-        self.events.append(("lost", type(exc).__name__ if exc else None))
-        self.lost.set_result(exc)
+from protocols import Events
 
 
 class Writer(asyncio.Protocol):
@@ -66,7 +45,7 @@ def test_read_pipe_data_eof_and_order(loop):
     async def main():
         rfd, wfd = os.pipe()
         pipe = open(rfd, "rb", buffering=0)
-        tr, proto = await loop.connect_read_pipe(lambda: Reader(loop), pipe)
+        tr, proto = await loop.connect_read_pipe(lambda: Events(loop), pipe)
         assert tr.get_extra_info("pipe") is pipe
         if sys.version_info >= (3, 11):  # 3.10's read pipe transport has no is_reading()
             assert tr.is_reading()
@@ -86,7 +65,7 @@ def test_read_pipe_data_eof_and_order(loop):
 def test_read_pipe_pause_and_resume(loop):
     async def main():
         rfd, wfd = os.pipe()
-        tr, proto = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        tr, proto = await loop.connect_read_pipe(lambda: Events(loop), open(rfd, "rb", buffering=0))
         tr.pause_reading()
         os.write(wfd, b"while paused")
         await asyncio.sleep(0.05)
@@ -106,7 +85,7 @@ def test_write_pipe_to_read_pipe_with_flow_control(loop):
 
     async def main():
         rfd, wfd = os.pipe()
-        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        rtr, reader = await loop.connect_read_pipe(lambda: Events(loop), open(rfd, "rb", buffering=0))
         wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
         assert wtr.can_write_eof() and wtr.get_extra_info("pipe").fileno() == wfd
         view = memoryview(payload)
@@ -170,7 +149,7 @@ def test_write_pipe_abort_and_close(loop):
 def test_socketpair_as_pipes(loop):
     async def main():
         a, b = socket.socketpair()
-        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), a)
+        rtr, reader = await loop.connect_read_pipe(lambda: Events(loop), a)
         wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), b)
         wtr.write(b"over a socket")
         wtr.close()
@@ -184,7 +163,7 @@ def test_socketpair_as_pipes(loop):
 def test_pty_read_write_and_eio_at_the_end(loop):
     async def main():
         master, slave = pty.openpty()
-        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(master, "rb", buffering=0))
+        rtr, reader = await loop.connect_read_pipe(lambda: Events(loop), open(master, "rb", buffering=0))
         wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(os.dup(slave), "wb", buffering=0))
         wtr.write(b"through the pty\n")
         for _ in range(200):
@@ -254,7 +233,7 @@ def test_pipes_left_open_when_the_loop_closes(loop_name):
 def test_pipe_misuse_matches_asyncio(loop):
     async def main():
         rfd, wfd = os.pipe()
-        rtr, reader = await loop.connect_read_pipe(lambda: Reader(loop), open(rfd, "rb", buffering=0))
+        rtr, reader = await loop.connect_read_pipe(lambda: Events(loop), open(rfd, "rb", buffering=0))
         wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(wfd, "wb", buffering=0))
         outcomes = []
         for bad in ("text", 12, None):

@@ -13,6 +13,8 @@ import threading
 
 import pytest
 
+from protocols import Events
+
 trustme = pytest.importorskip("trustme")
 
 from test_tls import Collect, Echo, client_ctx, ca, server_ctx, tls_server  # noqa: F401 (fixtures)
@@ -23,38 +25,6 @@ needs_311 = pytest.mark.skipif(not PY311, reason="asyncio's sslproto of 3.11+ (3
 if not PY311:
     pytestmark = pytest.mark.filterwarnings(
         "ignore:unclosed transport <asyncio.sslproto._SSLProtocolTransport:ResourceWarning")
-
-
-class Events(asyncio.Protocol):
-    """Records the callbacks it gets, in order."""
-
-    def __init__(self, loop):
-        self.events = []
-        self.data = bytearray()
-        self.lost = loop.create_future()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append("made")
-
-    def data_received(self, data):
-        self.data += data
-        if not self.events or self.events[-1] != "data":
-            self.events.append("data")
-
-    def eof_received(self):
-        self.events.append("eof")
-
-    def pause_writing(self):
-        self.events.append("pause")
-
-    def resume_writing(self):
-        self.events.append("resume")
-
-    def connection_lost(self, exc):
-        self.events.append(("lost", type(exc).__name__ if exc else None))
-        if not self.lost.done():
-            self.lost.set_result(exc)
 
 
 async def connect(loop, port, client_ctx, factory):

@@ -293,9 +293,10 @@ int make_lazy_extra(TransportObject* t) {
     const struct sockaddr_in6* addrs[3] = {nullptr, &t->lazy_local, &t->lazy_peer};
     for (int i = 0; i < 3; i++) {
         if (!keys[i]) return -1;
-        PyObject* v = i == 0                                ? PyObject_CallOneArg(g_transport_socket_type, t->sock)
-                      : addrs[i]->sin6_family == AF_UNSPEC ? Py_NewRef(Py_None)
-                                                           : address_or_none(reinterpret_cast<const struct sockaddr*>(addrs[i]));
+        PyObject* v;
+        if (i == 0) v = t->sock ? PyObject_CallOneArg(g_transport_socket_type, t->sock) : Py_NewRef(Py_None);
+        else if (addrs[i]->sin6_family == AF_UNSPEC) v = Py_NewRef(Py_None);
+        else v = address_or_none(reinterpret_cast<const struct sockaddr*>(addrs[i]));
         if (!v) return -1;
         PyObject* r = PyDict_SetDefault(t->extra, keys[i], v);
         Py_DECREF(v);

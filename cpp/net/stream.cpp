@@ -105,8 +105,8 @@ static PyObject* Transport_get_extra_info(PyObject* self, PyObject* args, PyObje
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:get_extra_info", const_cast<char**>(kwlist), &name, &dflt))
         return nullptr;
     TransportObject* t = T(self);
-    if (t->lazy_extra && make_lazy_extra(t) < 0) return nullptr;
     if (!t->extra) return Py_NewRef(dflt);
+    if (t->lazy_extra && make_lazy_extra(t) < 0) return nullptr;
     PyObject* v = PyDict_GetItemWithError(t->extra, name);
     if (v) return Py_NewRef(v);
     return PyErr_Occurred() ? nullptr : Py_NewRef(dflt);

@@ -529,21 +529,22 @@ void close_for_loop_close(uv_handle_t* handle) {
 }
 
 
+static bool may_cork(TransportObject* t, size_t total);
 static bool cork(TransportObject* t, const char* p, size_t len);
 static int write_bufs(TransportObject* t, const uv_buf_t* bufs, unsigned nbufs, size_t len);
 
 int write_many(TransportObject* t, const uv_buf_t* bufs, size_t n, size_t total) {
     if (total == 0 || n == 1) return write_bytes(t, n ? bufs[0].base : "", total);
-    if (t->conn_lost || !t->handle_open || t->eof_requested || t->sendfile_busy || total > kMaxWriteChunk ||
-        n > 1024 || total <= kCorkMax) {
-        // Checks and accounting as one write; small pieces join in the cork.
-        if (write_bytes(t, "", 0) < 0) return -1;
-        if (t->conn_lost || !t->handle_open) return write_bytes(t, bufs[0].base, total);  // counted once
+    // write()'s checks, and a lost connection counts one dropped write, as asyncio's.
+    if (write_bytes(t, "", 0) < 0) return -1;
+    if (t->conn_lost || !t->handle_open) return write_bytes(t, bufs[0].base, total);
+    if (total > kMaxWriteChunk || may_cork(t, t->cork_len + total)) {
+        // Small pieces join the cork; huge ones go in libuv-sized chunks.
         int r = 0;
         for (size_t i = 0; i < n && r == 0 && !t->conn_lost; i++) r = write_bytes(t, bufs[i].base, bufs[i].len);
         return r;
     }
-    // Large: the held-back bytes first, then every piece, in one writev.
+    // The held-back bytes first, then every piece, in one writev.
     std::vector<uv_buf_t> all;
     all.reserve(n + 1);
     char* held = nullptr;
@@ -686,11 +687,14 @@ static void flush_cork_for_loop(PyObject* o) {
 // once) goes now. At most kCorkMax bytes, and never more than the high water mark:
 // what is held counts as written (asyncio would have sent it), so flow control is as
 // asyncio's. Returns true if held.
+static bool may_cork(TransportObject* t, size_t total) {
+    return t->kind == kStream && t->write_buffer_size == 0 && total <= kCorkMax && total <= t->high_water &&
+           t->core->running_callbacks();
+}
+
 static bool cork(TransportObject* t, const char* p, size_t len) {
     size_t total = t->cork_len + len;
-    if (t->kind != kStream || t->write_buffer_size != 0 || total > kCorkMax || total > t->high_water ||
-        !t->core->running_callbacks())
-        return false;
+    if (!may_cork(t, total)) return false;
     if (total > t->cork_cap) {
         size_t cap = t->cork_cap ? t->cork_cap : 256;
         while (cap < total) cap *= 2;
