@@ -38,6 +38,16 @@ def _check_socket(sock):
         raise ValueError("the socket must be non-blocking")
 
 
+# sock_recv, sock_recv_into and sock_sendall are C++ (cpp/net/sock_wait.cpp): the
+# call is tried at once, and only a wait goes through a SockOp.
+_core.sock_setup(socket.socket, _check_socket)
+_sock_recv = _core.sock_recv
+_sock_recv_into = _core.sock_recv_into
+_sock_sendall = _core.sock_sendall
+_sock_op_abort = _core.sock_op_abort
+_SockOp = _core.SockOp
+
+
 class SocketMethods:
     """Mixed into pyloop.Loop."""
 
@@ -78,21 +88,25 @@ class SocketMethods:
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket."""
-        _check_socket(sock)
-        try:  # what is there already comes without a wait (the common case under load)
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._sock_wait(sock, False, lambda: sock.recv(n), try_first=False)
+        op = _sock_recv(self, sock, n)  # what is there already comes without a wait
+        if op.__class__ is not _SockOp:
+            return op
+        try:
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf; return the number of bytes received."""
-        _check_socket(sock)
+        op = _sock_recv_into(self, sock, buf)
+        if op.__class__ is not _SockOp:
+            return op
         try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._sock_wait(sock, False, lambda: sock.recv_into(buf), try_first=False)
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram: (data, address)."""
@@ -107,27 +121,14 @@ class SocketMethods:
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
-        _check_socket(sock)
-        try:  # most sends go whole at once
-            sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        view = memoryview(data).cast("B")
-        total = len(view)
-        if sent == total:
-            view.release()
+        op = _sock_sendall(self, sock, data)  # most sends go whole at once
+        if op is None:
             return None
-
-        def attempt():
-            nonlocal sent
-            while sent < total:
-                sent += sock.send(view[sent:])
-            return None
-
         try:
-            return await self._sock_wait(sock, True, attempt)
-        finally:
-            view.release()
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; return the number of bytes sent."""

@@ -60,6 +60,7 @@ void bind_net(py::module_& m) {
     if (init_stream_type(m.ptr()) < 0) throw py::error_already_set();
     if (init_pipe_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
+    if (init_sock_op_functions(m.ptr()) < 0) throw py::error_already_set();
     if (init_server_types(m.ptr()) < 0) throw py::error_already_set();
     m.def("pipe_transport", [](py::object loop, py::object pipe, py::object protocol, py::dict extra, bool write) {
         PyObject* t = pipe_transport_new(loop.ptr(), pipe.ptr(), protocol.ptr(), extra.ptr(), write);

@@ -33,18 +33,25 @@ int FdWatchers::ensure_open() {
 }
 
 int FdWatchers::apply(int fd, Watch& w) {
+    // One-shot when every waiter is a direct one: each wake-up then disarms the fd in
+    // the kernel, and the next wait re-arms it with one MOD.
+    bool once = (w.reader || w.writer) && (!w.reader || w.reader_fn) && (!w.writer || w.writer_fn);
     uint32_t want = (w.reader ? EPOLLIN : 0) | (w.writer ? EPOLLOUT : 0);
+    if (want && once) want |= EPOLLONESHOT;
     if (want == w.events) return 0;
     struct epoll_event ev = {};
     if (want == 0) {
-        // Fails harmlessly when the fd was closed meanwhile (the kernel forgot it).
-        epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+        if (w.registered) {
+            // Fails harmlessly when the fd was closed meanwhile (the kernel forgot it).
+            epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+        }
         w.events = 0;
+        w.registered = false;
         return 0;
     }
     ev.events = want;
     ev.data.fd = fd;
-    int op = w.events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int op = w.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(epfd_, op, fd, &ev) < 0) {
         // MOD of an fd the kernel dropped (closed, maybe reused since): register anew.
         // ADD of one still registered (our record was reset): modify it.
@@ -54,20 +61,25 @@ int FdWatchers::apply(int fd, Watch& w) {
         if (epoll_ctl(epfd_, op, fd, &ev) < 0) return errno;
     }
     w.events = want;
+    w.registered = true;
     return 0;
 }
 
-int FdWatchers::add(int fd, bool writer, HandleObject* h) {
+int FdWatchers::add(int fd, bool writer, HandleObject* h, DirectFn direct) {
     if (ensure_open() < 0) return -1;
     auto [it, fresh] = watches_.try_emplace(fd);
     Watch& w = it->second;
     HandleObject*& slot = writer ? w.writer : w.reader;
+    DirectFn& fn = writer ? w.writer_fn : w.reader_fn;
     HandleObject* old = slot;
+    DirectFn old_fn = fn;
     Py_INCREF(h);
     slot = h;
+    fn = direct;
     int err = apply(fd, w);
     if (err) {
         slot = old;
+        fn = old_fn;
         Py_DECREF(h);
         if (fresh) watches_.erase(it);
         else apply(fd, w);
@@ -76,6 +88,8 @@ int FdWatchers::add(int fd, bool writer, HandleObject* h) {
     if (old) {
         handle_cancel(old);
         Py_DECREF(old);
+    } else {
+        slots_++;
     }
     return 0;
 }
@@ -85,32 +99,48 @@ void FdWatchers::forget(int fd) {
     if (it == watches_.end()) return;
     Watch w = it->second;
     watches_.erase(it);
+    slots_ -= (w.reader ? 1 : 0) + (w.writer ? 1 : 0);
     struct epoll_event ev = {};
-    if (w.events && epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+    if (w.registered && epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
     // Dropping references may run arbitrary code (which may add watches): do it last.
     Py_XDECREF(w.reader);
     Py_XDECREF(w.writer);
 }
 
-int FdWatchers::remove(int fd, bool writer) {
-    auto it = watches_.find(fd);
-    if (it == watches_.end()) return 0;
+void FdWatchers::clear_slot(std::unordered_map<int, Watch>::iterator it, bool writer) {
     Watch& w = it->second;
-    HandleObject*& slot = writer ? w.writer : w.reader;
-    HandleObject* old = slot;
-    if (!old) return 0;
-    slot = nullptr;
-    if (!w.reader && !w.writer) {
-        bool registered = w.events != 0;
+    (writer ? w.writer : w.reader) = nullptr;
+    (writer ? w.writer_fn : w.reader_fn) = nullptr;
+    slots_--;
+    if (w.reader || w.writer) {
+        apply(it->first, w);  // a MOD to the remaining direction; an error leaves it as it was
+    } else if (w.registered && w.events == 0) {
+        // A one-shot registration the kernel has disarmed: kept for the fd's next wait.
+        // (Closed and reused meanwhile, the MOD fails with ENOENT and becomes an ADD.)
+    } else {
+        int fd = it->first;
+        bool registered = w.registered;
         watches_.erase(it);  // w is gone from here on
         struct epoll_event ev = {};
         if (registered) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
-    } else {
-        apply(fd, w);  // a MOD to the remaining direction; an error leaves it as it was
     }
+}
+
+int FdWatchers::remove(int fd, bool writer) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return 0;
+    HandleObject* old = writer ? it->second.writer : it->second.reader;
+    if (!old) return 0;
+    clear_slot(it, writer);
     handle_cancel(old);
     Py_DECREF(old);
     return 1;
+}
+
+int FdWatchers::remove_if(int fd, bool writer, HandleObject* h) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end() || (writer ? it->second.writer : it->second.reader) != h) return 0;
+    return remove(fd, writer);
 }
 
 void FdWatchers::dispatch(int fd, bool writer) {
@@ -121,6 +151,13 @@ void FdWatchers::dispatch(int fd, bool writer) {
     if (h->cancelled) {
         // asyncio drops a cancelled reader/writer when its fd becomes ready.
         remove(fd, writer);
+        return;
+    }
+    DirectFn fn = writer ? it->second.writer_fn : it->second.reader_fn;
+    if (fn && !core_->io_must_queue()) {
+        PyObject* cb = Py_NewRef(h->callback);  // the waiter may remove itself
+        fn(cb);
+        Py_DECREF(cb);
         return;
     }
     Py_INCREF(h);
@@ -135,11 +172,21 @@ void FdWatchers::on_ready(uv_poll_t* handle, int, int) {
     for (int i = 0; i < n; i++) {
         int fd = evs[i].data.fd;
         uint32_t e = evs[i].events;
+        auto it = self->watches_.find(fd);
+        if (it == self->watches_.end()) continue;
+        bool oneshot = it->second.events & EPOLLONESHOT;
+        if (oneshot) it->second.events = 0;  // the kernel has disarmed the fd
         // As asyncio's EpollSelector: anything but EPOLLOUT wakes the reader, anything
         // but EPOLLIN the writer (errors and hang-ups wake both).
         if (e & ~static_cast<uint32_t>(EPOLLOUT)) self->dispatch(fd, false);
         if (e & ~static_cast<uint32_t>(EPOLLIN)) self->dispatch(fd, true);
         if (self->epfd_ < 0) return;  // a finalizer closed the loop
+        if (oneshot) {
+            // Re-arm for whoever still waits (the other direction; a waiter that found
+            // nothing to do, or one queued to run later).
+            it = self->watches_.find(fd);
+            if (it != self->watches_.end() && (it->second.reader || it->second.writer)) self->apply(fd, it->second);
+        }
     }
 }
 

@@ -23,14 +23,24 @@ class FdWatchers {
     FdWatchers(const FdWatchers&) = delete;
     FdWatchers& operator=(const FdWatchers&) = delete;
 
+    // A waiter that C++ code runs itself when its fd is ready (sock_* operations):
+    // fn(h->callback) is called straight from the poll (through the ready queue only
+    // when asyncio would have queued it: io_must_queue()). Such a watch is registered
+    // EPOLLONESHOT when it is the fd's only kind, and its registration is kept
+    // (disarmed) after it is removed, so the next wait on that fd costs one epoll_ctl
+    // (a MOD) instead of an ADD and a DEL.
+    using DirectFn = void (*)(PyObject* callback);
+
     // Watches fd for reading (writer=false) or writing with h (a new reference is
     // taken), replacing and cancelling the previous handle. -1 with OSError set when
     // the kernel refuses the fd (closed: EBADF; a regular file: EPERM), as asyncio.
-    int add(int fd, bool writer, HandleObject* h);
+    int add(int fd, bool writer, HandleObject* h, DirectFn direct = nullptr);
     // 1 removed, 0 nothing there. Never fails: a vanished fd is simply forgotten.
     int remove(int fd, bool writer);
+    // Removes the watch only if it is still h (not replaced since): 1 removed, 0 not.
+    int remove_if(int fd, bool writer, HandleObject* h);
     // Is any fd watched?
-    bool active() const { return !watches_.empty(); }
+    bool active() const { return slots_ > 0; }
     // At loop close: forget every watch and release the epoll instance (asynchronous
     // for the uv_poll on it; the epoll fd is closed at once).
     void close();
@@ -41,11 +51,17 @@ class FdWatchers {
     struct Watch {
         HandleObject* reader = nullptr;  // owned
         HandleObject* writer = nullptr;  // owned
-        uint32_t events = 0;             // what epoll has registered
+        DirectFn reader_fn = nullptr;
+        DirectFn writer_fn = nullptr;
+        uint32_t events = 0;             // what epoll has armed (0: nothing, or disarmed)
+        bool registered = false;         // is the fd in the epoll set?
     };
     int ensure_open();      // -1 with an exception set
     int apply(int fd, Watch& w);  // 0 or an errno
     void forget(int fd);    // drops the watch and its registration
+    // Clears a slot (the caller releases the handle); drops the watch when it is empty,
+    // keeping a disarmed one-shot registration for the next wait.
+    void clear_slot(std::unordered_map<int, Watch>::iterator it, bool writer);
     void dispatch(int fd, bool writer);
     static void on_ready(uv_poll_t* h, int status, int events);
 
@@ -53,6 +69,7 @@ class FdWatchers {
     int epfd_ = -1;
     uv_poll_t poll_;  // on epfd_, while epfd_ >= 0
     std::unordered_map<int, Watch> watches_;
+    size_t slots_ = 0;  // handles held (watches_ also keeps disarmed registrations)
 };
 
 }  // namespace pyloop

@@ -85,14 +85,15 @@ class LoopCore {
     PyObject* py_loop() const { return py_loop_; }
 
     // --- readers and writers; each returns -1 with an exception set on error ---
-    int add_poll(int fd, bool writer, HandleObject* h) {
+    int add_poll(int fd, bool writer, HandleObject* h, FdWatchers::DirectFn direct = nullptr) {
         if (closed_) {
             PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
             return -1;
         }
-        return fdw_.add(fd, writer, h);
+        return fdw_.add(fd, writer, h, direct);
     }
     int remove_poll(int fd, bool writer) { return fdw_.remove(fd, writer); }  // 1 removed, 0 nothing there
+    int remove_poll_if(int fd, bool writer, HandleObject* h) { return fdw_.remove_if(fd, writer, h); }
 
     // --- signals (delivered through the wakeup fd, as asyncio does) ---
     void add_signal(int signum, HandleObject* h);  // takes a new reference; cancels the previous one

@@ -29,3 +29,16 @@ ssize_t send_file(int out_fd, int in_fd, int64_t offset, size_t count);
 PyObject* sockaddr_to_tuple(const struct sockaddr* sa);
 
 }  // namespace pyloop
+
+namespace pyloop {
+
+// sock_recv, sock_recv_into and sock_sendall in C++ (the loop's sock_* hot paths).
+// Each tries the system call at once and returns its result; when the kernel is not
+// ready it returns a SockOp, an awaitable for the result, which waits on the loop's
+// epoll with a one-shot registration kept between waits (FdWatchers::DirectFn). The
+// Python face awaits it and calls sock_op_abort(op) if the await ends otherwise
+// (cancelled, closed). Adds the module functions sock_setup, sock_recv,
+// sock_recv_into, sock_sendall, sock_op_abort and the type SockOp.
+int init_sock_op_functions(PyObject* module);
+
+}  // namespace pyloop

@@ -1,0 +1,288 @@
+"""sock_recv, sock_recv_into and sock_sendall waiting for their socket (pyloop's are
+C++ with a one-shot epoll registration kept between waits), on both loops."""
+
+import asyncio
+import gc
+import os
+import socket
+
+import pytest
+
+from conftest import LOOP_FACTORIES
+
+
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def fill(sock):
+    """Fill the socket's send buffer; return how much it took."""
+    total = 0
+    chunk = b"f" * 65536
+    while True:
+        try:
+            total += sock.send(chunk)
+        except BlockingIOError:
+            return total
+
+
+def test_each_operation_waits_then_completes(loop):
+    a, b = pair()
+
+    async def main():
+        # recv
+        t = loop.create_task(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        b.send(b"hello")
+        assert await t == b"hello"
+        # recv_into
+        buf = bytearray(10)
+        t = loop.create_task(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        b.send(b"abc")
+        assert await t == 3 and buf[:3] == b"abc"
+        buf.extend(b"resizable")  # the buffer is no longer held
+        # sendall past a full buffer
+        sent = fill(a)
+        data = os.urandom(300_000)
+        t = loop.create_task(loop.sock_sendall(a, bytearray(data)))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        got = bytearray()
+        while len(got) < sent + len(data):
+            try:
+                got += b.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        assert await t is None
+        assert bytes(got[sent:]) == data
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_many_waits_in_a_row_on_one_socket(loop):
+    """Each wait re-arms the same registration; nothing is lost or repeated."""
+    a, b = pair()
+
+    async def peer():
+        for i in range(300):
+            await asyncio.sleep(0)
+            b.send(i.to_bytes(2, "big"))
+            while True:
+                try:
+                    assert b.recv(2) == i.to_bytes(2, "big")
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0)
+
+    async def main():
+        p = loop.create_task(peer())
+        for i in range(300):
+            got = await loop.sock_recv(a, 2)
+            assert got == i.to_bytes(2, "big")
+            await loop.sock_sendall(a, got)
+        await p
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reader_and_writer_wait_on_one_socket_at_once(loop):
+    a, b = pair()
+
+    async def main():
+        sent = fill(a)
+        data = os.urandom(200_000)
+        w = loop.create_task(loop.sock_sendall(a, data))
+        r = loop.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        assert not w.done() and not r.done()
+        got = bytearray()
+        while len(got) < sent + len(data):
+            try:
+                got += b.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        await w
+        assert not r.done()  # the writer's wake-ups did not complete the reader
+        b.send(b"ping")
+        assert await r == b"ping"
+        assert bytes(got[sent:]) == data
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("op", ["recv", "recv_into", "sendall"])
+def test_cancelled_wait_leaves_the_data_and_the_buffer(loop, op):
+    a, b = pair()
+    buf = bytearray(16)
+
+    async def main():
+        if op == "sendall":
+            sent = fill(a)
+            t = loop.create_task(loop.sock_sendall(a, buf))
+        else:
+            t = loop.create_task(loop.sock_recv(a, 16) if op == "recv" else loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        buf.extend(b"x")  # not exported any more
+        if op == "sendall":
+            got = 0
+            while got < sent:
+                try:
+                    got += len(b.recv(1 << 20))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            await asyncio.sleep(0.02)  # the cancelled send sends nothing more
+            with pytest.raises(BlockingIOError):
+                b.recv(1)
+        else:
+            b.send(b"kept")
+            await asyncio.sleep(0.02)  # the cancelled wait takes nothing
+            assert await loop.sock_recv(a, 16) == b"kept"
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_fd_numbers_reused_after_waits(loop):
+    """A socket that waited is closed and its number reused: by another sock_* wait,
+    and by add_reader; each sees its own socket's readiness."""
+
+    async def main():
+        for i in range(50):
+            a, b = pair()
+            t = loop.create_task(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            b.send(b"%d" % i)
+            assert await t == b"%d" % i
+            a.close()
+            b.close()
+        a, b = pair()
+        got = loop.create_future()
+        loop.add_reader(a.fileno(), lambda: got.done() or got.set_result(a.recv(10)))
+        b.send(b"reader")
+        assert await asyncio.wait_for(got, 5) == b"reader"
+        loop.remove_reader(a.fileno())
+        # and a sock_* wait again on the same fd after the reader
+        t = loop.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        b.send(b"again")
+        assert await t == b"again"
+        a.close()
+        b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_add_reader_replaces_a_waiting_sock_recv(loop):
+    """As in asyncio: the reader takes the fd over; the sock_recv waits on (cancel it)."""
+    a, b = pair()
+
+    async def main():
+        t = loop.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        got = loop.create_future()
+        loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(10)))
+        b.send(b"x")
+        assert await asyncio.wait_for(got, 5) == b"x"
+        assert not t.done()
+        loop.remove_reader(a)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("name", list(LOOP_FACTORIES))
+def test_loop_closed_while_operations_wait(name):
+    """Waits still pending when the loop closes are dropped without a crash, and the
+    buffers they held are let go."""
+    loop = LOOP_FACTORIES[name]()
+    loop.set_exception_handler(lambda lp, ctx: None)  # "Task was destroyed but it is pending!"
+    a, b = pair()
+    c, d = pair()
+    buf = bytearray(8)
+    data = bytearray(b"z" * 100)
+
+    async def start():
+        fill(a)
+        return [loop.create_task(loop.sock_recv(a, 1)), loop.create_task(loop.sock_recv_into(c, buf)),
+                loop.create_task(loop.sock_sendall(a, data))]
+
+    tasks = loop.run_until_complete(start())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert not any(t.done() for t in tasks)
+    loop.close()
+    del tasks
+    gc.collect()
+    buf.extend(b"x")
+    data.extend(b"x")
+    for s in (a, b, c, d):
+        s.close()
+
+
+def test_peer_reset_while_sendall_waits(loop):
+    a, b = pair()
+
+    async def main():
+        fill(a)
+        t = loop.create_task(loop.sock_sendall(a, b"y" * 1_000_000))
+        await asyncio.sleep(0.01)
+        b.close()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            await asyncio.wait_for(t, 5)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65536, 300_000])
+def test_recv_sizes(loop, size):
+    a, b = pair()
+    data = os.urandom(min(size, 100_000))
+
+    async def main():
+        if size == 0:
+            return await loop.sock_recv(a, 0)
+        b.sendall(data)
+        got = bytearray()
+        while len(got) < len(data):
+            got += await loop.sock_recv(a, size)
+        return bytes(got)
+
+    try:
+        got = loop.run_until_complete(asyncio.wait_for(main(), 10))
+        assert got == (b"" if size == 0 else data)
+    finally:
+        a.close()
+        b.close()
