@@ -1,8 +1,10 @@
 /* pyloop's echo load generator: N connections, each sends a SIZE-byte message and
  * waits for all of it to come back, again and again, for SECONDS. Prints
  * "<requests> <elapsed seconds>". Cheap on purpose: one thread, poll(2).
+ * With udp, each "connection" is a connected UDP socket and a message one datagram
+ * (sent again if its echo has not come back within RESEND seconds).
  *
- *   echo_load tcp HOST PORT | unix PATH   CONNECTIONS SIZE SECONDS
+ *   echo_load tcp HOST PORT | udp HOST PORT | unix PATH   CONNECTIONS SIZE SECONDS
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,7 +23,10 @@
 struct conn {
     int fd;
     size_t sent, received;
+    double sent_at;
 };
+
+#define RESEND 0.2
 
 static double now(void) {
     struct timespec ts;
@@ -44,20 +49,22 @@ static int connect_to(const char* kind, const char* a, const char* b) {
         sa.sin_family = AF_INET;
         sa.sin_port = htons((unsigned short)atoi(b));
         inet_pton(AF_INET, a, &sa.sin_addr);
-        fd = socket(AF_INET, SOCK_STREAM, 0);
+        int udp = strcmp(kind, "udp") == 0;
+        fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
         if (fd < 0 || connect(fd, (struct sockaddr*)&sa, sizeof sa) < 0) return -1;
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!udp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
 }
 
 int main(int argc, char** argv) {
-    int tcp = argc == 7 && strcmp(argv[1], "tcp") == 0;
+    int udp = argc == 7 && strcmp(argv[1], "udp") == 0;
+    int tcp = udp || (argc == 7 && strcmp(argv[1], "tcp") == 0);
     int unx = argc == 6 && strcmp(argv[1], "unix") == 0;
     if (!tcp && !unx) {
-        fprintf(stderr, "usage: echo_load tcp HOST PORT | unix PATH  CONNECTIONS SIZE SECONDS\n");
+        fprintf(stderr, "usage: echo_load tcp HOST PORT | udp HOST PORT | unix PATH  CONNECTIONS SIZE SECONDS\n");
         return 2;
     }
     int base = tcp ? 4 : 3;
@@ -78,12 +85,14 @@ int main(int argc, char** argv) {
     }
     long requests = 0;
     double start = now(), end = start + seconds;
-    while (now() < end) {
+    double t;
+    while ((t = now()) < end) {
         for (int i = 0; i < nconn; i++) {
+            if (udp && c[i].sent == size && t - c[i].sent_at > RESEND) c[i].sent = c[i].received = 0;  // lost
             p[i].fd = c[i].fd;
             p[i].events = POLLIN | (c[i].sent < size ? POLLOUT : 0);
         }
-        if (poll(p, (nfds_t)nconn, 100) < 0 && errno != EINTR) {
+        if (poll(p, (nfds_t)nconn, udp ? 20 : 100) < 0 && errno != EINTR) {
             perror("poll");
             return 1;
         }
@@ -96,6 +105,7 @@ int main(int argc, char** argv) {
             if ((p[i].revents & POLLOUT) && k->sent < size) {
                 ssize_t n = send(k->fd, out + k->sent, size - k->sent, MSG_NOSIGNAL);
                 if (n > 0) k->sent += (size_t)n;
+                k->sent_at = t;
             }
             if (p[i].revents & POLLIN) {
                 ssize_t n = recv(k->fd, in, size, 0);
@@ -104,6 +114,7 @@ int main(int argc, char** argv) {
                     return 1;
                 }
                 if (n > 0) k->received += (size_t)n;
+                if (udp && n > 0 && k->sent < size) k->received = 0;  // the echo of a datagram sent again
                 if (k->received >= size) {
                     requests++;
                     k->sent = k->received = 0;

@@ -1,7 +1,8 @@
 """An echo server for the echo benchmark: python bench/echo_server.py LOOP STYLE KIND ADDR
 
 LOOP: asyncio | uvloop | pyloop.  STYLE: protocol | buffered | streams | sock.
-KIND: tcp (ADDR is a port, 0 for any) | unix (ADDR is a path). Prints "ready <port>"
+KIND: tcp or udp (ADDR is a port, 0 for any) | unix (ADDR is a path). udp takes the
+protocol style (a DatagramProtocol) and the sock style (sock_recvfrom/sock_sendto). Prints "ready <port>"
 when listening and serves until its stdin closes.
 """
 
@@ -34,6 +35,20 @@ class EchoBuffered(asyncio.BufferedProtocol):
         self.transport.write(self.view[:nbytes])
 
 
+class EchoDatagram(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+async def udp_sock_server(loop, sock):
+    while True:
+        data, addr = await loop.sock_recvfrom(sock, 65536)
+        await loop.sock_sendto(sock, data, addr)
+
+
 async def streams_handler(reader, writer):
     try:
         while data := await reader.read(256 * 1024):
@@ -45,6 +60,11 @@ async def streams_handler(reader, writer):
 
 
 def listening_socket(kind, addr):
+    if kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", int(addr)))
+        s.setblocking(False)
+        return s
     if kind == "tcp":
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,7 +95,13 @@ async def sock_server(loop, lsock):
 
 async def main(loop, style, kind, addr):
     lsock = listening_socket(kind, addr)
-    if style == "protocol":
+    if kind == "udp":
+        server = None
+        if style == "protocol":
+            transport, _ = await loop.create_datagram_endpoint(EchoDatagram, sock=lsock)
+        else:
+            loop.create_task(udp_sock_server(loop, lsock))
+    elif style == "protocol":
         server = await loop.create_server(EchoProtocol, sock=lsock) if kind == "tcp" else \
             await loop.create_unix_server(EchoProtocol, sock=lsock)
     elif style == "buffered":
@@ -87,7 +113,7 @@ async def main(loop, style, kind, addr):
     else:
         server = None
         loop.create_task(sock_server(loop, lsock))
-    port = lsock.getsockname()[1] if kind == "tcp" else 0
+    port = lsock.getsockname()[1] if kind != "unix" else 0
     print(f"ready {port}", flush=True)
     # serve until the harness closes our stdin
     done = loop.create_future()
