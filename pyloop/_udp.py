@@ -1,13 +1,16 @@
 """Datagram endpoints for pyloop.Loop: create_datagram_endpoint and its transport.
 
-The transport is Python over the core's uv_poll readers and writers for now (UDP is
-not on pyloop's hot paths yet); it follows asyncio's datagram transport: sends are
-tried at once and buffered when the kernel says EAGAIN, OSErrors go to the
-protocol's error_received, anything else closes the transport.
+The transport follows asyncio's datagram transport: sends are tried at once and
+buffered when the kernel says EAGAIN, OSErrors go to the protocol's error_received,
+anything else closes the transport. Its hot half is C++ (cpp/net/udp.cpp,
+_core.DatagramBase): sendto() when nothing is queued, and the reader, which hands
+up to a batch of datagrams per wake-up to the protocol. This half keeps the rest:
+creation, the write buffer, flow control, pausing, closing.
 """
 
 import collections
 import socket
+import sys
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 
@@ -15,14 +18,19 @@ from . import _core, _dns
 from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
+_PY313 = sys.version_info >= (3, 13)
+# asyncio counts 8 bytes of header per queued datagram from 3.13, and sends empty
+# datagrams from 3.13 (before, sendto(b"") did nothing).
+_HEADER = 8 if _PY313 else 0
 
 
-class DatagramTransport(transports.Transport, transports.DatagramTransport):
+class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
     def __init__(self, loop, sock, protocol, address, waiter):
         super().__init__({"socket": trsock.TransportSocket(sock)})
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
+        self._family = sock.family
         self._protocol = protocol
         self._address = address
         self._buffer = collections.deque()
@@ -31,6 +39,8 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
         self._closing = False
         self._paused = False
         self._protocol_paused = False
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            self._read_ready = self._read_ready_py  # the socket module makes its addresses
         self._high_water = 64 * 1024
         self._low_water = 16 * 1024
         self._reader = None
@@ -43,6 +53,7 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
             self._extra["peername"] = sock.getpeername()
         except OSError:
             self._extra["peername"] = None
+        self._connected = bool(self._extra["peername"])
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
         loop.call_soon(lambda: waiter.done() or waiter.set_result(None))
@@ -137,7 +148,7 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
                                                    "exception": exc, "transport": self,
                                                    "protocol": self._protocol})
 
-    def _read_ready(self):
+    def _read_ready_py(self):
         if self._conn_lost:
             return
         try:
@@ -154,15 +165,16 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
             self._protocol.datagram_received(data, addr)
 
     def _send_one(self, data, addr):
-        if self._extra["peername"]:
+        if self._connected:
             self._sock.send(data)
         else:
             self._sock.sendto(data, addr)
 
-    def sendto(self, data, addr=None):
+    def _sendto_slow(self, data, addr=None):
+        """sendto() when the C++ half does not send at once (see udp.cpp)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
-        if not data:
+        if not data and not _PY313:
             return
         if self._address:
             if addr not in (None, self._address):
@@ -188,18 +200,18 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
                 self._fatal_error(exc, "Fatal write error on datagram transport")
                 return
         self._buffer.append((bytes(data), addr))
-        self._buffer_size += len(data)
+        self._buffer_size += len(data) + _HEADER
         self._maybe_pause_protocol()
 
     def _sendto_ready(self):
         while self._buffer:
             data, addr = self._buffer.popleft()
-            self._buffer_size -= len(data)
+            self._buffer_size -= len(data) + _HEADER
             try:
                 self._send_one(data, addr)
             except (BlockingIOError, InterruptedError):
                 self._buffer.appendleft((data, addr))
-                self._buffer_size += len(data)
+                self._buffer_size += len(data) + _HEADER
                 break
             except OSError as exc:
                 self._protocol.error_received(exc)

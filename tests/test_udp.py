@@ -157,3 +157,206 @@ def test_many_datagrams(loop):
         return got
 
     assert loop.run_until_complete(main()) == set(range(500))
+
+
+def _raw_udp(family=socket.AF_INET, host="127.0.0.1"):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+async def _recv_all(sock, n, timeout=5):
+    loop = asyncio.get_running_loop()
+    got = []
+    end = loop.time() + timeout
+    while len(got) < n and loop.time() < end:
+        try:
+            got.append(sock.recvfrom(65536))
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    return got
+
+
+def test_pause_and_close_inside_datagram_received_stop_the_batch(loop):
+    """Datagrams waiting in the kernel are delivered one callback at a time: pausing or
+    closing in a callback stops delivery at once, as asyncio's one-per-wake-up reader."""
+    class Proto(Dgram):
+        def __init__(self, loop, action):
+            super().__init__(loop)
+            self.action = action
+
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if data == b"3":
+                getattr(self.transport, self.action)()
+
+    async def main(action):
+        tr, proto = await loop.create_datagram_endpoint(lambda: Proto(loop, action), local_addr=("127.0.0.1", 0))
+        c = _raw_udp()
+        for i in range(10):
+            c.sendto(b"%d" % i, tr.get_extra_info("sockname"))
+        await asyncio.sleep(0.05)
+        got = [proto.got.get_nowait()[0] for _ in range(proto.got.qsize())]
+        assert got == [b"0", b"1", b"2", b"3"]
+        if action == "pause_reading":
+            assert not tr.is_reading()
+            tr.resume_reading()
+            await asyncio.sleep(0.05)
+            got = [proto.got.get_nowait()[0] for _ in range(proto.got.qsize())]
+            assert got == [b"%d" % i for i in range(4, 10)]
+            tr.close()
+        await proto.lost
+        c.close()
+
+    loop.run_until_complete(main("pause_reading"))
+    loop.run_until_complete(main("close"))
+
+
+def test_sendto_address_forms(loop):
+    """Numeric IPv4/IPv6 tuples, a host name, keyword addr, bytes-like kinds; and what
+    bad addresses raise, the same on both loops."""
+    async def main():
+        results = []
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            try:
+                peer = _raw_udp(family, host)
+            except OSError:
+                continue  # no IPv6 here
+            tr, proto = await loop.create_datagram_endpoint(lambda: Dgram(loop), local_addr=(host, 0),
+                                                            family=family)
+            paddr = peer.getsockname()
+            tr.sendto(b"tuple", paddr)
+            tr.sendto(bytearray(b"bytearray"), addr=paddr)
+            tr.sendto(memoryview(b"xmemoryview")[1:], paddr[:2])
+            if family == socket.AF_INET:
+                tr.sendto(b"name", ("localhost", paddr[1]))
+            got = await _recv_all(peer, 4 if family == socket.AF_INET else 3)
+            results.append(sorted(d for d, _ in got))
+            assert all(a == tr.get_extra_info("sockname") for _, a in got)
+            # what the peer sends back arrives with the address the socket module gives
+            peer.sendto(b"back", tr.get_extra_info("sockname"))
+            data, addr = await asyncio.wait_for(proto.got.get(), 5)
+            assert (data, addr) == (b"back", paddr)
+            outcomes = []
+            for bad in (None, "127.0.0.1", (host,), (host, "port"), (host, 70000), (host, -1), 12):
+                btr, bproto = await loop.create_datagram_endpoint(lambda: Dgram(loop), local_addr=(host, 0),
+                                                                  family=family)
+                try:
+                    btr.sendto(b"x", bad)
+                except Exception as exc:
+                    raised = type(exc).__name__
+                else:
+                    raised = None
+                lost = await asyncio.wait_for(bproto.lost, 5)
+                handled = [(c["message"], type(c["exception"]).__name__) for c in loop.test_errors]
+                loop.test_errors.clear()
+                outcomes.append((raised, type(lost).__name__, handled))
+            results.append(outcomes)
+            with pytest.raises(TypeError):
+                tr.sendto("text", paddr)
+            with pytest.raises(TypeError):
+                tr.sendto(b"x", paddr, 1)
+            with pytest.raises(TypeError):
+                tr.sendto(b"x", address=paddr)
+            tr.close()
+            await proto.lost
+            peer.close()
+        return results
+
+    results = loop.run_until_complete(main())
+    assert results[0] == [b"bytearray", b"memoryview", b"name", b"tuple"]
+    # asyncio: a bad address is a fatal write error (the transport closes with it)
+    fatal = "Fatal write error on datagram transport"
+    assert results[1] == [(None, name, [(fatal, name)]) for name in
+                          ("TypeError", "TypeError", "TypeError", "TypeError", "OverflowError",
+                           "OverflowError", "TypeError")]
+
+
+def test_empty_datagram(loop):
+    """asyncio sends an empty datagram from 3.13 (before, sendto(b"") did nothing)."""
+    async def main():
+        peer = _raw_udp()
+        tr, proto = await loop.create_datagram_endpoint(lambda: Dgram(loop), remote_addr=peer.getsockname())
+        tr.sendto(b"")
+        tr.sendto(b"after")
+        got = await _recv_all(peer, 2, timeout=0.3)
+        peer.sendto(b"", tr.get_extra_info("sockname"))
+        data, _ = await asyncio.wait_for(proto.got.get(), 5)
+        tr.close()
+        await proto.lost
+        peer.close()
+        return [d for d, _ in got], data
+
+    sent, received = loop.run_until_complete(main())
+    assert sent == ([b"", b"after"] if sys.version_info >= (3, 13) else [b"after"])
+    assert received == b""
+
+
+def test_datagram_received_raising_goes_to_the_handler(loop):
+    class Boom(Dgram):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if data == b"boom":
+                raise RuntimeError("boom")
+
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(lambda: Boom(loop), local_addr=("127.0.0.1", 0))
+        c = _raw_udp()
+        for d in (b"a", b"boom", b"b"):
+            c.sendto(d, tr.get_extra_info("sockname"))
+        got = [(await asyncio.wait_for(proto.got.get(), 5))[0] for _ in range(3)]
+        tr.close()
+        await proto.lost
+        c.close()
+        return got
+
+    assert loop.run_until_complete(main()) == [b"a", b"boom", b"b"]
+    errors, loop.test_errors[:] = list(loop.test_errors), []
+    assert len(errors) == 1 and isinstance(errors[0]["exception"], RuntimeError)
+
+
+def test_flood_through_a_small_send_buffer(loop):
+    """Sends the kernel refuses (EAGAIN) are queued, counted, and drained in order."""
+    async def main():
+        peer = _raw_udp()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        tr, proto = await loop.create_datagram_endpoint(lambda: Dgram(loop), remote_addr=peer.getsockname())
+        tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        peak = 0
+        for i in range(300):
+            tr.sendto(i.to_bytes(4, "big") * 256)
+            peak = max(peak, tr.get_write_buffer_size())
+        got = await _recv_all(peer, 300)
+        assert tr.get_write_buffer_size() == 0
+        tr.close()
+        await proto.lost
+        peer.close()
+        return [int.from_bytes(d[:4], "big") for d, _ in got]
+
+    got = loop.run_until_complete(main())
+    assert got == sorted(got) and len(got) > 0  # in order (loopback drops none unless full)
+
+
+def test_set_protocol_between_datagrams(loop):
+    async def main():
+        first = Dgram(loop)
+        second = Dgram(loop)
+
+        class Switch(Dgram):
+            def datagram_received(self, data, addr):
+                first.got.put_nowait((data, addr))
+                self.transport.set_protocol(second)
+
+        tr, _ = await loop.create_datagram_endpoint(lambda: Switch(loop), local_addr=("127.0.0.1", 0))
+        c = _raw_udp()
+        for d in (b"1", b"2", b"3"):
+            c.sendto(d, tr.get_extra_info("sockname"))
+        await asyncio.sleep(0.05)
+        tr.close()
+        await second.lost
+        c.close()
+        return ([first.got.get_nowait()[0] for _ in range(first.got.qsize())],
+                [second.got.get_nowait()[0] for _ in range(second.got.qsize())])
+
+    assert loop.run_until_complete(main()) == ([b"1"], [b"2", b"3"])

@@ -4,6 +4,7 @@
 #include "net/server.hpp"
 #include "net/stream.hpp"
 #include "net/tls.hpp"
+#include "net/udp.hpp"
 #include "process/pipe.hpp"
 
 #include <string>
@@ -61,6 +62,7 @@ void bind_net(py::module_& m) {
     if (init_pipe_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_tls_types(m.ptr()) < 0) throw py::error_already_set();
     if (init_sock_op_functions(m.ptr()) < 0) throw py::error_already_set();
+    if (init_udp_type(m.ptr()) < 0) throw py::error_already_set();
     if (init_server_types(m.ptr()) < 0) throw py::error_already_set();
     m.def("pipe_transport", [](py::object loop, py::object pipe, py::object protocol, py::dict extra, bool write) {
         PyObject* t = pipe_transport_new(loop.ptr(), pipe.ptr(), protocol.ptr(), extra.ptr(), write);

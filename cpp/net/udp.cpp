@@ -1,0 +1,358 @@
+// DatagramBase: see udp.hpp.
+#include "net/udp.hpp"
+
+#include "net/sock_ops.hpp"
+#include "net/stream.hpp"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <structmember.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace pyloop {
+
+namespace {
+
+struct DgramObject {
+    PyObject_HEAD
+    PyObject* extra;       // asyncio.BaseTransport's `_extra` slot: must come first
+    PyObject* protocol;    // _protocol
+    PyObject* address;     // _address: the connected peer (remote_addr), or None
+    PyObject* sock;        // _sock: the socket object, None once closed
+    Py_ssize_t conn_lost;  // _conn_lost
+    Py_ssize_t buffer_size;  // _buffer_size: bytes in the Python half's write buffer
+    int fd;                // _fd
+    int family;            // _family
+    char closing;          // _closing
+    char paused;           // _paused: reading paused
+    char connected;        // _connected: the socket has a peer (send, not sendto)
+};
+
+constexpr Py_ssize_t kMaxDatagram = 256 * 1024;  // asyncio's max_size
+constexpr int kBatch = 32;                        // datagrams read per wake-up, at most
+char g_recv_buf[kMaxDatagram];                    // used with the GIL held only
+
+PyObject *s_datagram_received, *s_error_received, *s_sendto_slow;
+
+inline DgramObject* D(PyObject* o) { return reinterpret_cast<DgramObject*>(o); }
+
+// The address tuple the socket module gives for an AF_INET/AF_INET6 sockaddr (with
+// a link-local IPv6 address's "%scope" as socket.recvfrom writes it).
+PyObject* address_of(const struct sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) {
+        // inet_ntop formats with sprintf: this is a tenth of its cost.
+        auto* in = reinterpret_cast<const struct sockaddr_in*>(&ss);
+        const auto* b = reinterpret_cast<const unsigned char*>(&in->sin_addr);
+        char host[16];
+        char* p = host;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = b[i];
+            if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+            if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+            *p++ = static_cast<char>('0' + v % 10);
+            if (i < 3) *p++ = '.';
+        }
+        PyObject* h = PyUnicode_FromStringAndSize(host, p - host);
+        if (!h) return nullptr;
+        PyObject* port = PyLong_FromLong(ntohs(in->sin_port));
+        if (!port) {
+            Py_DECREF(h);
+            return nullptr;
+        }
+        PyObject* t = PyTuple_New(2);
+        if (!t) {
+            Py_DECREF(h);
+            Py_DECREF(port);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(t, 0, h);
+        PyTuple_SET_ITEM(t, 1, port);
+        return t;
+    }
+    if (ss.ss_family == AF_INET6) {
+        auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(&ss);
+        if (in6->sin6_scope_id) {
+            char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 1];
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, INET6_ADDRSTRLEN);
+            char name[IF_NAMESIZE];
+            size_t len = strlen(host);
+            if (if_indextoname(in6->sin6_scope_id, name)) snprintf(host + len, sizeof host - len, "%%%s", name);
+            else snprintf(host + len, sizeof host - len, "%%%u", static_cast<unsigned>(in6->sin6_scope_id));
+            return Py_BuildValue("(siII)", host, static_cast<int>(ntohs(in6->sin6_port)),
+                                 static_cast<unsigned>(ntohl(in6->sin6_flowinfo)),
+                                 static_cast<unsigned>(in6->sin6_scope_id));
+        }
+    }
+    return sockaddr_to_tuple(reinterpret_cast<const struct sockaddr*>(&ss));
+}
+
+// A numeric (host, port[, flowinfo, scope_id]) tuple as a sockaddr: 1; 0 when it is
+// anything else (a name to resolve, odd types): the Python half then decides.
+int parse_address(int family, PyObject* addr, struct sockaddr_storage* ss, socklen_t* len) {
+    if (!PyTuple_CheckExact(addr)) return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(addr);
+    if (n < 2 || n > (family == AF_INET6 ? 4 : 2)) return 0;
+    PyObject* host = PyTuple_GET_ITEM(addr, 0);
+    PyObject* port = PyTuple_GET_ITEM(addr, 1);
+    if (!PyUnicode_CheckExact(host) || !PyLong_CheckExact(port)) return 0;
+    const char* h = PyUnicode_AsUTF8(host);
+    if (!h) {
+        PyErr_Clear();
+        return 0;
+    }
+    long p = PyLong_AsLong(port);
+    if (p < 0 || p > 65535) {
+        PyErr_Clear();
+        return 0;
+    }
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_INET) {
+        auto* in = reinterpret_cast<struct sockaddr_in*>(ss);
+        if (inet_pton(AF_INET, h, &in->sin_addr) != 1) return 0;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(static_cast<uint16_t>(p));
+        *len = sizeof *in;
+        return 1;
+    }
+    auto* in6 = reinterpret_cast<struct sockaddr_in6*>(ss);
+    if (inet_pton(AF_INET6, h, &in6->sin6_addr) != 1) return 0;  // "%scope" names too
+    unsigned long extra[2] = {0, 0};
+    for (Py_ssize_t i = 2; i < n; i++) {
+        PyObject* v = PyTuple_GET_ITEM(addr, i);
+        if (!PyLong_CheckExact(v)) return 0;
+        extra[i - 2] = PyLong_AsUnsignedLong(v);
+        if (PyErr_Occurred() || extra[i - 2] > 0xffffffffUL || (i == 2 && extra[0] > 0xfffff)) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(p));
+    in6->sin6_flowinfo = htonl(static_cast<uint32_t>(extra[0]));
+    in6->sin6_scope_id = static_cast<uint32_t>(extra[1]);
+    *len = sizeof *in6;
+    return 1;
+}
+
+PyObject* error_received(DgramObject* t, int err) {
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject* exc = fetch_exception();
+    PyObject* args[2] = {t->protocol, exc};
+    PyObject* r = PyObject_VectorcallMethod(s_error_received, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    Py_DECREF(exc);
+    return r;
+}
+
+// sendto(data, addr=None): asyncio's, with the common case here: nothing queued, the
+// transport open, bytes-like data, the connected peer or a numeric address. Anything
+// else, and a send the kernel refuses with EAGAIN, goes to the Python half.
+PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    DgramObject* t = D(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject* addr = Py_None;
+    bool fast = !kwnames && (nargs == 1 || nargs == 2) && t->buffer_size == 0 && t->conn_lost == 0 &&
+                t->sock != Py_None && (t->family == AF_INET || t->family == AF_INET6);
+    if (fast && nargs == 2) addr = args[1];
+    Py_buffer buf;
+    if (fast) {
+        PyObject* data = args[0];
+        fast = (PyBytes_Check(data) || PyByteArray_Check(data) || PyMemoryView_Check(data)) &&
+               PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0;
+        if (!fast) PyErr_Clear();
+    }
+    if (fast) {
+#if PY_VERSION_HEX < 0x030D0000
+        if (buf.len == 0) {  // asyncio sends no empty datagram before 3.13
+            PyBuffer_Release(&buf);
+            Py_RETURN_NONE;
+        }
+#endif
+        struct sockaddr_storage ss;
+        socklen_t sl = 0;
+        if (t->address != Py_None) {
+            fast = addr == Py_None || addr == t->address;  // else the Python half compares (and raises)
+        } else if (!t->connected) {
+            fast = parse_address(t->family, addr, &ss, &sl) == 1;
+        }
+        if (fast) {
+            ssize_t r;
+            do {
+                r = t->connected ? ::send(t->fd, buf.buf, buf.len, 0)
+                                 : ::sendto(t->fd, buf.buf, buf.len, 0, reinterpret_cast<sockaddr*>(&ss), sl);
+            } while (r < 0 && errno == EINTR);
+            int err = r < 0 ? errno : 0;
+            PyBuffer_Release(&buf);
+            if (r >= 0) Py_RETURN_NONE;
+            if (err != EAGAIN && err != EWOULDBLOCK) {
+                PyObject* res = error_received(t, err);
+                if (!res) return nullptr;
+                Py_DECREF(res);
+                Py_RETURN_NONE;
+            }
+            // EAGAIN: the Python half tries again and queues what the kernel refuses.
+        } else {
+            PyBuffer_Release(&buf);
+        }
+    }
+    PyObject* margs[3] = {self, nargs > 0 ? args[0] : nullptr, nargs > 1 ? args[1] : nullptr};
+    if (kwnames || nargs < 1 || nargs > 2) {
+        // Odd arguments: the Python half's own signature judges them.
+        PyObject* all = PyTuple_New(nargs);
+        if (!all) return nullptr;
+        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(all, i, Py_NewRef(args[i]));
+        PyObject* kw = nullptr;
+        if (kwnames) {
+            kw = PyDict_New();
+            for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(kwnames); i++)
+                if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) Py_CLEAR(kw);
+            if (!kw) {
+                Py_DECREF(all);
+                return nullptr;
+            }
+        }
+        PyObject* m = PyObject_GetAttr(self, s_sendto_slow);
+        PyObject* r = m ? PyObject_Call(m, all, kw) : nullptr;
+        Py_XDECREF(m);
+        Py_DECREF(all);
+        Py_XDECREF(kw);
+        return r;
+    }
+    return PyObject_VectorcallMethod(s_sendto_slow, margs, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+}
+
+// The reader: what asyncio's _read_ready does once, done for up to kBatch datagrams
+// while the transport stays open and reading (a callback may pause or close it).
+PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
+    DgramObject* t = D(self);
+    for (int i = 0; i < kBatch; i++) {
+        if (t->conn_lost || (i > 0 && (t->closing || t->paused))) break;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        ssize_t r = ::recvfrom(t->fd, g_recv_buf, kMaxDatagram, 0, reinterpret_cast<sockaddr*>(&ss), &sl);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            PyObject* res = error_received(t, errno);
+            if (!res) return nullptr;
+            Py_DECREF(res);
+            break;  // as asyncio: one error per wake-up
+        }
+        PyObject* data = PyBytes_FromStringAndSize(g_recv_buf, r);
+        if (!data) return nullptr;
+        PyObject* addr = address_of(ss);
+        if (!addr) {
+            Py_DECREF(data);
+            return nullptr;
+        }
+        PyObject* protocol = Py_NewRef(t->protocol);
+        PyObject* args[3] = {protocol, data, addr};
+        PyObject* res =
+            PyObject_VectorcallMethod(s_datagram_received, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+        Py_DECREF(protocol);
+        Py_DECREF(data);
+        Py_DECREF(addr);
+        if (!res) return nullptr;  // to the loop's exception handler, as asyncio's would go
+        Py_DECREF(res);
+    }
+    Py_RETURN_NONE;
+}
+
+int Dgram_traverse(PyObject* o, visitproc visit, void* arg) {
+    DgramObject* t = D(o);
+    Py_VISIT(Py_TYPE(o));
+    Py_VISIT(t->extra);
+    Py_VISIT(t->protocol);
+    Py_VISIT(t->address);
+    Py_VISIT(t->sock);
+    return 0;
+}
+
+int Dgram_clear(PyObject* o) {
+    DgramObject* t = D(o);
+    Py_CLEAR(t->extra);
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->address);
+    Py_CLEAR(t->sock);
+    return 0;
+}
+
+void Dgram_dealloc(PyObject* o) {
+    PyTypeObject* tp = Py_TYPE(o);
+    PyObject_GC_UnTrack(o);
+    Dgram_clear(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+PyObject* Dgram_new(PyTypeObject* type, PyObject*, PyObject*) {
+    PyObject* o = type->tp_alloc(type, 0);
+    if (!o) return nullptr;
+    DgramObject* t = D(o);
+    t->protocol = Py_NewRef(Py_None);
+    t->address = Py_NewRef(Py_None);
+    t->sock = Py_NewRef(Py_None);
+    t->fd = -1;
+    return o;
+}
+
+PyMethodDef Dgram_methods[] = {
+    {"sendto", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Dgram_sendto)),
+     METH_FASTCALL | METH_KEYWORDS, "Send data to addr (the connected peer when None)."},
+    {"_read_ready", Dgram_read_ready, METH_NOARGS, "Receive what is there and hand it to the protocol."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyMemberDef Dgram_members[] = {
+    {"_protocol", T_OBJECT, offsetof(DgramObject, protocol), 0, nullptr},
+    {"_address", T_OBJECT, offsetof(DgramObject, address), 0, nullptr},
+    {"_sock", T_OBJECT, offsetof(DgramObject, sock), 0, nullptr},
+    {"_conn_lost", T_PYSSIZET, offsetof(DgramObject, conn_lost), 0, nullptr},
+    {"_buffer_size", T_PYSSIZET, offsetof(DgramObject, buffer_size), 0, nullptr},
+    {"_fd", T_INT, offsetof(DgramObject, fd), 0, nullptr},
+    {"_family", T_INT, offsetof(DgramObject, family), 0, nullptr},
+    {"_closing", T_BOOL, offsetof(DgramObject, closing), 0, nullptr},
+    {"_paused", T_BOOL, offsetof(DgramObject, paused), 0, nullptr},
+    {"_connected", T_BOOL, offsetof(DgramObject, connected), 0, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot Dgram_slots[] = {
+    {Py_tp_doc, const_cast<char*>("The C half of pyloop's datagram transport (pyloop._udp.DatagramTransport).")},
+    {Py_tp_new, reinterpret_cast<void*>(Dgram_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Dgram_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Dgram_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Dgram_clear)},
+    {Py_tp_methods, Dgram_methods},
+    {Py_tp_members, Dgram_members},
+    {0, nullptr},
+};
+
+PyType_Spec Dgram_spec = {
+    "pyloop._core.DatagramBase", sizeof(DgramObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Dgram_slots,
+};
+
+}  // namespace
+
+int init_udp_type(PyObject* module) {
+    PyTypeObject* type = new_transport_type(module, &Dgram_spec, offsetof(DgramObject, extra) + sizeof(PyObject*));
+    if (!type) return -1;
+    struct {
+        PyObject** slot;
+        const char* s;
+    } names[] = {{&s_datagram_received, "datagram_received"}, {&s_error_received, "error_received"},
+                 {&s_sendto_slow, "_sendto_slow"}};
+    for (auto& n : names)
+        if (!(*n.slot = PyUnicode_InternFromString(n.s))) return -1;
+    int r = PyModule_AddObjectRef(module, "DatagramBase", reinterpret_cast<PyObject*>(type));
+    Py_DECREF(type);
+    return r;
+}
+
+}  // namespace pyloop
