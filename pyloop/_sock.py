@@ -44,6 +44,9 @@ _core.sock_setup(socket.socket, _check_socket)
 _sock_recv = _core.sock_recv
 _sock_recv_into = _core.sock_recv_into
 _sock_sendall = _core.sock_sendall
+_sock_recvfrom = _core.sock_recvfrom
+_sock_recvfrom_into = _core.sock_recvfrom_into
+_sock_sendto = _core.sock_sendto
 _sock_op_abort = _core.sock_op_abort
 _SockOp = _core.SockOp
 
@@ -110,14 +113,30 @@ class SocketMethods:
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram: (data, address)."""
-        _check_socket(sock)
-        return await self._sock_wait(sock, False, lambda: sock.recvfrom(bufsize))
+        op = _sock_recvfrom(self, sock, bufsize)
+        if op.__class__ is not _SockOp:
+            if op is NotImplemented:  # not AF_INET/AF_INET6, or arguments for the socket module to judge
+                return await self._sock_wait(sock, False, lambda: sock.recvfrom(bufsize))
+            return op
+        try:  # (inline in each method: a helper coroutine would cost each wait)
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf: (nbytes, address)."""
-        _check_socket(sock)
         nbytes = nbytes or len(buf)
-        return await self._sock_wait(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+        op = _sock_recvfrom_into(self, sock, buf, nbytes)
+        if op.__class__ is not _SockOp:
+            if op is NotImplemented:  # not AF_INET/AF_INET6, or arguments for the socket module to judge
+                return await self._sock_wait(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+            return op
+        try:  # (inline in each method: a helper coroutine would cost each wait)
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
@@ -132,8 +151,16 @@ class SocketMethods:
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; return the number of bytes sent."""
-        _check_socket(sock)
-        return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
+        op = _sock_sendto(self, sock, data, address)
+        if op.__class__ is not _SockOp:
+            if op is NotImplemented:  # an address to resolve, a Unix path, odd arguments
+                return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
+            return op
+        try:
+            return await op
+        except BaseException:
+            _sock_op_abort(op)
+            raise
 
     async def sock_connect(self, sock, address):
         """Connect the socket, resolving host names through the loop's getaddrinfo."""

@@ -5,6 +5,7 @@ import asyncio
 import gc
 import os
 import socket
+import sys
 
 import pytest
 
@@ -286,3 +287,113 @@ def test_recv_sizes(loop, size):
     finally:
         a.close()
         b.close()
+
+
+needs_recvfrom = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="asyncio has sock_recvfrom/sock_sendto from 3.11 (pyloop on all)")
+
+
+def udp(family=socket.AF_INET, host="127.0.0.1"):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+@needs_recvfrom
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_datagram_operations_wait_then_complete(loop, family, host):
+    try:
+        a, b = udp(family, host), udp(family, host)
+    except OSError:
+        pytest.skip("no IPv6 here")
+
+    async def main():
+        t = loop.create_task(loop.sock_recvfrom(a, 100))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        assert await loop.sock_sendto(b, b"one", a.getsockname()) == 3
+        assert await t == (b"one", b.getsockname())
+        buf = bytearray(10)
+        t = loop.create_task(loop.sock_recvfrom_into(a, buf, 4))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        b.sendto(b"truncated", a.getsockname())
+        assert await t == (4, b.getsockname()) and buf[:4] == b"trun"
+        buf.extend(b"resizable")
+        # an address given by name goes through the socket module's resolution
+        name = "localhost" if family == socket.AF_INET else "::1"
+        await loop.sock_sendto(b, b"named", (name, a.getsockname()[1]))
+        assert (await loop.sock_recvfrom(a, 100))[0] == b"named"
+        # a cancelled wait takes nothing
+        t = loop.create_task(loop.sock_recvfrom(a, 100))
+        await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        b.sendto(b"kept", a.getsockname())
+        await asyncio.sleep(0.01)
+        assert await loop.sock_recvfrom(a, 100) == (b"kept", b.getsockname())
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_recvfrom
+def test_datagram_operation_errors_match(loop):
+    a, b = udp(), udp()
+
+    async def main():
+        out = []
+        for coro in (lambda: loop.sock_recvfrom(a, -1), lambda: loop.sock_recvfrom(a, "x"),
+                     lambda: loop.sock_recvfrom_into(a, bytearray(2), 5), lambda: loop.sock_recvfrom_into(a, b"ro"),
+                     lambda: loop.sock_sendto(b, "text", a.getsockname()),
+                     lambda: loop.sock_sendto(b, b"x", ("127.0.0.1", 70000)),
+                     lambda: loop.sock_sendto(b, b"x", "not an address"),
+                     lambda: loop.sock_sendto(b, b"x", ("no.such.host.invalid", 9))):
+            try:
+                await asyncio.wait_for(coro(), 10)
+                out.append(None)
+            except Exception as exc:
+                out.append(type(exc).__name__ if not isinstance(exc, socket.gaierror) else "gaierror")
+        return out
+
+    try:
+        assert loop.run_until_complete(main()) == [
+            "ValueError", "TypeError", "ValueError", "TypeError", "TypeError", "OverflowError", "TypeError",
+            "gaierror"]
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_recvfrom
+def test_unix_datagram_sock_operations(loop, tmp_path):
+    """Not AF_INET: the socket module makes the addresses (a path; '' for an unbound peer)."""
+    a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.bind(str(tmp_path / "a"))
+    a.setblocking(False)
+    named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    named.bind(str(tmp_path / "b"))
+    unnamed = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unnamed.setblocking(False)
+
+    async def main():
+        t = loop.create_task(loop.sock_recvfrom(a, 100))
+        await asyncio.sleep(0.01)
+        named.sendto(b"n", str(tmp_path / "a"))
+        got = [await t]
+        await loop.sock_sendto(unnamed, b"u", str(tmp_path / "a"))
+        got.append(await loop.sock_recvfrom(a, 100))
+        return got
+
+    try:
+        got = loop.run_until_complete(asyncio.wait_for(main(), 10))
+        assert got[0] == (b"n", str(tmp_path / "b"))
+        assert got[1][0] == b"u" and got[1][1] in ("", None)
+    finally:
+        for s in (a, named, unnamed):
+            s.close()

@@ -27,6 +27,12 @@ ssize_t send_file(int out_fd, int in_fd, int64_t offset, size_t count);
 // The address tuple the socket module gives for an IPv4/IPv6 sockaddr: (host, port) or
 // (host, port, flowinfo, scope_id). Returns a new reference or nullptr.
 PyObject* sockaddr_to_tuple(const struct sockaddr* sa);
+// The same for an AF_INET/AF_INET6 address as socket.recvfrom gives it (a link-local
+// IPv6 host with its "%scope"), made without sprintf. Returns a new reference or nullptr.
+PyObject* inet_address(const struct sockaddr_storage& ss);
+// A numeric (host, port[, flowinfo, scope_id]) tuple of `family` as a sockaddr: 1; 0
+// when it is anything else (a name to resolve, odd types): the socket module decides.
+int parse_inet_address(int family, PyObject* addr, struct sockaddr_storage* ss, socklen_t* len);
 
 }  // namespace pyloop
 

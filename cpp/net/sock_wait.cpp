@@ -11,7 +11,9 @@ namespace pyloop {
 
 namespace {
 
-enum OpKind { kRecv, kRecvInto, kSendAll };
+enum OpKind { kRecv, kRecvInto, kSendAll, kRecvFrom, kRecvFromInto, kSendTo };
+
+inline bool is_writer(OpKind k) { return k == kSendAll || k == kSendTo; }
 
 struct SockOpObject {
     PyObject_HEAD
@@ -24,13 +26,16 @@ struct SockOpObject {
     bool has_buf;
     int fd;
     OpKind kind;
-    Py_ssize_t n;            // recv: the most to receive
+    Py_ssize_t n;            // recv, recvfrom: the most to receive; recvfrom_into: nbytes
     Py_ssize_t sent;         // sendall: bytes the kernel has taken so far
+    struct sockaddr_storage addr;  // sendto's destination
+    socklen_t addr_len;
 };
 
 PyTypeObject* SockOpType = nullptr;
 PyObject* g_socket_type = nullptr;   // socket.socket: its instances are checked here
 PyObject* g_check_socket = nullptr;  // the Python face's check, for anything else
+PyObject* g_family = nullptr;        // _socket.socket's `family` member (not the enum property)
 PyObject* g_context = nullptr;       // an empty Context for the watch handles
 PyObject *s_gettimeout, *s_done, *s_set_result, *s_set_exception, *s_create_future, *s_is_closing,
     *s_recv, *s_recv_into, *s_send;
@@ -80,7 +85,7 @@ void finish(SockOpObject* op) {
     if (op->handle) {
         HandleObject* h = op->handle;
         op->handle = nullptr;
-        op->core->remove_poll_if(op->fd, op->kind == kSendAll, h);
+        op->core->remove_poll_if(op->fd, is_writer(op->kind), h);
         Py_DECREF(h);
     }
     release_buffer(op);
@@ -91,6 +96,8 @@ void finish(SockOpObject* op) {
 // future; 0: the kernel is not ready (nothing set).
 int attempt(SockOpObject* op, PyObject** result) {
     *result = nullptr;
+    struct sockaddr_storage from;
+    socklen_t from_len = 0;
     for (;;) {
         ssize_t r;
         PyObject* bytes = nullptr;
@@ -102,6 +109,21 @@ int attempt(SockOpObject* op, PyObject** result) {
                 break;
             case kRecvInto:
                 r = ::recv(op->fd, op->buf.buf, op->buf.len, 0);
+                break;
+            case kRecvFrom:
+                bytes = PyBytes_FromStringAndSize(nullptr, op->n);
+                if (!bytes) return 1;
+                from_len = sizeof from;
+                r = ::recvfrom(op->fd, PyBytes_AS_STRING(bytes), op->n, 0, reinterpret_cast<sockaddr*>(&from),
+                               &from_len);
+                break;
+            case kRecvFromInto:
+                from_len = sizeof from;
+                r = ::recvfrom(op->fd, op->buf.buf, op->n, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+                break;
+            case kSendTo:
+                r = ::sendto(op->fd, op->buf.buf, op->buf.len, 0, reinterpret_cast<sockaddr*>(&op->addr),
+                             op->addr_len);
                 break;
             default:
                 r = ::send(op->fd, static_cast<char*>(op->buf.buf) + op->sent, op->buf.len - op->sent, MSG_NOSIGNAL);
@@ -123,8 +145,26 @@ int attempt(SockOpObject* op, PyObject** result) {
                 *result = bytes;
                 return 1;
             case kRecvInto:
+            case kSendTo:
                 *result = PyLong_FromSsize_t(r);
                 return 1;
+            case kRecvFrom:
+            case kRecvFromInto: {
+                if (op->kind == kRecvFrom && r != op->n && _PyBytes_Resize(&bytes, r) < 0) return 1;
+                if (op->kind == kRecvFromInto) bytes = PyLong_FromSsize_t(r);
+                if (!bytes) return 1;
+                PyObject* addr;
+                if (from_len == 0) addr = Py_NewRef(Py_None);  // as the socket module: no address
+                else addr = inet_address(from);
+                if (!addr) {
+                    Py_DECREF(bytes);
+                    return 1;
+                }
+                *result = PyTuple_Pack(2, bytes, addr);
+                Py_DECREF(bytes);
+                Py_DECREF(addr);
+                return 1;
+            }
             default:
                 op->sent += r;
                 if (op->sent < op->buf.len) continue;
@@ -257,7 +297,7 @@ PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, int fd, OpK
         Py_DECREF(self);
         return nullptr;
     }
-    if (core->add_poll(fd, kind == kSendAll, h, op_ready) < 0) {
+    if (core->add_poll(fd, is_writer(kind), h, op_ready) < 0) {
         handle_cancel(h);
         Py_DECREF(h);
         Py_DECREF(self);
@@ -352,6 +392,111 @@ PyObject* sock_sendall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return start_wait(args[0], p.core, sock, p.fd, kSendAll, 0, &buf, probe.sent);
 }
 
+// The socket's address family when it is AF_INET or AF_INET6 (whose addresses are
+// made here); 0 for any other (the Python face then does the work).
+int inet_family(PyObject* sock) {
+    PyObject* f = Py_TYPE(g_family)->tp_descr_get(g_family, sock, nullptr);
+    if (!f) {
+        PyErr_Clear();
+        return 0;
+    }
+    long family = PyLong_AsLong(f);
+    Py_DECREF(f);
+    if (family == -1) PyErr_Clear();
+    return family == AF_INET || family == AF_INET6 ? static_cast<int>(family) : 0;
+}
+
+PyObject* sock_recvfrom(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    Prologue p;
+    if (prologue(args, nargs, "sock_recvfrom", &p) < 0) return nullptr;
+    PyObject* sock = args[1];
+    if (!inet_family(sock)) Py_RETURN_NOTIMPLEMENTED;
+    if (!PyLong_CheckExact(args[2])) Py_RETURN_NOTIMPLEMENTED;  // the socket method judges it
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (n <= 0) {  // 0: the socket module's own rules; < 0: its ValueError
+        if (PyErr_Occurred()) PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    SockOpObject probe;
+    probe.fd = p.fd;
+    probe.kind = kRecvFrom;
+    probe.n = n;
+    PyObject* result;
+    if (attempt(&probe, &result)) return result;
+    return start_wait(args[0], p.core, sock, p.fd, kRecvFrom, n, nullptr, 0);
+}
+
+// sock_recvfrom_into(loop, sock, buf, nbytes): nbytes already asyncio's (len(buf) for 0).
+PyObject* sock_recvfrom_into(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    Prologue p;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "sock_recvfrom_into() takes 4 arguments");
+        return nullptr;
+    }
+    if (prologue(args, 3, "sock_recvfrom_into", &p) < 0) return nullptr;
+    PyObject* sock = args[1];
+    if (!inet_family(sock) || !PyLong_CheckExact(args[3])) Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t n = PyLong_AsSsize_t(args[3]);
+    if (n < 0) {
+        if (PyErr_Occurred()) PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[2], &buf, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (n > buf.len) {  // the socket module's ValueError
+        PyBuffer_Release(&buf);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (n == 0) n = buf.len;
+    SockOpObject probe;
+    probe.fd = p.fd;
+    probe.kind = kRecvFromInto;
+    probe.buf = buf;
+    probe.n = n;
+    PyObject* result;
+    if (attempt(&probe, &result)) {
+        PyBuffer_Release(&buf);
+        return result;
+    }
+    return start_wait(args[0], p.core, sock, p.fd, kRecvFromInto, n, &buf, 0);
+}
+
+PyObject* sock_sendto(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    Prologue p;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "sock_sendto() takes 4 arguments");
+        return nullptr;
+    }
+    if (prologue(args, 3, "sock_sendto", &p) < 0) return nullptr;
+    PyObject* sock = args[1];
+    int family = inet_family(sock);
+    SockOpObject probe;
+    if (!family || parse_inet_address(family, args[3], &probe.addr, &probe.addr_len) != 1)
+        Py_RETURN_NOTIMPLEMENTED;  // a name to resolve, a Unix path, odd types
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[2], &buf, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    probe.fd = p.fd;
+    probe.kind = kSendTo;
+    probe.buf = buf;
+    PyObject* result;
+    if (attempt(&probe, &result)) {
+        PyBuffer_Release(&buf);
+        return result;
+    }
+    PyObject* op = start_wait(args[0], p.core, sock, p.fd, kSendTo, 0, &buf, 0);
+    if (op) {
+        OP(op)->addr = probe.addr;
+        OP(op)->addr_len = probe.addr_len;
+    }
+    return op;
+}
+
 PyObject* sock_op_abort(PyObject*, PyObject* o) {
     if (Py_TYPE(o) != SockOpType) {
         PyErr_SetString(PyExc_TypeError, "expected a SockOp");
@@ -366,6 +511,19 @@ PyObject* sock_setup(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "sock_setup(socket_type, check_socket)");
         return nullptr;
     }
+    if (!PyType_Check(args[0]) || !reinterpret_cast<PyTypeObject*>(args[0])->tp_base) {
+        PyErr_SetString(PyExc_TypeError, "socket.socket expected");
+        return nullptr;
+    }
+    PyObject* family = PyObject_GetAttrString(
+        reinterpret_cast<PyObject*>(reinterpret_cast<PyTypeObject*>(args[0])->tp_base), "family");
+    if (!family) return nullptr;
+    if (!Py_TYPE(family)->tp_descr_get) {
+        Py_DECREF(family);
+        PyErr_SetString(PyExc_TypeError, "_socket.socket.family is not a descriptor");
+        return nullptr;
+    }
+    Py_XSETREF(g_family, family);
     Py_XSETREF(g_socket_type, Py_NewRef(args[0]));
     Py_XSETREF(g_check_socket, Py_NewRef(args[1]));
     Py_RETURN_NONE;
@@ -380,6 +538,14 @@ PyMethodDef functions[] = {
      "sock_recv_into(loop, sock, buf): the number of bytes received, or a SockOp to await for it."},
     {"sock_sendall", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_sendall)), METH_FASTCALL,
      "sock_sendall(loop, sock, data): None when the kernel took it all, or a SockOp to await."},
+    {"sock_recvfrom", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_recvfrom)), METH_FASTCALL,
+     "sock_recvfrom(loop, sock, bufsize): (data, address), a SockOp to await for it, or NotImplemented "
+     "(not an AF_INET/AF_INET6 socket, or arguments the socket method must judge)."},
+    {"sock_recvfrom_into", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_recvfrom_into)),
+     METH_FASTCALL, "sock_recvfrom_into(loop, sock, buf, nbytes): as sock_recvfrom, (nbytes, address)."},
+    {"sock_sendto", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_sendto)), METH_FASTCALL,
+     "sock_sendto(loop, sock, data, address): bytes sent, a SockOp, or NotImplemented (an address to "
+     "resolve, not an AF_INET/AF_INET6 socket)."},
     {"sock_op_abort", sock_op_abort, METH_O, "Stop a SockOp's wait (its await ended otherwise)."},
     {nullptr, nullptr, 0, nullptr},
 };

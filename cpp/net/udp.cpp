@@ -4,8 +4,6 @@
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"
 
-#include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <structmember.h>
 #include <sys/socket.h>
@@ -40,104 +38,6 @@ char g_recv_buf[kMaxDatagram];                    // used with the GIL held only
 PyObject *s_datagram_received, *s_error_received, *s_sendto_slow;
 
 inline DgramObject* D(PyObject* o) { return reinterpret_cast<DgramObject*>(o); }
-
-// The address tuple the socket module gives for an AF_INET/AF_INET6 sockaddr (with
-// a link-local IPv6 address's "%scope" as socket.recvfrom writes it).
-PyObject* address_of(const struct sockaddr_storage& ss) {
-    if (ss.ss_family == AF_INET) {
-        // inet_ntop formats with sprintf: this is a tenth of its cost.
-        auto* in = reinterpret_cast<const struct sockaddr_in*>(&ss);
-        const auto* b = reinterpret_cast<const unsigned char*>(&in->sin_addr);
-        char host[16];
-        char* p = host;
-        for (int i = 0; i < 4; i++) {
-            unsigned v = b[i];
-            if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
-            if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
-            *p++ = static_cast<char>('0' + v % 10);
-            if (i < 3) *p++ = '.';
-        }
-        PyObject* h = PyUnicode_FromStringAndSize(host, p - host);
-        if (!h) return nullptr;
-        PyObject* port = PyLong_FromLong(ntohs(in->sin_port));
-        if (!port) {
-            Py_DECREF(h);
-            return nullptr;
-        }
-        PyObject* t = PyTuple_New(2);
-        if (!t) {
-            Py_DECREF(h);
-            Py_DECREF(port);
-            return nullptr;
-        }
-        PyTuple_SET_ITEM(t, 0, h);
-        PyTuple_SET_ITEM(t, 1, port);
-        return t;
-    }
-    if (ss.ss_family == AF_INET6) {
-        auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(&ss);
-        if (in6->sin6_scope_id) {
-            char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 1];
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, INET6_ADDRSTRLEN);
-            char name[IF_NAMESIZE];
-            size_t len = strlen(host);
-            if (if_indextoname(in6->sin6_scope_id, name)) snprintf(host + len, sizeof host - len, "%%%s", name);
-            else snprintf(host + len, sizeof host - len, "%%%u", static_cast<unsigned>(in6->sin6_scope_id));
-            return Py_BuildValue("(siII)", host, static_cast<int>(ntohs(in6->sin6_port)),
-                                 static_cast<unsigned>(ntohl(in6->sin6_flowinfo)),
-                                 static_cast<unsigned>(in6->sin6_scope_id));
-        }
-    }
-    return sockaddr_to_tuple(reinterpret_cast<const struct sockaddr*>(&ss));
-}
-
-// A numeric (host, port[, flowinfo, scope_id]) tuple as a sockaddr: 1; 0 when it is
-// anything else (a name to resolve, odd types): the Python half then decides.
-int parse_address(int family, PyObject* addr, struct sockaddr_storage* ss, socklen_t* len) {
-    if (!PyTuple_CheckExact(addr)) return 0;
-    Py_ssize_t n = PyTuple_GET_SIZE(addr);
-    if (n < 2 || n > (family == AF_INET6 ? 4 : 2)) return 0;
-    PyObject* host = PyTuple_GET_ITEM(addr, 0);
-    PyObject* port = PyTuple_GET_ITEM(addr, 1);
-    if (!PyUnicode_CheckExact(host) || !PyLong_CheckExact(port)) return 0;
-    const char* h = PyUnicode_AsUTF8(host);
-    if (!h) {
-        PyErr_Clear();
-        return 0;
-    }
-    long p = PyLong_AsLong(port);
-    if (p < 0 || p > 65535) {
-        PyErr_Clear();
-        return 0;
-    }
-    memset(ss, 0, sizeof *ss);
-    if (family == AF_INET) {
-        auto* in = reinterpret_cast<struct sockaddr_in*>(ss);
-        if (inet_pton(AF_INET, h, &in->sin_addr) != 1) return 0;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(static_cast<uint16_t>(p));
-        *len = sizeof *in;
-        return 1;
-    }
-    auto* in6 = reinterpret_cast<struct sockaddr_in6*>(ss);
-    if (inet_pton(AF_INET6, h, &in6->sin6_addr) != 1) return 0;  // "%scope" names too
-    unsigned long extra[2] = {0, 0};
-    for (Py_ssize_t i = 2; i < n; i++) {
-        PyObject* v = PyTuple_GET_ITEM(addr, i);
-        if (!PyLong_CheckExact(v)) return 0;
-        extra[i - 2] = PyLong_AsUnsignedLong(v);
-        if (PyErr_Occurred() || extra[i - 2] > 0xffffffffUL || (i == 2 && extra[0] > 0xfffff)) {
-            PyErr_Clear();
-            return 0;
-        }
-    }
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<uint16_t>(p));
-    in6->sin6_flowinfo = htonl(static_cast<uint32_t>(extra[0]));
-    in6->sin6_scope_id = static_cast<uint32_t>(extra[1]);
-    *len = sizeof *in6;
-    return 1;
-}
 
 PyObject* error_received(DgramObject* t, int err) {
     errno = err;
@@ -178,7 +78,7 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
         if (t->address != Py_None) {
             fast = addr == Py_None || addr == t->address;  // else the Python half compares (and raises)
         } else if (!t->connected) {
-            fast = parse_address(t->family, addr, &ss, &sl) == 1;
+            fast = parse_inet_address(t->family, addr, &ss, &sl) == 1;
         }
         if (fast) {
             ssize_t r;
@@ -245,7 +145,7 @@ PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
         }
         PyObject* data = PyBytes_FromStringAndSize(g_recv_buf, r);
         if (!data) return nullptr;
-        PyObject* addr = address_of(ss);
+        PyObject* addr = inet_address(ss);
         if (!addr) {
             Py_DECREF(data);
             return nullptr;
