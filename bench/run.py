@@ -65,6 +65,14 @@ def fresh_runs(script, loops, repeat, *argv):
     return samples
 
 
+def by_benchmark(rows, value):
+    """[{benchmark, loop, ...}] as [(benchmark, {loop: value(row)})], in order."""
+    out = {}
+    for r in rows:
+        out.setdefault(r["benchmark"], {})[r["loop"]] = value(r)
+    return list(out.items())
+
+
 def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
@@ -88,7 +96,10 @@ def print_micro_table(rows, loops):
         print(fmt(r))
 
 
-def chart(rows, loops, path):
+def chart(args, suite, rows, xlabel, title, log=False, relative_to=None):
+    """<results>/<suite>.png: one group of horizontal bars per row, one bar per loop.
+    rows: [(name, {loop: value})]; values relative_to one loop's when given, and a
+    row without some loop's value simply lacks that bar."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -96,21 +107,33 @@ def chart(rows, loops, path):
     except ImportError:
         print("(matplotlib is not installed: no chart)")
         return
-    names = list(rows)
-    fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
+    if not rows:
+        return
+    loops = [lp for lp in ("asyncio", "uvloop", "pyloop", "C floor") if any(lp in v for _, v in rows)]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) * max(1, len(loops) / 3) + 1.6))
     h = 0.8 / len(loops)
     for i, lp in enumerate(loops):
-        vals = [rows[b][lp] / rows[b]["asyncio"] for b in names]
-        ax.barh([y + i * h for y in range(len(names))], vals, height=h, label=lp)
-    ax.set_yticks([y + h * (len(loops) - 1) / 2 for y in range(len(names))])
-    ax.set_yticklabels(names)
+        ys, vals = [], []
+        for y, (_, v) in enumerate(rows):
+            ref = v.get(relative_to) if relative_to else 1.0
+            if lp in v and ref:
+                ys.append(y + i * h)
+                vals.append(v[lp] / ref)
+        ax.barh(ys, vals, height=h, label=lp)
+    ax.set_yticks([y + h * (len(loops) - 1) / 2 for y in range(len(rows))])
+    ax.set_yticklabels([name for name, _ in rows])
     ax.invert_yaxis()
-    ax.axvline(1.0, color="grey", lw=0.8)
-    ax.set_xlabel("time per operation relative to stock asyncio (lower is faster)")
-    ax.set_title("pyloop micro-benchmarks (median of fresh-process runs)")
+    if log:
+        ax.set_xscale("log")
+    if relative_to:
+        ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = os.path.join(args.results, f"{suite}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     print(f"chart: {os.path.relpath(path)}")
 
 
@@ -161,6 +184,8 @@ def run_proc(args, loops):
               r["peak_os_threads"], f"{r['seconds'] / base[r['benchmark']]:.2f}x"] for r in rows]
     print_table(headers, table)
     save(args, "proc", {"repeat": args.repeat, "rows": rows})
+    chart(args, "proc", by_benchmark(rows, lambda r: r["seconds"] * 1e3),
+          "time, ms (log scale; lower is better)", "Subprocesses and pipes", log=True)
 
 
 def run_tls(args, loops):
@@ -184,6 +209,8 @@ def run_tls(args, loops):
     save(args, "tls", {"seconds": seconds, "repeat": args.repeat,
                        "rows": [{"benchmark": label, **{lp: {"per_s": v[0], "cpu_us": v[1]} for lp, v in med.items()}}
                                 for label, med in rows.items()]})
+    chart(args, "tls", [(name, {lp: v[1] for lp, v in med.items()}) for name, med in rows.items()],
+          "server CPU time per request or handshake, µs (log scale; lower is better)", "TLS", log=True)
 
 
 def run_echo(args, loops):
@@ -195,6 +222,8 @@ def run_echo(args, loops):
     save(args, "echo", {"seconds": args.seconds, "repeat": args.repeat,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
                                                         for lp, v in med.items()}} for name, med in rows]})
+    chart(args, "echo", [(name, {lp: v[1] for lp, v in med.items()}) for name, med in rows],
+          "server CPU time per request, µs (log scale; lower is better)", "Echo servers", log=True)
 
 
 def run_scale(args, loops):
@@ -218,6 +247,8 @@ def run_scale(args, loops):
               ratio(r["bytes_per_item"], base[r["benchmark"]]["bytes_per_item"])] for r in rows]
     print_table(headers, table)
     save(args, "scale", {"repeat": args.repeat, "rows": rows})
+    chart(args, "scale", by_benchmark(rows, lambda r: r["bytes_per_item"]),
+          "RSS growth per item, bytes (lower is better)", "Memory and scale")
 
 
 def run_http(args, loops):
@@ -233,6 +264,8 @@ def run_http(args, loops):
     save(args, "http", {"seconds": seconds, "repeat": args.repeat, "versions": v,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": x[0], "cpu_us_per_request": x[1]}
                                                         for lp, x in med.items()}} for name, med in rows]})
+    chart(args, "http", [(name, {lp: x[1] for lp, x in med.items()}) for name, med in rows],
+          "server CPU time per request, µs (lower is better)", "HTTP servers under wrk")
 
 
 def save(args, suite, data):
@@ -277,6 +310,9 @@ def run_dns(args, loops):
     print_table(headers, table)
     save(args, "dns", {"lookups": n, "repeat": args.repeat,
                        "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]})
+    chart(args, "dns", by_benchmark([{"benchmark": f"{n} lookups, concurrency {c}", "loop": lp, **r}
+                                     for (c, lp), r in rows.items()], lambda r: r["seconds"] * 1e3),
+          "time, ms (lower is better)", "DNS: lookups of 'localhost'")
 
 
 def run_micro(args, loops):
@@ -292,7 +328,8 @@ def run_micro(args, loops):
 
     save(args, "micro", {"machine": platform.machine(), "cpus": os.cpu_count(), "repeat": args.repeat,
                          "unit": "ns/op", "median": rows, "samples": samples})
-    chart(rows, loops, os.path.join(args.results, "micro.png"))
+    chart(args, "micro", list(rows.items()), "time per operation relative to stock asyncio (lower is faster)",
+          "pyloop micro-benchmarks (median of fresh-process runs)", relative_to="asyncio")
 
 
 if __name__ == "__main__":
