@@ -397,3 +397,37 @@ def test_unix_datagram_sock_operations(loop, tmp_path):
     finally:
         for s in (a, named, unnamed):
             s.close()
+
+
+def test_socket_closed_while_waiting_then_number_reused(loop):
+    """A sock_recv waiting on a socket the user closes must never read from the socket
+    that reuses its number, even when that one is then watched in the other direction."""
+    async def main():
+        a, b = pair()
+        t = loop.create_task(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        a.close()
+        c, d = pair()  # c likely takes a's number
+        fill(c)
+        w = loop.create_task(loop.sock_sendall(c, b"w" * 200_000))  # watches c for writing
+        d.send(b"for c only")
+        await asyncio.sleep(0.05)
+        stolen = t.done() and not t.cancelled() and t.exception() is None and t.result() == b"for c only"
+        t.cancel()
+        try:
+            await t
+        except (asyncio.CancelledError, OSError):
+            pass
+        w.cancel()
+        try:
+            await w
+        except (asyncio.CancelledError, OSError):
+            pass
+        got = c.recv(100)
+        for s in (b, c, d):
+            s.close()
+        return stolen, got
+
+    stolen, got = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    assert not stolen
+    assert got == b"for c only"

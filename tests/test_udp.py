@@ -360,3 +360,28 @@ def test_set_protocol_between_datagrams(loop):
                 [second.got.get_nowait()[0] for _ in range(second.got.qsize())])
 
     assert loop.run_until_complete(main()) == ([b"1"], [b"2", b"3"])
+
+
+def test_users_socket_closed_under_the_transport(loop):
+    """sendto after the user closed the socket they passed: asyncio's OSError (EBADF)
+    to error_received; nothing goes out through a socket that reused the number."""
+    async def main():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        peer = _raw_udp()
+        tr, proto = await loop.create_datagram_endpoint(lambda: Dgram(loop), sock=s)
+        fd = s.fileno()
+        s.close()
+        reuse = _raw_udp()  # likely the same number
+        tr.sendto(b"lost", peer.getsockname())
+        await asyncio.sleep(0.01)
+        got = await _recv_all(peer, 1, timeout=0.1)
+        tr.abort()
+        await proto.lost
+        for x in (peer, reuse):
+            x.close()
+        return got, [type(e).__name__ for e in proto.errors], fd
+
+    got, errors, fd = loop.run_until_complete(main())
+    assert got == []
+    assert errors == ["OSError"]

@@ -189,8 +189,17 @@ void op_ready(PyObject* o) {
         finish(op);
         return;
     }
-    PyObject* result;
-    if (attempt(op, &result) == 0) return;  // a spurious wake-up: still watched
+    PyObject* result = nullptr;
+    int fd = PyObject_AsFileDescriptor(op->sock);
+    if (fd != op->fd) {
+        // The socket object was closed while it waited (its number may belong to
+        // another socket by now): what its own call would raise, as in asyncio.
+        PyErr_Clear();
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+    } else if (attempt(op, &result) == 0) {
+        return;  // a spurious wake-up: still watched
+    }
     PyObject* r;
     if (result) {
         r = PyObject_CallMethodOneArg(op->fut, s_set_result, result);

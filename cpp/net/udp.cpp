@@ -81,6 +81,16 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
             fast = parse_inet_address(t->family, addr, &ss, &sl) == 1;
         }
         if (fast) {
+            // A socket object closed under the transport (the user's, passed as sock=)
+            // must not send through a number the kernel may have reused: the Python
+            // half makes the call, and the socket module raises what asyncio sees.
+            int fd = PyObject_AsFileDescriptor(t->sock);
+            if (fd != t->fd) {
+                PyErr_Clear();
+                fast = false;
+            }
+        }
+        if (fast) {
             ssize_t r;
             do {
                 r = t->connected ? ::send(t->fd, buf.buf, buf.len, 0)
@@ -130,6 +140,12 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
 // while the transport stays open and reading (a callback may pause or close it).
 PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
     DgramObject* t = D(self);
+    if (t->conn_lost) Py_RETURN_NONE;
+    int fd = PyObject_AsFileDescriptor(t->sock);
+    if (fd != t->fd) {  // the user closed the socket object under the transport: as asyncio
+        PyErr_Clear();
+        return PyObject_CallMethod(self, "_read_ready_py", nullptr);
+    }
     for (int i = 0; i < kBatch; i++) {
         if (t->conn_lost || (i > 0 && (t->closing || t->paused))) break;
         struct sockaddr_storage ss;
