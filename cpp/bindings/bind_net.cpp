@@ -1,6 +1,7 @@
 #include "bindings/bindings.hpp"
 #include "bindings/loop_type.hpp"
 #include "net/sock_ops.hpp"
+#include "net/sock_wait.hpp"
 #include "net/server.hpp"
 #include "net/stream.hpp"
 #include "net/tls.hpp"

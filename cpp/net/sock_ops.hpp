@@ -1,5 +1,6 @@
 // System calls the Python face would otherwise make through the os module on the
-// loop's thread (os.stat, os.unlink, os.fstat, os.sendfile). Blocking-call detectors
+// loop's thread (os.stat, os.unlink, os.fstat, os.sendfile), and the address
+// conversions the sock_* and datagram paths share. Blocking-call detectors
 // (blockbuster) allow them only from asyncio's own modules; made here, a test suite
 // that passes on asyncio passes on pyloop too. Each returns -1 with errno set.
 #pragma once
@@ -36,15 +37,3 @@ int parse_inet_address(int family, PyObject* addr, struct sockaddr_storage* ss, 
 
 }  // namespace pyloop
 
-namespace pyloop {
-
-// sock_recv, sock_recv_into and sock_sendall in C++ (the loop's sock_* hot paths).
-// Each tries the system call at once and returns its result; when the kernel is not
-// ready it returns a SockOp, an awaitable for the result, which waits on the loop's
-// epoll with a one-shot registration kept between waits (FdWatchers::DirectFn). The
-// Python face awaits it and calls sock_op_abort(op) if the await ends otherwise
-// (cancelled, closed). Adds the module functions sock_setup, sock_recv,
-// sock_recv_into, sock_sendall, sock_op_abort and the type SockOp.
-int init_sock_op_functions(PyObject* module);
-
-}  // namespace pyloop

@@ -1,4 +1,6 @@
-// The sock_* hot paths in C++: see sock_ops.hpp (init_sock_op_functions).
+// The sock_* hot paths in C++: see sock_wait.hpp.
+#include "net/sock_wait.hpp"
+
 #include "bindings/loop_type.hpp"
 #include "core/handle.hpp"
 #include "net/sock_ops.hpp"
