@@ -209,7 +209,8 @@ def test_pause_and_close_inside_datagram_received_stop_the_batch(loop):
         await proto.lost
         c.close()
 
-    loop.run_until_complete(main("pause_reading"))
+    if isinstance(loop, pyloop.Loop) or sys.version_info >= (3, 11):  # asyncio 3.10's cannot pause
+        loop.run_until_complete(main("pause_reading"))
     loop.run_until_complete(main("close"))
 
 
