@@ -96,7 +96,45 @@ def print_micro_table(rows, loops):
         print(fmt(r))
 
 
-def chart(args, suite, rows, xlabel, title, log=False, relative_to=None):
+def cpu_rows(data, key):
+    """[(benchmark, {loop: row[loop][key]})] of the echo, tls and http results."""
+    return [(r["benchmark"], {lp: v[key] for lp, v in r.items() if isinstance(v, dict)}) for r in data["rows"]]
+
+
+# How each suite's saved results become its chart: (rows from the JSON, x label,
+# title, log scale, relative to which loop).
+CHARTS = {
+    "micro": (lambda d: list(d["median"].items()), "time per operation relative to stock asyncio (lower is faster)",
+              "Micro-benchmarks", False, "asyncio"),
+    "dns": (lambda d: by_benchmark([{**r, "benchmark": f"{d['lookups']} lookups, concurrency {r['concurrency']}"}
+                                    for r in d["rows"]], lambda r: r["seconds"] * 1e3),
+            "time, ms (lower is better)", "DNS: lookups of 'localhost'", False, None),
+    "echo": (lambda d: cpu_rows(d, "cpu_us_per_request"), "server CPU time per request, µs (log scale; lower is "
+             "better)", "Echo servers", True, None),
+    "tls": (lambda d: cpu_rows(d, "cpu_us"), "server CPU time per request or handshake, µs (log scale; lower is "
+            "better)", "TLS", True, None),
+    "proc": (lambda d: by_benchmark(d["rows"], lambda r: r["seconds"] * 1e3), "time, ms (log scale; lower is better)",
+             "Subprocesses and pipes", True, None),
+    "http": (lambda d: cpu_rows(d, "cpu_us_per_request"), "server CPU time per request, µs (lower is better)",
+             "HTTP servers under wrk", False, None),
+    "scale": (lambda d: by_benchmark(d["rows"], lambda r: r["bytes_per_item"]),
+              "RSS growth per item, bytes (lower is better)", "Memory and scale", False, None),
+}
+
+
+def chart_suite(results, suite):
+    """Draws <results>/<suite>.png from <results>/<suite>.json."""
+    path = os.path.join(results, f"{suite}.json")
+    if suite not in CHARTS or not os.path.exists(path):
+        return
+    with open(path) as f:
+        data = json.load(f)
+    rows_of, xlabel, title, log, relative_to = CHARTS[suite]
+    chart(results, suite, rows_of(data), xlabel, f"{title} (Python {data.get('python', '?')}, {data.get('when', '')})",
+          log=log, relative_to=relative_to)
+
+
+def chart(results, suite, rows, xlabel, title, log=False, relative_to=None):
     """<results>/<suite>.png: one group of horizontal bars per row, one bar per loop.
     rows: [(name, {loop: value})]; values relative_to one loop's when given, and a
     row without some loop's value simply lacks that bar."""
@@ -131,7 +169,7 @@ def chart(args, suite, rows, xlabel, title, log=False, relative_to=None):
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(args.results, f"{suite}.png")
+    path = os.path.join(results, f"{suite}.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"chart: {os.path.relpath(path)}")
@@ -145,9 +183,14 @@ def main():
     ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale",
                     help="comma-separated: micro, dns, echo, tls, proc, http, scale")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
-    ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the chart) go")
+    ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the charts) go")
+    ap.add_argument("--charts", action="store_true", help="only redraw the suites' charts from their saved results")
     args = ap.parse_args()
     suites = args.suite.split(",")
+    if args.charts:
+        for suite in suites:
+            chart_suite(args.results, suite)
+        return
 
     loops = available_loops()
     if "uvloop" not in loops:
@@ -184,8 +227,6 @@ def run_proc(args, loops):
               r["peak_os_threads"], f"{r['seconds'] / base[r['benchmark']]:.2f}x"] for r in rows]
     print_table(headers, table)
     save(args, "proc", {"repeat": args.repeat, "rows": rows})
-    chart(args, "proc", by_benchmark(rows, lambda r: r["seconds"] * 1e3),
-          "time, ms (log scale; lower is better)", "Subprocesses and pipes", log=True)
 
 
 def run_tls(args, loops):
@@ -209,8 +250,6 @@ def run_tls(args, loops):
     save(args, "tls", {"seconds": seconds, "repeat": args.repeat,
                        "rows": [{"benchmark": label, **{lp: {"per_s": v[0], "cpu_us": v[1]} for lp, v in med.items()}}
                                 for label, med in rows.items()]})
-    chart(args, "tls", [(name, {lp: v[1] for lp, v in med.items()}) for name, med in rows.items()],
-          "server CPU time per request or handshake, µs (log scale; lower is better)", "TLS", log=True)
 
 
 def run_echo(args, loops):
@@ -222,8 +261,6 @@ def run_echo(args, loops):
     save(args, "echo", {"seconds": args.seconds, "repeat": args.repeat,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": v[0], "cpu_us_per_request": v[1]}
                                                         for lp, v in med.items()}} for name, med in rows]})
-    chart(args, "echo", [(name, {lp: v[1] for lp, v in med.items()}) for name, med in rows],
-          "server CPU time per request, µs (log scale; lower is better)", "Echo servers", log=True)
 
 
 def run_scale(args, loops):
@@ -247,8 +284,6 @@ def run_scale(args, loops):
               ratio(r["bytes_per_item"], base[r["benchmark"]]["bytes_per_item"])] for r in rows]
     print_table(headers, table)
     save(args, "scale", {"repeat": args.repeat, "rows": rows})
-    chart(args, "scale", by_benchmark(rows, lambda r: r["bytes_per_item"]),
-          "RSS growth per item, bytes (lower is better)", "Memory and scale")
 
 
 def run_http(args, loops):
@@ -264,8 +299,6 @@ def run_http(args, loops):
     save(args, "http", {"seconds": seconds, "repeat": args.repeat, "versions": v,
                         "rows": [{"benchmark": name, **{lp: {"requests_per_s": x[0], "cpu_us_per_request": x[1]}
                                                         for lp, x in med.items()}} for name, med in rows]})
-    chart(args, "http", [(name, {lp: x[1] for lp, x in med.items()}) for name, med in rows],
-          "server CPU time per request, µs (lower is better)", "HTTP servers under wrk")
 
 
 def save(args, suite, data):
@@ -276,6 +309,7 @@ def save(args, suite, data):
         json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(), **data},
                   f, indent=2)
     print(f"\nresults: {os.path.relpath(path)}")
+    chart_suite(args.results, suite)
 
 
 def print_table(headers, table):
@@ -310,9 +344,6 @@ def run_dns(args, loops):
     print_table(headers, table)
     save(args, "dns", {"lookups": n, "repeat": args.repeat,
                        "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]})
-    chart(args, "dns", by_benchmark([{"benchmark": f"{n} lookups, concurrency {c}", "loop": lp, **r}
-                                     for (c, lp), r in rows.items()], lambda r: r["seconds"] * 1e3),
-          "time, ms (lower is better)", "DNS: lookups of 'localhost'")
 
 
 def run_micro(args, loops):
@@ -328,8 +359,6 @@ def run_micro(args, loops):
 
     save(args, "micro", {"machine": platform.machine(), "cpus": os.cpu_count(), "repeat": args.repeat,
                          "unit": "ns/op", "median": rows, "samples": samples})
-    chart(args, "micro", list(rows.items()), "time per operation relative to stock asyncio (lower is faster)",
-          "pyloop micro-benchmarks (median of fresh-process runs)", relative_to="asyncio")
 
 
 if __name__ == "__main__":
