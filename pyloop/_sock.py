@@ -47,7 +47,6 @@ _sock_sendall = _core.sock_sendall
 _sock_recvfrom = _core.sock_recvfrom
 _sock_recvfrom_into = _core.sock_recvfrom_into
 _sock_sendto = _core.sock_sendto
-_sock_op_abort = _core.sock_op_abort
 _SockOp = _core.SockOp
 
 
@@ -94,22 +93,14 @@ class SocketMethods:
         op = _sock_recv(self, sock, n)  # what is there already comes without a wait
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op  # (a cancelled or closed await stops the op's wait)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf; return the number of bytes received."""
         op = _sock_recv_into(self, sock, buf)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram: (data, address)."""
@@ -118,11 +109,7 @@ class SocketMethods:
             if op is NotImplemented:  # not AF_INET/AF_INET6, or arguments for the socket module to judge
                 return await self._sock_wait(sock, False, lambda: sock.recvfrom(bufsize))
             return op
-        try:  # (inline in each method: a helper coroutine would cost each wait)
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf: (nbytes, address)."""
@@ -132,22 +119,14 @@ class SocketMethods:
             if op is NotImplemented:  # not AF_INET/AF_INET6, or arguments for the socket module to judge
                 return await self._sock_wait(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
             return op
-        try:  # (inline in each method: a helper coroutine would cost each wait)
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
         op = _sock_sendall(self, sock, data)  # most sends go whole at once
         if op is None:
             return None
-        try:
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; return the number of bytes sent."""
@@ -156,11 +135,7 @@ class SocketMethods:
             if op is NotImplemented:  # an address to resolve, a Unix path, odd arguments
                 return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
             return op
-        try:
-            return await op
-        except BaseException:
-            _sock_op_abort(op)
-            raise
+        return await op
 
     async def sock_connect(self, sock, address):
         """Connect the socket, resolving host names through the loop's getaddrinfo."""

@@ -20,6 +20,26 @@ def pair():
     return a, b
 
 
+def run(loop, coro, *socks, timeout=10):
+    """Runs coro on loop (with a timeout), then closes the sockets."""
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def drain(sock, n):
+    """Reads n bytes from a non-blocking socket without the loop's help."""
+    got = bytearray()
+    while len(got) < n:
+        try:
+            got += sock.recv(1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    return got
+
+
 def fill(sock):
     """Fill the socket's send buffer; return how much it took."""
     total = 0
@@ -55,20 +75,11 @@ def test_each_operation_waits_then_completes(loop):
         t = loop.create_task(loop.sock_sendall(a, bytearray(data)))
         await asyncio.sleep(0.01)
         assert not t.done()
-        got = bytearray()
-        while len(got) < sent + len(data):
-            try:
-                got += b.recv(1 << 20)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
+        got = await drain(b, sent + len(data))
         assert await t is None
         assert bytes(got[sent:]) == data
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 10))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b)
 
 
 def test_many_waits_in_a_row_on_one_socket(loop):
@@ -94,11 +105,7 @@ def test_many_waits_in_a_row_on_one_socket(loop):
             await loop.sock_sendall(a, got)
         await p
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 20))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b, timeout=20)
 
 
 def test_reader_and_writer_wait_on_one_socket_at_once(loop):
@@ -111,23 +118,14 @@ def test_reader_and_writer_wait_on_one_socket_at_once(loop):
         r = loop.create_task(loop.sock_recv(a, 10))
         await asyncio.sleep(0.01)
         assert not w.done() and not r.done()
-        got = bytearray()
-        while len(got) < sent + len(data):
-            try:
-                got += b.recv(1 << 20)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
+        got = await drain(b, sent + len(data))
         await w
         assert not r.done()  # the writer's wake-ups did not complete the reader
         b.send(b"ping")
         assert await r == b"ping"
         assert bytes(got[sent:]) == data
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 10))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b)
 
 
 @pytest.mark.parametrize("op", ["recv", "recv_into", "sendall"])
@@ -161,11 +159,7 @@ def test_cancelled_wait_leaves_the_data_and_the_buffer(loop, op):
             await asyncio.sleep(0.02)  # the cancelled wait takes nothing
             assert await loop.sock_recv(a, 16) == b"kept"
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 10))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b)
 
 
 def test_fd_numbers_reused_after_waits(loop):
@@ -215,11 +209,7 @@ def test_add_reader_replaces_a_waiting_sock_recv(loop):
         with pytest.raises(asyncio.CancelledError):
             await t
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 10))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b)
 
 
 @pytest.mark.parametrize("name", list(LOOP_FACTORIES))
@@ -337,11 +327,7 @@ def test_datagram_operations_wait_then_complete(loop, family, host):
         await asyncio.sleep(0.01)
         assert await loop.sock_recvfrom(a, 100) == (b"kept", b.getsockname())
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), 10))
-    finally:
-        a.close()
-        b.close()
+    run(loop, main(), a, b)
 
 
 def test_datagram_operation_errors_match(loop):

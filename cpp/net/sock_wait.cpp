@@ -22,6 +22,7 @@ struct SockOpObject {
     PyObject* loop;          // owned
     LoopCore* core;          // valid while `loop` is alive
     PyObject* fut;           // owned; nullptr once the operation is over
+    PyObject* iter;          // owned: the future's iterator, once awaited
     PyObject* sock;          // owned: the socket object stays alive while its fd is watched
     HandleObject* handle;    // owned while the fd is watched for this operation
     Py_buffer buf;           // recv_into's target, sendall's data (while has_buf)
@@ -221,21 +222,86 @@ PyObject* SockOp_call(PyObject* o, PyObject*, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// `await op` awaits the future through the op, which stops the wait when the
+// awaiting coroutine is thrown into (a cancelled task) or closed: the Python face
+// needs no try/except around it.
 PyObject* SockOp_await(PyObject* o) {
     SockOpObject* op = OP(o);
-    if (!op->fut) {
-        PyErr_SetString(PyExc_RuntimeError, "the socket operation is over");
+    if (!op->iter) {
+        if (!op->fut) {
+            PyErr_SetString(PyExc_RuntimeError, "the socket operation is over");
+            return nullptr;
+        }
+        PyAsyncMethods* am = Py_TYPE(op->fut)->tp_as_async;
+        op->iter = am && am->am_await ? am->am_await(op->fut) : PyObject_CallMethod(op->fut, "__await__", nullptr);
+        if (!op->iter) return nullptr;
+    }
+    return Py_NewRef(o);
+}
+
+PySendResult SockOp_send(PyObject* o, PyObject* arg, PyObject** result) {
+    SockOpObject* op = OP(o);
+    if (!op->iter) {
+        PyErr_SetString(PyExc_RuntimeError, "the socket operation is not awaited");
+        *result = nullptr;
+        return PYGEN_ERROR;
+    }
+    return PyIter_Send(op->iter, arg, result);
+}
+
+// A send's outcome as next()/send() give it: the value yielded, or StopIteration
+// carrying the value returned.
+PyObject* as_iteration(PySendResult r, PyObject* result) {
+    if (r == PYGEN_NEXT) return result;
+    if (r == PYGEN_RETURN) {
+        PyObject* exc = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (exc) {
+            PyErr_SetObject(PyExc_StopIteration, exc);
+            Py_DECREF(exc);
+        }
+    }
+    return nullptr;
+}
+
+PyObject* SockOp_iternext(PyObject* o) {
+    PyObject* result;
+    PySendResult r = SockOp_send(o, Py_None, &result);
+    return as_iteration(r, result);
+}
+
+PyObject* SockOp_send_method(PyObject* o, PyObject* arg) {
+    PyObject* result;
+    PySendResult r = SockOp_send(o, arg, &result);
+    return as_iteration(r, result);
+}
+
+// throw()/close() from the awaiting coroutine: the wait ends here, then the future's
+// iterator does what it does (raises what was thrown).
+PyObject* SockOp_throw(PyObject* o, PyObject* args) {
+    SockOpObject* op = OP(o);
+    finish(op);
+    if (!op->iter) {
+        PyErr_SetString(PyExc_RuntimeError, "the socket operation is not awaited");
         return nullptr;
     }
-    PyAsyncMethods* am = Py_TYPE(op->fut)->tp_as_async;
-    if (am && am->am_await) return am->am_await(op->fut);
-    return PyObject_CallMethod(op->fut, "__await__", nullptr);
+    PyObject* m = PyObject_GetAttrString(op->iter, "throw");
+    if (!m) return nullptr;
+    PyObject* r = PyObject_Call(m, args, nullptr);
+    Py_DECREF(m);
+    return r;
+}
+
+PyObject* SockOp_close(PyObject* o, PyObject*) {
+    finish(OP(o));
+    Py_RETURN_NONE;
 }
 
 int SockOp_traverse(PyObject* o, visitproc visit, void* arg) {
     SockOpObject* op = OP(o);
     Py_VISIT(op->loop);
     Py_VISIT(op->fut);
+    Py_VISIT(op->iter);
     Py_VISIT(op->sock);
     Py_VISIT(reinterpret_cast<PyObject*>(op->handle));
     if (op->has_buf) Py_VISIT(op->buf.obj);
@@ -247,6 +313,7 @@ int SockOp_clear(PyObject* o) {
     Py_CLEAR(op->handle);  // a cycle through the watch is broken here: the watch keeps it
     release_buffer(op);
     Py_CLEAR(op->fut);
+    Py_CLEAR(op->iter);
     Py_CLEAR(op->sock);
     Py_CLEAR(op->loop);
     return 0;
@@ -260,12 +327,14 @@ void SockOp_dealloc(PyObject* o) {
     Py_DECREF(tp);
 }
 
-// Starts waiting: a future, and a one-shot watch of the fd. Returns the SockOp (a
-// new reference) or nullptr with an exception set (the buffer, if any, released).
-PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, int fd, OpKind kind, Py_ssize_t n,
-                     Py_buffer* buf, Py_ssize_t sent) {
+// Starts waiting: a future, and a one-shot watch of the fd, for the operation the
+// probe describes (its buffer, if has_buf, passes to the SockOp). Returns the SockOp
+// (a new reference) or nullptr with an exception set (the buffer released).
+PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, SockOpObject& probe) {
+    int fd = probe.fd;
+    OpKind kind = probe.kind;
     auto fail = [&]() -> PyObject* {
-        if (buf) PyBuffer_Release(buf);
+        if (probe.has_buf) PyBuffer_Release(&probe.buf);
         return nullptr;
     };
     if (core->is_closed()) {
@@ -295,12 +364,15 @@ PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, int fd, OpK
     op->fut = fut;
     op->sock = Py_NewRef(sock);
     op->handle = nullptr;
-    op->has_buf = buf != nullptr;
-    if (buf) op->buf = *buf;
+    op->iter = nullptr;
+    op->has_buf = probe.has_buf;
+    if (probe.has_buf) op->buf = probe.buf;
     op->fd = fd;
     op->kind = kind;
-    op->n = n;
-    op->sent = sent;
+    op->n = probe.n;
+    op->sent = probe.sent;
+    op->addr = probe.addr;
+    op->addr_len = probe.addr_len;
     PyObject_GC_Track(op);
     PyObject* self = reinterpret_cast<PyObject*>(op);
     HandleObject* h = handle_new(HandleType, self, nullptr, 0, g_context, loop, core);
@@ -318,20 +390,47 @@ PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, int fd, OpK
     return self;
 }
 
-struct Prologue {
+// One call's checked arguments, and the operation as the first attempt makes it.
+struct Call {
     LoopCore* core;
-    int fd;
+    SockOpObject probe;  // fd, kind, n, buf/has_buf, sent, addr: what start_wait copies
 };
 
-// loop, sock: checked; -1 with an exception set.
-int prologue(PyObject* const* args, Py_ssize_t nargs, const char* name, Prologue* p) {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s() takes 3 arguments", name);
+// loop, sock (and the argument count): checked. -1 with an exception set.
+int prologue(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t want, const char* name, OpKind kind, Call* c) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments", name, want);
         return -1;
     }
-    p->core = core_of(args[0]);
-    if (!p->core) return -1;
-    return check_socket(args[1], &p->fd);
+    c->core = core_of(args[0]);
+    if (!c->core) return -1;
+    c->probe.kind = kind;
+    c->probe.n = 0;
+    c->probe.sent = 0;
+    c->probe.has_buf = false;
+    c->probe.addr_len = 0;
+    return check_socket(args[1], &c->probe.fd);
+}
+
+// Takes the buffer of args[i] (writable or not) into the call: false when the object
+// has none of that kind (then the socket method judges it).
+bool take_buffer(Call* c, PyObject* obj, int flags) {
+    if (PyObject_GetBuffer(obj, &c->probe.buf, flags) < 0) {
+        PyErr_Clear();
+        return false;
+    }
+    c->probe.has_buf = true;
+    return true;
+}
+
+// The first attempt; its result, or the wait for it (a SockOp).
+PyObject* try_or_wait(PyObject* const* args, Call* c) {
+    PyObject* result;
+    if (attempt(&c->probe, &result)) {
+        if (c->probe.has_buf) PyBuffer_Release(&c->probe.buf);
+        return result;
+    }
+    return start_wait(args[0], c->core, args[1], c->probe);
 }
 
 // Runs the first attempt of an operation whose arguments the socket method itself
@@ -341,66 +440,30 @@ PyObject* python_attempt(PyObject* sock, PyObject* method, PyObject* arg) {
 }
 
 PyObject* sock_recv(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (prologue(args, nargs, "sock_recv", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    if (!PyLong_CheckExact(args[2])) return python_attempt(sock, s_recv, args[2]);
-    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
-    if (n < 0) {
+    Call c;
+    if (prologue(args, nargs, 3, "sock_recv", kRecv, &c) < 0) return nullptr;
+    if (!PyLong_CheckExact(args[2])) return python_attempt(args[1], s_recv, args[2]);
+    c.probe.n = PyLong_AsSsize_t(args[2]);
+    if (c.probe.n < 0) {
         if (PyErr_Occurred()) PyErr_Clear();
-        return python_attempt(sock, s_recv, args[2]);  // its ValueError or OverflowError
+        return python_attempt(args[1], s_recv, args[2]);  // its ValueError or OverflowError
     }
-    if (n == 0) return PyBytes_FromStringAndSize(nullptr, 0);  // socket.recv(0) makes no call
-    SockOpObject probe;
-    probe.fd = p.fd;
-    probe.kind = kRecv;
-    probe.n = n;
-    PyObject* result;
-    if (attempt(&probe, &result)) return result;
-    return start_wait(args[0], p.core, sock, p.fd, kRecv, n, nullptr, 0);
+    if (c.probe.n == 0) return PyBytes_FromStringAndSize(nullptr, 0);  // socket.recv(0) makes no call
+    return try_or_wait(args, &c);
 }
 
 PyObject* sock_recv_into(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (prologue(args, nargs, "sock_recv_into", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    Py_buffer buf;
-    if (PyObject_GetBuffer(args[2], &buf, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();
-        return python_attempt(sock, s_recv_into, args[2]);  // its TypeError
-    }
-    SockOpObject probe;
-    probe.fd = p.fd;
-    probe.kind = kRecvInto;
-    probe.buf = buf;
-    PyObject* result;
-    if (attempt(&probe, &result)) {
-        PyBuffer_Release(&buf);
-        return result;
-    }
-    return start_wait(args[0], p.core, sock, p.fd, kRecvInto, 0, &buf, 0);
+    Call c;
+    if (prologue(args, nargs, 3, "sock_recv_into", kRecvInto, &c) < 0) return nullptr;
+    if (!take_buffer(&c, args[2], PyBUF_WRITABLE)) return python_attempt(args[1], s_recv_into, args[2]);
+    return try_or_wait(args, &c);
 }
 
 PyObject* sock_sendall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (prologue(args, nargs, "sock_sendall", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    Py_buffer buf;
-    if (PyObject_GetBuffer(args[2], &buf, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        return python_attempt(sock, s_send, args[2]);  // its TypeError
-    }
-    SockOpObject probe;
-    probe.fd = p.fd;
-    probe.kind = kSendAll;
-    probe.buf = buf;
-    probe.sent = 0;
-    PyObject* result;
-    if (attempt(&probe, &result)) {
-        PyBuffer_Release(&buf);
-        return result;
-    }
-    return start_wait(args[0], p.core, sock, p.fd, kSendAll, 0, &buf, probe.sent);
+    Call c;
+    if (prologue(args, nargs, 3, "sock_sendall", kSendAll, &c) < 0) return nullptr;
+    if (!take_buffer(&c, args[2], PyBUF_SIMPLE)) return python_attempt(args[1], s_send, args[2]);
+    return try_or_wait(args, &c);
 }
 
 // The socket's address family when it is AF_INET or AF_INET6 (whose addresses are
@@ -417,104 +480,49 @@ int inet_family(PyObject* sock) {
     return family == AF_INET || family == AF_INET6 ? static_cast<int>(family) : 0;
 }
 
-PyObject* sock_recvfrom(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (prologue(args, nargs, "sock_recvfrom", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    if (!inet_family(sock)) Py_RETURN_NOTIMPLEMENTED;
-    if (!PyLong_CheckExact(args[2])) Py_RETURN_NOTIMPLEMENTED;  // the socket method judges it
-    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
-    if (n <= 0) {  // 0: the socket module's own rules; < 0: its ValueError
-        if (PyErr_Occurred()) PyErr_Clear();
-        Py_RETURN_NOTIMPLEMENTED;
+// A size argument the C path takes (an exact int, at least `least`): else false, and
+// the socket method judges it.
+bool size_arg(PyObject* o, Py_ssize_t least, Py_ssize_t* n) {
+    if (!PyLong_CheckExact(o)) return false;
+    *n = PyLong_AsSsize_t(o);
+    if (*n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return false;
     }
-    SockOpObject probe;
-    probe.fd = p.fd;
-    probe.kind = kRecvFrom;
-    probe.n = n;
-    PyObject* result;
-    if (attempt(&probe, &result)) return result;
-    return start_wait(args[0], p.core, sock, p.fd, kRecvFrom, n, nullptr, 0);
+    return *n >= least;
+}
+
+// The datagram methods return NotImplemented for anything but an AF_INET/AF_INET6
+// socket and arguments the C path takes: the Python face then does what asyncio does.
+PyObject* sock_recvfrom(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    Call c;
+    if (prologue(args, nargs, 3, "sock_recvfrom", kRecvFrom, &c) < 0) return nullptr;
+    if (!inet_family(args[1]) || !size_arg(args[2], 1, &c.probe.n)) Py_RETURN_NOTIMPLEMENTED;
+    return try_or_wait(args, &c);
 }
 
 // sock_recvfrom_into(loop, sock, buf, nbytes): nbytes already asyncio's (len(buf) for 0).
 PyObject* sock_recvfrom_into(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "sock_recvfrom_into() takes 4 arguments");
-        return nullptr;
-    }
-    if (prologue(args, 3, "sock_recvfrom_into", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    if (!inet_family(sock) || !PyLong_CheckExact(args[3])) Py_RETURN_NOTIMPLEMENTED;
-    Py_ssize_t n = PyLong_AsSsize_t(args[3]);
-    if (n < 0) {
-        if (PyErr_Occurred()) PyErr_Clear();
+    Call c;
+    if (prologue(args, nargs, 4, "sock_recvfrom_into", kRecvFromInto, &c) < 0) return nullptr;
+    if (!inet_family(args[1]) || !size_arg(args[3], 0, &c.probe.n) || !take_buffer(&c, args[2], PyBUF_WRITABLE))
+        Py_RETURN_NOTIMPLEMENTED;
+    if (c.probe.n > c.probe.buf.len) {  // the socket module's ValueError
+        PyBuffer_Release(&c.probe.buf);
         Py_RETURN_NOTIMPLEMENTED;
     }
-    Py_buffer buf;
-    if (PyObject_GetBuffer(args[2], &buf, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (n > buf.len) {  // the socket module's ValueError
-        PyBuffer_Release(&buf);
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (n == 0) n = buf.len;
-    SockOpObject probe;
-    probe.fd = p.fd;
-    probe.kind = kRecvFromInto;
-    probe.buf = buf;
-    probe.n = n;
-    PyObject* result;
-    if (attempt(&probe, &result)) {
-        PyBuffer_Release(&buf);
-        return result;
-    }
-    return start_wait(args[0], p.core, sock, p.fd, kRecvFromInto, n, &buf, 0);
+    if (c.probe.n == 0) c.probe.n = c.probe.buf.len;
+    return try_or_wait(args, &c);
 }
 
 PyObject* sock_sendto(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    Prologue p;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "sock_sendto() takes 4 arguments");
-        return nullptr;
-    }
-    if (prologue(args, 3, "sock_sendto", &p) < 0) return nullptr;
-    PyObject* sock = args[1];
-    int family = inet_family(sock);
-    SockOpObject probe;
-    if (!family || parse_inet_address(family, args[3], &probe.addr, &probe.addr_len) != 1)
+    Call c;
+    if (prologue(args, nargs, 4, "sock_sendto", kSendTo, &c) < 0) return nullptr;
+    int family = inet_family(args[1]);
+    if (!family || parse_inet_address(family, args[3], &c.probe.addr, &c.probe.addr_len) != 1 ||
+        !take_buffer(&c, args[2], PyBUF_SIMPLE))
         Py_RETURN_NOTIMPLEMENTED;  // a name to resolve, a Unix path, odd types
-    Py_buffer buf;
-    if (PyObject_GetBuffer(args[2], &buf, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    probe.fd = p.fd;
-    probe.kind = kSendTo;
-    probe.buf = buf;
-    PyObject* result;
-    if (attempt(&probe, &result)) {
-        PyBuffer_Release(&buf);
-        return result;
-    }
-    PyObject* op = start_wait(args[0], p.core, sock, p.fd, kSendTo, 0, &buf, 0);
-    if (op) {
-        OP(op)->addr = probe.addr;
-        OP(op)->addr_len = probe.addr_len;
-    }
-    return op;
-}
-
-PyObject* sock_op_abort(PyObject*, PyObject* o) {
-    if (Py_TYPE(o) != SockOpType) {
-        PyErr_SetString(PyExc_TypeError, "expected a SockOp");
-        return nullptr;
-    }
-    finish(OP(o));
-    Py_RETURN_NONE;
+    return try_or_wait(args, &c);
 }
 
 PyObject* sock_setup(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -557,11 +565,17 @@ PyMethodDef functions[] = {
     {"sock_sendto", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_sendto)), METH_FASTCALL,
      "sock_sendto(loop, sock, data, address): bytes sent, a SockOp, or NotImplemented (an address to "
      "resolve, not an AF_INET/AF_INET6 socket)."},
-    {"sock_op_abort", sock_op_abort, METH_O, "Stop a SockOp's wait (its await ended otherwise)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 }  // namespace
+
+static PyMethodDef SockOp_methods[] = {
+    {"send", SockOp_send_method, METH_O, nullptr},
+    {"throw", SockOp_throw, METH_VARARGS, nullptr},
+    {"close", SockOp_close, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
 
 int init_sock_op_functions(PyObject* module) {
     static PyType_Slot slots[] = {
@@ -570,6 +584,10 @@ int init_sock_op_functions(PyObject* module) {
         {Py_tp_clear, reinterpret_cast<void*>(SockOp_clear)},
         {Py_tp_call, reinterpret_cast<void*>(SockOp_call)},
         {Py_am_await, reinterpret_cast<void*>(SockOp_await)},
+        {Py_am_send, reinterpret_cast<void*>(SockOp_send)},
+        {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+        {Py_tp_iternext, reinterpret_cast<void*>(SockOp_iternext)},
+        {Py_tp_methods, SockOp_methods},
         {Py_tp_doc, const_cast<char*>("A sock_* operation waiting for its socket (await it).")},
         {0, nullptr},
     };

@@ -8,12 +8,12 @@ namespace pyloop {
 // sock_recvfrom, sock_recvfrom_into and sock_sendto. Each tries the system call at
 // once and returns its result; when the kernel is not ready it returns a SockOp, an
 // awaitable for the result, which waits on the loop's epoll with a one-shot
-// registration kept between waits (FdWatchers::DirectFn). The Python face awaits it
-// and calls sock_op_abort(op) if the await ends otherwise (cancelled, closed). The
-// datagram ones return NotImplemented for what the socket module must do (a host
-// name to resolve, another family, odd arguments). Adds the module functions
-// sock_setup, sock_recv, sock_recv_into, sock_sendall, sock_recvfrom,
-// sock_recvfrom_into, sock_sendto, sock_op_abort and the type SockOp.
+// registration kept between waits (FdWatchers::DirectFn); an await of it that ends
+// otherwise (a cancelled task throws into it, a closed coroutine closes it) stops
+// the wait. The datagram ones return NotImplemented for what the socket module must
+// do (a host name to resolve, another family, odd arguments). Adds the module
+// functions sock_setup, sock_recv, sock_recv_into, sock_sendall, sock_recvfrom,
+// sock_recvfrom_into, sock_sendto and the type SockOp.
 int init_sock_op_functions(PyObject* module);
 
 }  // namespace pyloop
