@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test bench sanitize clean
+.PHONY: setup build test bench sanitize wheel sdist clean
 
 setup:
 	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
@@ -11,6 +11,7 @@ setup:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libuv1-dev pkg-config; }
 	@$(PYTHON) -c "import scikit_build_core, pybind11" 2>/dev/null || $(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
 	@$(PYTHON) -c "import setuptools" 2>/dev/null || $(PIP) install setuptools  # sdists among the test deps (3.12+ has none)
+	@$(PYTHON) -m pip show pyloop >/dev/null 2>&1 && $(PIP) uninstall -y pyloop || true  # the name before pyloop-uv
 	@$(PIP) install --no-build-isolation -e '.[test]'
 	@$(PYTHON) -c "import uvloop, matplotlib" 2>/dev/null || $(PIP) install uvloop matplotlib \
 	  || echo "uvloop/matplotlib could not be installed: the benchmarks run without them"
@@ -27,6 +28,13 @@ bench: setup
 	  || echo "uvicorn/httptools could not be installed: the HTTP rows run without them"
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# A self-contained wheel in dist/ (libuv built in from Debian's pinned upstream
+# tarball, see CMakeLists.txt), and the sdist.
+wheel: setup
+	$(PIP) wheel --no-deps -w dist .
+sdist: setup
+	cd dist 2>/dev/null || mkdir -p dist; cd dist && $(PYTHON) -m build --sdist --outdir . $(CURDIR)
+
 # The whole suite on a build with AddressSanitizer + UndefinedBehaviorSanitizer, in a
 # virtualenv of its own (build/sanitize-venv) so the normal build stays as it is.
 # Python itself is not instrumented: libasan (and libstdc++, for C++ exceptions) are
@@ -42,11 +50,11 @@ sanitize: setup
 	@$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install "scikit-build-core>=0.10" "pybind11>=2.12" \
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "blockbuster>=1.5" "trustme>=1.1" "aiohttp>=3.9"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
-	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
+	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.define.PYLOOP_LIBUV=system -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
 	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./bin/pytest -q -p no:cacheprovider --capture=sys -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \
 	  $(if $(PYTEST_ARGS),$(PYTEST_ARGS),$(CURDIR)/tests)
 
 clean:
-	rm -rf build *.egg-info pyloop/*.so
+	rm -rf build dist *.egg-info pyloop/*.so
