@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include <string>
+
 namespace py = pybind11;
 using namespace pyloop;
 
@@ -79,8 +81,18 @@ void bind_loop(py::module_& m) {
 
 }  // namespace
 
+#ifndef PYLOOP_LIBUV_LINKAGE
+#define PYLOOP_LIBUV_LINKAGE "system"
+#endif
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pyloop's C++ core over libuv";
+    // What `python -m pyloop` reports: the libuv pyloop was compiled against, the one
+    // it runs with (the same when it is built in), and how it is linked.
+    m.attr("libuv_build_version") = UV_VERSION_MAJOR * 10000 + UV_VERSION_MINOR * 100 + UV_VERSION_PATCH;
+    m.def("libuv_version", []() { return uv_version(); }, "The running libuv's version number (major*10000+minor*100+patch).");
+    m.def("libuv_version_string", []() { return std::string(uv_version_string()); });
+    m.attr("libuv_linkage") = PYLOOP_LIBUV_LINKAGE;
     bind_handles(m);
     bind_loop(m);
     bind_dns(m);

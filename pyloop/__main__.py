@@ -1,0 +1,94 @@
+"""python -m pyloop: what pyloop is built with, and ways to run code on it.
+
+    python -m pyloop                     pyloop's version, the libuv it was built with and
+                                         runs with, libuv's pool size, the Python build,
+                                         and whether uvloop is installed
+    python -m pyloop run SCRIPT [ARGS]   run a script with pyloop as asyncio's loop
+                                         (asyncio.run, asyncio.Runner, get_event_loop)
+    python -m pyloop repl                asyncio's REPL (top-level await) on pyloop
+"""
+
+import asyncio
+import os
+import platform
+import runpy
+import sys
+import warnings
+
+import pyloop
+from pyloop import _core
+
+
+def _uv(n):
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+
+
+def pool_size():
+    """libuv's thread pool size as libuv will read it (UV_THREADPOOL_SIZE, 1..1024,
+    default 4), and where it comes from."""
+    raw = os.environ.get("UV_THREADPOOL_SIZE")
+    if raw is None:
+        return 4, "default"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0  # libuv's atoi
+    return min(max(n, 1), 1024), f"UV_THREADPOOL_SIZE={raw}"
+
+
+def info():
+    lines = [("pyloop", f"{pyloop.__version__} ({os.path.dirname(pyloop.__file__)})"),
+             ("libuv built with", f"{_uv(_core.libuv_build_version)} ({_core.libuv_linkage})"),
+             ("libuv running", _core.libuv_version_string())]
+    size, source = pool_size()
+    lines.append(("libuv pool threads", f"{size} ({source}; started at the first lookup)"))
+    lines.append(("Python", f"{platform.python_implementation()} {platform.python_version()} "
+                            f"({', '.join(platform.python_build())}; {platform.python_compiler()})"))
+    try:
+        import uvloop
+        lines.append(("uvloop", f"{uvloop.__version__} installed"))
+    except ImportError:
+        lines.append(("uvloop", "not installed"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def _use_pyloop():
+    # The only hook plain asyncio.run() and asyncio.get_event_loop() have is the policy;
+    # asyncio deprecates policies from 3.14, but the policy still works there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(pyloop.EventLoopPolicy())
+
+
+def run_script(argv):
+    if not argv:
+        sys.exit("usage: python -m pyloop run SCRIPT [ARGS...]")
+    _use_pyloop()
+    sys.argv = list(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+    runpy.run_path(argv[0], run_name="__main__")
+
+
+def repl():
+    _use_pyloop()
+    sys.argv = [sys.argv[0]]
+    runpy.run_module("asyncio", run_name="__main__", alter_sys=True)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("info", "--version"):
+        print(info())
+    elif argv[0] == "run":
+        run_script(argv[1:])
+    elif argv[0] == "repl":
+        repl()
+    elif argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+    else:
+        sys.exit(f"python -m pyloop: unknown command {argv[0]!r} (info, run SCRIPT, repl)\n\n{__doc__.strip()}")
+
+
+if __name__ == "__main__":
+    main()

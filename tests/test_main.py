@@ -1,0 +1,64 @@
+"""python -m pyloop: the report, `run SCRIPT`, `repl`."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pyloop
+from pyloop import _core
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pyloop_cmd(*args, **kw):
+    env = dict(os.environ, **kw.pop("env", {}))
+    return subprocess.run([sys.executable, "-m", "pyloop", *args], capture_output=True, text=True, timeout=60,
+                          env=env, **kw)
+
+
+def test_report(tmp_path):
+    out = pyloop_cmd(cwd=str(tmp_path), env={"UV_THREADPOOL_SIZE": "7"})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"pyloop              {pyloop.__version__}" in text
+    v = _core.libuv_build_version
+    assert f"libuv built with    {v // 10000}.{v // 100 % 100}.{v % 100} ({_core.libuv_linkage})" in text
+    assert f"libuv running       {_core.libuv_version_string()}" in text
+    assert "libuv pool threads  7 (UV_THREADPOOL_SIZE=7" in text
+    assert f"Python              CPython {'.'.join(map(str, sys.version_info[:3]))}" in text
+    assert "uvloop" in text
+
+
+def test_run_script(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, sys
+        import helper  # next to the script, as `python app.py` finds it
+
+        async def main():
+            return type(asyncio.get_running_loop()).__module__
+
+        print(asyncio.run(main()), sys.argv[1:], helper.X, __name__)
+        loop = asyncio.new_event_loop()
+        print(type(loop).__module__)
+        loop.close()
+    """))
+    (tmp_path / "helper.py").write_text("X = 42\n")
+    out = pyloop_cmd("run", str(script), "a", "--b", cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == "pyloop ['a', '--b'] 42 __main__"
+    assert second == "pyloop"
+
+
+def test_run_script_errors(tmp_path):
+    assert pyloop_cmd("run").returncode != 0
+    out = pyloop_cmd("frobnicate")
+    assert out.returncode != 0 and "unknown command" in out.stderr
+
+
+def test_repl_runs_on_pyloop(tmp_path):
+    lines = "import asyncio\nawait asyncio.sleep(0)\nprint('loop:', type(asyncio.get_running_loop()).__module__)\n"
+    out = pyloop_cmd("repl", input=lines, cwd=str(tmp_path), env={"TERM": "dumb", "PYTHON_BASIC_REPL": "1"})
+    assert "loop: pyloop" in out.stdout + out.stderr, (out.stdout, out.stderr)
