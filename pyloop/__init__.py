@@ -42,6 +42,18 @@ class EventLoopPolicy(_BasePolicy):
     def __repr__(self):
         return f"<{type(self).__module__}.{type(self).__qualname__}>"
 
+    def __getattr__(self, name):
+        # Reached only for what a policy lacks: a loop's method means the policy class
+        # was given where a loop factory belongs (uvicorn's --loop pyloop:EventLoopPolicy,
+        # asyncio.Runner(loop_factory=pyloop.EventLoopPolicy)). Say what to write.
+        if not name.startswith("__") and hasattr(_asyncio.AbstractEventLoop, name):
+            raise AttributeError(
+                f"{self!r} is an event loop policy, not an event loop: it was used where a loop "
+                f"factory belongs. Pass pyloop.new_event_loop instead (uvicorn: --loop "
+                f"pyloop:new_event_loop; asyncio.Runner(loop_factory=pyloop.new_event_loop))",
+                name=name, obj=self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 def install():
     """Make pyloop the default event loop through the asyncio policy."""
