@@ -116,3 +116,49 @@ def test_policy_in_asyncio_runner():
             runner.run(coro)
     coro.close()
     assert not hasattr(pyloop.EventLoopPolicy(), "no_such_thing")
+
+
+def test_gunicorn_aiohttp_worker_on_every_worker(tmp_path):
+    """gunicorn with pyloop's aiohttp worker class, 2 worker processes: each answers
+    from a pyloop loop (the answer names the worker's pid)."""
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("aiohttp")
+    port = free_port()
+    (tmp_path / "app.py").write_text(textwrap.dedent("""
+        import asyncio, os
+        from aiohttp import web
+
+        async def hello(request):
+            return web.Response(text=f"{type(asyncio.get_running_loop()).__module__} {os.getpid()}")
+
+        async def make_app():
+            app = web.Application()
+            app.router.add_get("/", hello)
+            return app
+    """))
+    cmd = [sys.executable, "-m", "gunicorn", "app:make_app", "-k", "pyloop.gunicorn.AiohttpWorker", "-w", "2",
+           "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pids = set()
+        end = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < end:
+            if proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{proc.stdout.read()}")
+            try:
+                # a new connection each time, so that the kernel spreads them over the workers
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    kind, pid = r.read().decode().split()
+                assert kind == "pyloop"
+                pids.add(pid)
+            except OSError:
+                time.sleep(0.05)
+        assert len(pids) == 2, f"answers came from {pids}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
