@@ -8,8 +8,6 @@ import textwrap
 import pyloop
 from pyloop import _core
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def pyloop_cmd(*args, **kw):
     env = dict(os.environ, **kw.pop("env", {}))
@@ -45,7 +43,9 @@ def test_run_script(tmp_path):
         loop.close()
     """))
     (tmp_path / "helper.py").write_text("X = 42\n")
-    out = pyloop_cmd("run", str(script), "a", "--b", cwd=str(ROOT))
+    elsewhere = tmp_path / "cwd"  # not the script's folder: run puts that on sys.path
+    elsewhere.mkdir()
+    out = pyloop_cmd("run", str(script), "a", "--b", cwd=str(elsewhere))
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
     assert first == "pyloop ['a', '--b'] 42 __main__"
@@ -53,8 +53,8 @@ def test_run_script(tmp_path):
 
 
 def test_run_script_errors(tmp_path):
-    assert pyloop_cmd("run").returncode != 0
-    out = pyloop_cmd("frobnicate")
+    assert pyloop_cmd("run", cwd=str(tmp_path)).returncode != 0
+    out = pyloop_cmd("frobnicate", cwd=str(tmp_path))
     assert out.returncode != 0 and "unknown command" in out.stderr
 
 
