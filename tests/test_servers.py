@@ -31,6 +31,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+
+
 def serve_and_get(cmd, port, cwd, timeout=30):
     """Starts cmd, GETs http://127.0.0.1:port/ until it answers; returns the body."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -46,13 +56,7 @@ def serve_and_get(cmd, port, cwd, timeout=30):
                 time.sleep(0.1)
         raise AssertionError("server did not answer")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop(proc)
 
 
 def test_uvicorn_cli(tmp_path):
@@ -155,10 +159,4 @@ def test_gunicorn_aiohttp_worker_on_every_worker(tmp_path):
                 time.sleep(0.05)
         assert len(pids) == 2, f"answers came from {pids}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop(proc)
