@@ -47,6 +47,13 @@ def test_core_needs_no_libuv_and_exports_none_of_it(wheel, tmp_path):
     assert exported == []
 
 
+def test_auditwheel_finds_only_system_libraries(wheel):
+    pytest.importorskip("auditwheel")
+    out = run([sys.executable, "-m", "auditwheel", "show", str(wheel)])
+    assert "consistent with" in out and "manylinux" in out, out
+    assert "external shared libraries are required" not in out and "libuv" not in out, out
+
+
 def test_installs_and_runs_without_libuv(wheel, tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
