@@ -9,6 +9,7 @@ creation, the write buffer, flow control, pausing, closing.
 """
 
 import collections
+import contextvars
 import socket
 import sys
 from asyncio import constants, transports, trsock
@@ -39,6 +40,7 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
         self._closing = False
         self._paused = False
         self._protocol_paused = False
+        self._context = contextvars.copy_context()
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             self._read_ready = self._read_ready_py  # the socket module makes its addresses
         self._high_water = 64 * 1024
@@ -65,7 +67,9 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
     # ---- the core's readers and writers ----
 
     def _watch(self, writer, callback):
-        handle = _core.make_handle(self._loop, callback, ())
+        # The protocol's callbacks run in the context of the transport's creation, also
+        # after resume_reading() (as pyloop's stream transports; docs/api.md).
+        handle = _core.make_handle(self._loop, callback, (), self._context)
         _core.add_poll(self._loop, self._fd, writer, handle)
         return handle
 

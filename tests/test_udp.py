@@ -386,3 +386,44 @@ def test_users_socket_closed_under_the_transport(loop):
     got, errors, fd = loop.run_until_complete(main())
     assert got == []
     assert errors == ["OSError"]
+
+
+def test_datagram_received_after_resume_stays_in_the_creation_context(loop):
+    """pyloop keeps the creation context after resume_reading() (docs/api.md);
+    asyncio's re-added reader takes the caller's."""
+    import contextvars
+    var = contextvars.ContextVar("var", default="none")
+    seen = []
+
+    class Proto(Dgram):
+        def datagram_received(self, data, addr):
+            seen.append(var.get())
+            super().datagram_received(data, addr)
+
+    async def make():
+        var.set("creator")
+        return await loop.create_datagram_endpoint(lambda: Proto(loop), local_addr=("127.0.0.1", 0))
+
+    async def main():
+        tr, proto = await asyncio.ensure_future(make())
+        if sys.version_info < (3, 11) and not isinstance(loop, pyloop.Loop):
+            tr.close()  # asyncio 3.10's datagram transport cannot pause
+            await proto.lost
+            return None
+        c = _raw_udp()
+        c.sendto(b"1", tr.get_extra_info("sockname"))
+        await asyncio.wait_for(proto.got.get(), 5)
+        tr.pause_reading()
+        var.set("resumer")
+        tr.resume_reading()
+        c.sendto(b"2", tr.get_extra_info("sockname"))
+        await asyncio.wait_for(proto.got.get(), 5)
+        tr.close()
+        await proto.lost
+        c.close()
+        return seen
+
+    seen = loop.run_until_complete(main())
+    if seen is not None:
+        expected = "creator" if isinstance(loop, pyloop.Loop) else "resumer"
+        assert seen == ["creator", expected]

@@ -55,11 +55,10 @@ int check_socket(PyObject* sock, int* fd) {
         Py_DECREF(t);
         *fd = PyObject_AsFileDescriptor(sock);
         if (*fd < 0) {
-            if (!PyErr_Occurred()) errno = EBADF, PyErr_SetFromErrno(PyExc_OSError);
-            else if (PyErr_ExceptionMatches(PyExc_ValueError)) {  // fileno() returned -1: closed
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {  // fileno() returned -1: closed
                 PyErr_Clear();
                 errno = EBADF;
-                PyErr_SetFromErrno(PyExc_OSError);
+                PyErr_SetFromErrno(PyExc_OSError);  // what the socket call would raise
             }
             return -1;
         }
@@ -133,12 +132,14 @@ int attempt(SockOpObject* op, PyObject** result) {
                 break;
         }
         if (r < 0) {
+            int err = errno;  // before the bytes object is freed
             Py_XDECREF(bytes);
-            if (errno == EINTR) {
+            if (err == EINTR) {
                 if (PyErr_CheckSignals() < 0) return 1;
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+            if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+            errno = err;
             PyErr_SetFromErrno(PyExc_OSError);
             return 1;
         }

@@ -110,30 +110,16 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
             PyBuffer_Release(&buf);
         }
     }
-    PyObject* margs[3] = {self, nargs > 0 ? args[0] : nullptr, nargs > 1 ? args[1] : nullptr};
-    if (kwnames || nargs < 1 || nargs > 2) {
-        // Odd arguments: the Python half's own signature judges them.
-        PyObject* all = PyTuple_New(nargs);
-        if (!all) return nullptr;
-        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(all, i, Py_NewRef(args[i]));
-        PyObject* kw = nullptr;
-        if (kwnames) {
-            kw = PyDict_New();
-            for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(kwnames); i++)
-                if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) Py_CLEAR(kw);
-            if (!kw) {
-                Py_DECREF(all);
-                return nullptr;
-            }
-        }
-        PyObject* m = PyObject_GetAttr(self, s_sendto_slow);
-        PyObject* r = m ? PyObject_Call(m, all, kw) : nullptr;
-        Py_XDECREF(m);
-        Py_DECREF(all);
-        Py_XDECREF(kw);
-        return r;
-    }
-    return PyObject_VectorcallMethod(s_sendto_slow, margs, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    // The Python half, with the arguments as given (its signature judges odd ones).
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject* small[4];
+    PyObject** all = total < 4 ? small : static_cast<PyObject**>(PyMem_Malloc((total + 1) * sizeof(PyObject*)));
+    if (!all) return PyErr_NoMemory();
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < total; i++) all[i + 1] = args[i];
+    PyObject* r = PyObject_VectorcallMethod(s_sendto_slow, all, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    if (all != small) PyMem_Free(all);
+    return r;
 }
 
 // The reader: what asyncio's _read_ready does once, done for up to kBatch datagrams
