@@ -17,23 +17,11 @@ import warnings
 
 import pyloop
 from pyloop import _core
+from pyloop._dns import pool_size
 
 
 def _uv(n):
     return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
-
-
-def pool_size():
-    """libuv's thread pool size as libuv will read it (UV_THREADPOOL_SIZE, 1..1024,
-    default 4), and where it comes from."""
-    raw = os.environ.get("UV_THREADPOOL_SIZE")
-    if raw is None:
-        return 4, "default"
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0  # libuv's atoi
-    return min(max(n, 1), 1024), f"UV_THREADPOOL_SIZE={raw}"
 
 
 def info():

@@ -1,11 +1,25 @@
 """getaddrinfo/getnameinfo for pyloop.Loop: the argument handling of Python's socket
 module, numeric addresses resolved at once, names on libuv's thread pool."""
 
+import os
 import socket
 
 from . import _core
 
 _NUMERIC = int(socket.AI_NUMERICHOST)  # a plain int: IntFlag's | would drop unknown bits
+
+
+def pool_size():
+    """libuv's thread pool size as libuv reads it at the first lookup
+    (UV_THREADPOOL_SIZE, 1..1024, default 4), and where it comes from."""
+    raw = os.environ.get("UV_THREADPOOL_SIZE")
+    if raw is None:
+        return 4, "default"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0  # libuv's atoi
+    return min(max(n, 1), 1024), f"UV_THREADPOOL_SIZE={raw}"
 
 
 def _host_bytes(host):

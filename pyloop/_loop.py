@@ -492,6 +492,23 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         """socket.getnameinfo() without blocking, on libuv's thread pool."""
         return await _dns.getnameinfo(self, sockaddr, flags)
 
+    # ---- metrics (a pyloop extension) --------------------------------------------
+
+    def metrics(self):
+        """How busy the loop is and what it holds: a dict (docs/api.md, "loop.metrics()").
+
+        Counters are totals since the loop was made; utilization_since_last and
+        slowest_callback cover the time since the previous call. Cheap: call it as often
+        as you like (a periodic log line, a /metrics endpoint)."""
+        m = _core.metrics(self)
+        pending = m["lookups_pending"]
+        # libuv does not say which lookups a pool thread has picked up: at most one
+        # per thread (the pool is the process's, shared with other loops).
+        running = min(pending, _dns.pool_size()[0])
+        m["lookups_in_flight"] = running
+        m["lookups_queued"] = pending - running
+        return m
+
     # ---- readers and writers -----------------------------------------------------
 
     def _ensure_fd_no_transport(self, fd):
@@ -501,13 +518,13 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
         return fd
 
-    def _add_poll(self, fd, writer, callback, args):
+    def _add_poll(self, fd, writer, callback, args, kind="poller"):
         self._check_closed()
         fd = self._ensure_fd_no_transport(fd)
         if fd > _FD_MAX:  # what epoll.register raises for it in asyncio's selector
             raise OverflowError("Python int too large to convert to C int")
         handle = _core.make_handle(self, callback, args)
-        _core.add_poll(self, fd, writer, handle)
+        _core.add_poll(self, fd, writer, handle, kind)
 
     def _remove_poll(self, fd, writer):
         if self.is_closed():

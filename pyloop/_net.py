@@ -410,7 +410,7 @@ class NetworkMethods:
             handle = _core.make_handle(self, acceptor, ())
         else:
             handle = _core.make_handle(self, self._accept_connections, (server, sock))
-        _core.add_poll(self, sock.fileno(), False, handle)
+        _core.add_poll(self, sock.fileno(), False, handle, "unix" if sock.family == socket.AF_UNIX else "tcp")
 
     def _accept_out_of_resources(self, server, sock, exc):
         # Out of file descriptors (or memory): say so, pause, try again later.

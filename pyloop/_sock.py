@@ -80,7 +80,7 @@ class SocketMethods:
         self._check_closed()
         fd = self._ensure_fd_no_transport(sock.fileno())
         handle = _core.make_handle(self, ready, ())
-        _core.add_poll(self, fd, writer, handle)
+        _core.add_poll(self, fd, writer, handle, "sock")
         try:
             return await fut
         finally:

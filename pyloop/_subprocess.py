@@ -136,7 +136,7 @@ class SubprocessMethods:
                 return self._poll_child(pid, transport, 0)
             self.call_soon(transport._process_exited, returncode)
 
-        self._add_poll(pidfd, False, exited, ())
+        self._add_poll(pidfd, False, exited, (), "process")
 
     def _poll_child(self, pid, transport, attempt):
         returncode = _reap(pid)

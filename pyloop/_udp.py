@@ -70,7 +70,7 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
         # The protocol's callbacks run in the context of the transport's creation, also
         # after resume_reading() (as pyloop's stream transports; docs/api.md).
         handle = _core.make_handle(self._loop, callback, (), self._context)
-        _core.add_poll(self._loop, self._fd, writer, handle)
+        _core.add_poll(self._loop, self._fd, writer, handle, "udp")
         return handle
 
     def _unwatch(self, writer):
@@ -166,13 +166,15 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on datagram transport")
         else:
+            _core.count_bytes(self._loop, len(data), 0)
             self._protocol.datagram_received(data, addr)
 
     def _send_one(self, data, addr):
         if self._connected:
-            self._sock.send(data)
+            n = self._sock.send(data)
         else:
-            self._sock.sendto(data, addr)
+            n = self._sock.sendto(data, addr)
+        _core.count_bytes(self._loop, 0, n)
 
     def _sendto_slow(self, data, addr=None):
         """sendto() when the C++ half does not send at once (see udp.cpp)."""

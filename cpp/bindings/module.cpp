@@ -50,9 +50,14 @@ void bind_handles(py::module_& m) {
 void bind_loop(py::module_& m) {
     if (init_loop_type(m.ptr()) < 0) throw py::error_already_set();
 
-    m.def("add_poll", [](py::object loop, int fd, bool writer, py::handle h) {
-        check(core(loop).add_poll(fd, writer, as_handle(h)));
-    }, "Watch fd for reading (writer=False) or writing, replacing and cancelling the previous handle.");
+    m.def("add_poll", [](py::object loop, int fd, bool writer, py::handle h, const std::string& kind) {
+        int k = 0;
+        while (k < kKindCount && kind != kHandleKindNames[k]) k++;
+        if (k == kKindCount) throw py::value_error("unknown watch kind: " + kind);
+        check(core(loop).add_poll(fd, writer, as_handle(h), nullptr, static_cast<HandleKind>(k)));
+    }, py::arg("loop"), py::arg("fd"), py::arg("writer"), py::arg("handle"), py::arg("kind") = "poller",
+       "Watch fd for reading (writer=False) or writing, replacing and cancelling the previous handle; "
+       "kind says what it is for in loop.metrics().");
     m.def("remove_poll", [](py::object loop, int fd, bool writer) {
         int r = core(loop).remove_poll(fd, writer);
         check(r);
@@ -74,6 +79,16 @@ void bind_loop(py::module_& m) {
         d["timers_cancelled"] = c.timer_cancelled_count();
         return d;
     }, "Queue sizes, for tests and debugging.");
+    m.def("metrics", [](py::object loop, bool reset) {
+        PyObject* d = core(loop).report_metrics(reset);
+        if (!d) throw py::error_already_set();
+        return py::reinterpret_steal<py::dict>(d);
+    }, py::arg("loop"), py::arg("reset") = true, "loop.metrics()'s counters (see core/metrics.hpp).");
+    m.def("count_bytes", [](py::object loop, size_t nread, size_t nwritten) {
+        LoopCore& c = core(loop);
+        c.count_read(nread);
+        c.count_written(nwritten);
+    }, "Bytes the Python half of a transport moved, for loop.metrics().");
     m.def("set_slow_callback_duration", [](py::object loop, double s) {
         core(loop).set_slow_callback_duration(s);
     });

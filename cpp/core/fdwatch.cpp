@@ -65,7 +65,7 @@ int FdWatchers::apply(int fd, Watch& w) {
     return 0;
 }
 
-int FdWatchers::add(int fd, bool writer, HandleObject* h, DirectFn direct) {
+int FdWatchers::add(int fd, bool writer, HandleObject* h, DirectFn direct, HandleKind kind) {
     if (ensure_open() < 0) return -1;
     auto [it, fresh] = watches_.try_emplace(fd);
     Watch& w = it->second;
@@ -76,6 +76,7 @@ int FdWatchers::add(int fd, bool writer, HandleObject* h, DirectFn direct) {
     Py_INCREF(h);
     slot = h;
     fn = direct;
+    (writer ? w.writer_kind : w.reader_kind) = kind;
     int err = apply(fd, w);
     if (err) {
         slot = old;
@@ -210,6 +211,14 @@ int FdWatchers::traverse(visitproc visit, void* arg) {
 void FdWatchers::clear() {
     // One at a time: dropping a handle may run code that adds a watch; that one goes too.
     while (!watches_.empty()) forget(watches_.begin()->first);
+}
+
+void FdWatchers::count_kinds(uint64_t* counts) const {
+    // One per fd: what its reader is for, else its writer.
+    for (auto& [fd, w] : watches_) {
+        if (w.reader) counts[w.reader_kind]++;
+        else if (w.writer) counts[w.writer_kind]++;
+    }
 }
 
 }  // namespace pyloop

@@ -7,6 +7,7 @@
 // or forgives as asyncio's selector does, and libuv watches only that epoll fd.
 #pragma once
 #include "core/handle.hpp"
+#include "core/metrics.hpp"
 
 #include <uv.h>
 
@@ -34,13 +35,16 @@ class FdWatchers {
     // Watches fd for reading (writer=false) or writing with h (a new reference is
     // taken), replacing and cancelling the previous handle. -1 with OSError set when
     // the kernel refuses the fd (closed: EBADF; a regular file: EPERM), as asyncio.
-    int add(int fd, bool writer, HandleObject* h, DirectFn direct = nullptr);
+    // `kind`: what the watch is for, in loop.metrics().
+    int add(int fd, bool writer, HandleObject* h, DirectFn direct = nullptr, HandleKind kind = kKindPoller);
     // 1 removed, 0 nothing there. Never fails: a vanished fd is simply forgotten.
     int remove(int fd, bool writer);
     // Removes the watch only if it is still h (not replaced since): 1 removed, 0 not.
     int remove_if(int fd, bool writer, HandleObject* h);
     // Is any fd watched?
     bool active() const { return slots_ > 0; }
+    // Adds the number of watched fds of each kind to counts[kKindCount].
+    void count_kinds(uint64_t* counts) const;
     // At loop close: forget every watch and release the epoll instance (asynchronous
     // for the uv_poll on it; the epoll fd is closed at once).
     void close();
@@ -54,6 +58,8 @@ class FdWatchers {
         DirectFn reader_fn = nullptr;
         DirectFn writer_fn = nullptr;
         uint32_t events = 0;             // what epoll has armed (0: nothing, or disarmed)
+        HandleKind reader_kind = kKindPoller;
+        HandleKind writer_kind = kKindPoller;
         bool registered = false;         // is the fd in the epoll set?
     };
     int ensure_open();      // -1 with an exception set

@@ -13,6 +13,7 @@ LoopCore::LoopCore(PyObject* py_loop) : py_loop_(py_loop) {}
 
 LoopCore::~LoopCore() {
     if (!closed_ && close() < 0) PyErr_WriteUnraisable(py_loop_);
+    Py_CLEAR(metrics_.slowest_repr);
 }
 
 double LoopCore::clock() {
@@ -157,7 +158,9 @@ void LoopCore::compact_timers() {
 void LoopCore::schedule_due_timers() {
     // asyncio moves every timer due within the clock's resolution to the ready queue.
     refresh_clock();
-    double end = clock() + 1e-9;
+    double t = now();
+    pass_started(t);  // the clock reading doubles as loop.metrics()'s callback timing
+    double end = (time_patched_ ? clock() : t) + 1e-9;
     while (!heap_.empty()) {
         HandleObject* h = heap_.front();
         if (h->cancelled) {
@@ -216,15 +219,20 @@ void LoopCore::run_once_ready() {
         ready_.pop_front();
         int r = 0;
         if (!h->cancelled) {
+            metrics_.callbacks++;
             if (debug_) {
                 current_handle_ = h;
                 double t0 = now();
                 r = handle_run(h);
                 current_handle_ = nullptr;
-                double dt = now() - t0;
+                double t1 = now();
+                double dt = t1 - t0;
+                metrics_.timed_one(reinterpret_cast<PyObject*>(h), dt);
+                metrics_.group_start = t1;
                 if (r == 0 && dt >= slow_callback_duration_) log_slow(h, dt);
             } else {
                 r = handle_run(h);
+                if (++metrics_.group_n == LoopMetrics::kGroup) pass_started(now());
             }
         }
         if (!flushes_.empty()) run_flushes();  // what this callback wrote goes out now, together
@@ -295,6 +303,7 @@ void LoopCore::run_flushes() {
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
     self->ensure_gil();
+    self->metrics_.iterations++;
     self->run_batch();
     if (self->closed_) return;
     self->run_flushes();  // what the callbacks wrote, before the poll
@@ -308,7 +317,26 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
     // while the idle handle is active: then keep the GIL. Otherwise release it, even
     // when libuv may still decide not to block: uv_backend_timeout() cannot tell (it
     // answers 0 whenever a watcher change is queued, and the poll then blocks all the same).
-    if (!busy) self->saved_tstate_ = PyEval_SaveThread();
+    if (!busy) {
+        double t = now();
+        self->metrics_.close_group(t);
+        self->metrics_.idle_since = t;
+        self->saved_tstate_ = PyEval_SaveThread();
+    } else if (self->metrics_.group_n) {
+        self->metrics_.close_group(now());  // before the poll and the I/O callbacks
+    }
+}
+
+void LoopCore::retake_gil() {
+    PyThreadState* t = saved_tstate_;
+    saved_tstate_ = nullptr;
+    // Time blocked in the poll (not the wait for the GIL) is the loop's idle time.
+    double idle_end = metrics_.idle_since > 0 ? now() : 0;
+    PyEval_RestoreThread(t);
+    if (idle_end > 0) {
+        metrics_.idle_time += idle_end - metrics_.idle_since;
+        metrics_.idle_since = 0;
+    }
 }
 
 void LoopCore::on_check(uv_check_t* handle) {
@@ -381,6 +409,8 @@ int LoopCore::remove_signal(int signum) {
 
 int LoopCore::run(int wakeup_fd) {
     running_ = true;
+    metrics_.run_started = now();
+    metrics_.group_n = 0;
     thread_id_ = PyThread_get_thread_ident();
     if (wakeup_fd >= 0) {
         // The Python face passes the same socket on every run of a loop: watch it once.
@@ -410,6 +440,9 @@ int LoopCore::run(int wakeup_fd) {
     if (wakeup_active_) uv_poll_stop(&wakeup_);
     running_ = false;
     stopping_ = false;
+    metrics_.close_group(now());
+    metrics_.run_time += now() - metrics_.run_started;
+    metrics_.run_started = 0;
     batch_done();  // threads waiting for a batch: the loop has stopped
     if (fatal_) {
         restore_exception(fatal_);
@@ -440,6 +473,7 @@ void LoopCore::clear_all() {
     std::unordered_map<int, HandleObject*> sigs;
     sigs.swap(signals_);
     for (auto& kv : sigs) Py_DECREF(kv.second);
+    Py_CLEAR(metrics_.slowest_repr);
 }
 
 int LoopCore::traverse(visitproc visit, void* arg) {

@@ -13,6 +13,7 @@
 #pragma once
 #include "core/fdwatch.hpp"
 #include "core/handle.hpp"
+#include "core/metrics.hpp"
 
 #include <uv.h>
 
@@ -85,12 +86,14 @@ class LoopCore {
     PyObject* py_loop() const { return py_loop_; }
 
     // --- readers and writers; each returns -1 with an exception set on error ---
-    int add_poll(int fd, bool writer, HandleObject* h, FdWatchers::DirectFn direct = nullptr) {
+    // `kind` says what the watch is for loop.metrics().
+    int add_poll(int fd, bool writer, HandleObject* h, FdWatchers::DirectFn direct = nullptr,
+                 HandleKind kind = kKindPoller) {
         if (closed_) {
             PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
             return -1;
         }
-        return fdw_.add(fd, writer, h, direct);
+        return fdw_.add(fd, writer, h, direct, kind);
     }
     int remove_poll(int fd, bool writer) { return fdw_.remove(fd, writer); }  // 1 removed, 0 nothing there
     int remove_poll_if(int fd, bool writer, HandleObject* h) { return fdw_.remove_if(fd, writer, h); }
@@ -102,11 +105,7 @@ class LoopCore {
     // Re-takes the GIL if the loop released it around the poll. Every libuv callback
     // that touches Python starts with this.
     void ensure_gil() {
-        if (saved_tstate_) {
-            PyThreadState* t = saved_tstate_;
-            saved_tstate_ = nullptr;
-            PyEval_RestoreThread(t);
-        }
+        if (saved_tstate_) retake_gil();
     }
     // Must an I/O callback's protocol call wait its turn in the ready queue? Yes while
     // callbacks queued before this poll are waiting (asyncio runs them first) or the
@@ -138,7 +137,9 @@ class LoopCore {
     // the Python object that owns the handle: the loop reports it to the garbage
     // collector, as the reference libuv's pointer stands for.
     using HandleCloser = void (*)(uv_handle_t*);
-    void track_handle(uv_handle_t* h, HandleCloser closer, PyObject* owner) { tracked_[h] = {closer, owner}; }
+    void track_handle(uv_handle_t* h, HandleCloser closer, PyObject* owner, HandleKind kind) {
+        tracked_[h] = {closer, owner, kind};
+    }
     void untrack_handle(uv_handle_t* h) { tracked_.erase(h); }
     // Which open stream transport uses a socket's fd (add_reader and sock_* refuse it,
     // as asyncio's _ensure_fd_no_transport does). Borrowed: registered while open.
@@ -152,10 +153,19 @@ class LoopCore {
         return it == stream_fds_.end() ? nullptr : it->second;
     }
     // Requests on libuv's thread pool (DNS): close() cancels those not started yet.
-    void track_request(uv_req_t* r) { pool_reqs_.insert(r); }
+    void track_request(uv_req_t* r) {
+        pool_reqs_.insert(r);
+        metrics_.lookups++;
+    }
     void untrack_request(uv_req_t* r) { pool_reqs_.erase(r); }
     // The handle running now, in debug mode (asyncio's _current_handle); else nullptr.
     HandleObject* current_handle() const { return current_handle_; }
+
+    // --- loop.metrics() (core/metrics.cpp) ---
+    void count_read(size_t n) { metrics_.bytes_read += n; }
+    void count_written(size_t n) { metrics_.bytes_written += n; }
+    // The report as a dict; `reset` starts a new "since the last call" period.
+    PyObject* report_metrics(bool reset);
 
     int traverse(visitproc visit, void* arg);
     void clear_queues();
@@ -184,6 +194,11 @@ class LoopCore {
     void run_closing();
     void wait_for_batch();
     void batch_done();
+    void retake_gil();
+    void pass_started(double t) {
+        metrics_.close_group(t);
+        metrics_.group_start = t;
+    }
 
     uv_loop_t loop_;
     uv_idle_t idle_;
@@ -215,11 +230,13 @@ class LoopCore {
     struct Tracked {
         HandleCloser closer;
         PyObject* owner;  // borrowed: the owner keeps itself alive while the handle is open
+        HandleKind kind;
     };
     std::unordered_map<uv_handle_t*, Tracked> tracked_;
     std::unordered_map<int, PyObject*> stream_fds_;
     std::unordered_set<uv_req_t*> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
+    LoopMetrics metrics_;
     static constexpr int kMaxPollFreeTurns = 256;
     static constexpr size_t kThreadsafeBacklog = 4096;
     unsigned long thread_id_ = 0;  // the thread running the loop

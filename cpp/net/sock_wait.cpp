@@ -143,6 +143,8 @@ int attempt(SockOpObject* op, PyObject** result) {
             PyErr_SetFromErrno(PyExc_OSError);
             return 1;
         }
+        if (is_writer(op->kind)) op->core->count_written(static_cast<size_t>(r));
+        else op->core->count_read(static_cast<size_t>(r));
         switch (op->kind) {
             case kRecv:
                 if (r != op->n && _PyBytes_Resize(&bytes, r) < 0) return 1;
@@ -381,7 +383,7 @@ PyObject* start_wait(PyObject* loop, LoopCore* core, PyObject* sock, SockOpObjec
         Py_DECREF(self);
         return nullptr;
     }
-    if (core->add_poll(fd, is_writer(kind), h, op_ready) < 0) {
+    if (core->add_poll(fd, is_writer(kind), h, op_ready, kKindSock) < 0) {
         handle_cancel(h);
         Py_DECREF(h);
         Py_DECREF(self);
@@ -405,6 +407,7 @@ int prologue(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t want, const cha
     }
     c->core = core_of(args[0]);
     if (!c->core) return -1;
+    c->probe.core = c->core;
     c->probe.kind = kind;
     c->probe.n = 0;
     c->probe.sent = 0;

@@ -584,7 +584,8 @@ PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, 
     t->h.handle.data = t;
     t->handle_open = true;
     t->self_ref = Py_NewRef(O(t));
-    core->track_handle(&t->h.handle, close_for_loop_close, O(t));
+    core->track_handle(&t->h.handle, close_for_loop_close, O(t),
+                       kind != kStream ? kKindPipe : family == AF_UNIX ? kKindUnix : kKindTcp);
     r = family == AF_UNIX ? uv_pipe_open(&t->h.pipe, uv_fd) : uv_tcp_open(&t->h.tcp, uv_fd);
     if (r < 0) {
         // libuv did not take the fd: the socket object keeps its own (do not detach).

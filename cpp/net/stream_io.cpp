@@ -389,6 +389,7 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
     InContext in_context(t->context);
     if (nread > 0 || nread == UV_EOF) {
+        if (nread > 0) t->core->count_read(static_cast<size_t>(nread));
         PyObject* what;
         if (nread == UV_EOF) {
             release_read_buf(t);
@@ -467,6 +468,7 @@ void on_write(uv_write_t* req, int status) {
         return;
     }
     t->write_buffer_size -= len;
+    if (status == 0) t->core->count_written(len);
     // As asyncio's writer callback: in the context of the write() that began buffering.
     InContext in_context(t->write_context ? t->write_context : t->context);
     if (status < 0) {
@@ -600,6 +602,7 @@ static int write_bufs(TransportObject* t, const uv_buf_t* bufs, unsigned nbufs, 
         int n = uv_try_write(&t->h.stream, bufs, nbufs);
         if (n >= 0) {
             sent = static_cast<size_t>(n);
+            t->core->count_written(sent);
         } else if (n != UV_EAGAIN) {
             fatal_uv_error(t, n, write_error_message(t));
             return 0;

@@ -1,6 +1,8 @@
 // DatagramBase: see udp.hpp.
 #include "net/udp.hpp"
 
+#include "bindings/loop_type.hpp"
+#include "core/loop.hpp"
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"
 
@@ -29,6 +31,8 @@ struct DgramObject {
     char closing;          // _closing
     char paused;           // _paused: reading paused
     char connected;        // _connected: the socket has a peer (send, not sendto)
+    PyObject* loop;        // _loop
+    LoopCore* core;        // loop's core (bytes counted for loop.metrics()), or nullptr
 };
 
 constexpr Py_ssize_t kMaxDatagram = 256 * 1024;  // asyncio's max_size
@@ -98,7 +102,10 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
             } while (r < 0 && errno == EINTR);
             int err = r < 0 ? errno : 0;
             PyBuffer_Release(&buf);
-            if (r >= 0) Py_RETURN_NONE;
+            if (r >= 0) {
+                if (t->core) t->core->count_written(static_cast<size_t>(r));
+                Py_RETURN_NONE;
+            }
             if (err != EAGAIN && err != EWOULDBLOCK) {
                 PyObject* res = error_received(t, err);
                 if (!res) return nullptr;
@@ -145,6 +152,7 @@ PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
             Py_DECREF(res);
             break;  // as asyncio: one error per wake-up
         }
+        if (t->core) t->core->count_read(static_cast<size_t>(r));
         PyObject* data = PyBytes_FromStringAndSize(g_recv_buf, r);
         if (!data) return nullptr;
         PyObject* addr = inet_address(ss);
@@ -172,6 +180,7 @@ int Dgram_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(t->protocol);
     Py_VISIT(t->address);
     Py_VISIT(t->sock);
+    Py_VISIT(t->loop);
     return 0;
 }
 
@@ -181,6 +190,8 @@ int Dgram_clear(PyObject* o) {
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->address);
     Py_CLEAR(t->sock);
+    t->core = nullptr;
+    Py_CLEAR(t->loop);
     return 0;
 }
 
@@ -202,6 +213,21 @@ PyObject* Dgram_new(PyTypeObject* type, PyObject*, PyObject*) {
     t->fd = -1;
     return o;
 }
+
+PyObject* Dgram_get_loop(PyObject* o, void*) { return Py_NewRef(D(o)->loop ? D(o)->loop : Py_None); }
+
+int Dgram_set_loop(PyObject* o, PyObject* v, void*) {
+    DgramObject* t = D(o);
+    if (!v) v = Py_None;
+    t->core = PyObject_TypeCheck(v, CoreLoopType) ? reinterpret_cast<CoreLoopObject*>(v)->core : nullptr;
+    Py_XSETREF(t->loop, Py_NewRef(v));
+    return 0;
+}
+
+PyGetSetDef Dgram_getset[] = {
+    {"_loop", Dgram_get_loop, Dgram_set_loop, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
 
 PyMethodDef Dgram_methods[] = {
     {"sendto", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Dgram_sendto)),
@@ -232,6 +258,7 @@ PyType_Slot Dgram_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(Dgram_clear)},
     {Py_tp_methods, Dgram_methods},
     {Py_tp_members, Dgram_members},
+    {Py_tp_getset, Dgram_getset},
     {0, nullptr},
 };
 

@@ -29,7 +29,7 @@ static PyObject* WritePipe_watch_reader(PyObject* self, PyObject*) {
     // the handle closes, and the watch ends before that.
     int fd = -1;
     uv_fileno(&t->h.handle, &fd);
-    int r = t->core->add_poll(fd, false, h);
+    int r = t->core->add_poll(fd, false, h, nullptr, kKindInternal);  // the pipe counts once
     Py_DECREF(reinterpret_cast<PyObject*>(h));
     if (r < 0) return nullptr;
     t->watch_fd = fd;
