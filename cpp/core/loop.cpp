@@ -302,7 +302,7 @@ void LoopCore::run_flushes() {
 
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
-    self->ensure_gil();
+    if (self->saved_tstate_) self->retake_gil();  // (the open group of callbacks goes on)
     self->metrics_.iterations++;
     self->run_batch();
     if (self->closed_) return;
@@ -322,8 +322,6 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
         self->metrics_.close_group(t);
         self->metrics_.idle_since = t;
         self->saved_tstate_ = PyEval_SaveThread();
-    } else if (self->metrics_.group_n) {
-        self->metrics_.close_group(now());  // before the poll and the I/O callbacks
     }
 }
 

@@ -104,8 +104,11 @@ class LoopCore {
 
     // Re-takes the GIL if the loop released it around the poll. Every libuv callback
     // that touches Python starts with this.
+    // (An I/O callback after a non-blocking poll also ends the open group of timed
+    // callbacks, see core/metrics.hpp: the clock is read only when I/O came.)
     void ensure_gil() {
         if (saved_tstate_) retake_gil();
+        else if (metrics_.group_n) metrics_.close_group(now());
     }
     // Must an I/O callback's protocol call wait its turn in the ready queue? Yes while
     // callbacks queued before this poll are waiting (asyncio runs them first) or the

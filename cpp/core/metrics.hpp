@@ -7,8 +7,10 @@
 //   add a non-blocking epoll_wait before every blocking one, and a mutex);
 // - callbacks are timed in groups of up to kGroup run back to back: a group starts at
 //   the clock reading the ready-queue pass makes for its timers and ends at the next
-//   such reading, every kGroup callbacks, or before the poll. A group of one callback
-//   is that callback's duration; a longer group bounds its slowest callback from above.
+//   such reading, every kGroup callbacks, before a blocking poll, or at the first I/O
+//   callback after a non-blocking one. A group of one callback is that callback's
+//   duration (plus, at most, a non-blocking poll that found nothing); a longer group
+//   bounds its slowest callback from above.
 //   Debug mode times every callback (asyncio's slow-callback check does) and keeps the
 //   slowest one's repr.
 #pragma once
