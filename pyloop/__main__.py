@@ -41,25 +41,41 @@ def info():
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 
 
-def _use_pyloop():
+def use_loop(name="pyloop"):
+    """Make `name` (asyncio, uvloop or pyloop) the loop of asyncio.run(),
+    asyncio.Runner() and asyncio.get_event_loop() in this process."""
+    if name == "asyncio":
+        return
+    if name == "uvloop":
+        import uvloop
+        policy = uvloop.EventLoopPolicy()
+    elif name == "pyloop":
+        policy = pyloop.EventLoopPolicy()
+    else:
+        raise ValueError(f"unknown loop {name!r} (asyncio, uvloop, pyloop)")
     # The only hook plain asyncio.run() and asyncio.get_event_loop() have is the policy;
     # asyncio deprecates policies from 3.14, but the policy still works there.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(pyloop.EventLoopPolicy())
+        asyncio.set_event_loop_policy(policy)
 
 
-def run_script(argv):
-    if not argv:
-        sys.exit("usage: python -m pyloop run SCRIPT [ARGS...]")
-    _use_pyloop()
+def exec_script(argv):
+    """Run argv[0] as __main__ with argv as sys.argv and its folder on sys.path."""
     sys.argv = list(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
     runpy.run_path(argv[0], run_name="__main__")
 
 
+def run_script(argv):
+    if not argv:
+        sys.exit("usage: python -m pyloop run SCRIPT [ARGS...]")
+    use_loop("pyloop")
+    exec_script(argv)
+
+
 def repl():
-    _use_pyloop()
+    use_loop("pyloop")
     sys.argv = [sys.argv[0]]
     runpy.run_module("asyncio", run_name="__main__", alter_sys=True)
 

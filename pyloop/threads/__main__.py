@@ -1,0 +1,98 @@
+"""python -m pyloop.threads: which threads does an asyncio program grow, and why?
+
+    python -m pyloop.threads [--loop asyncio|uvloop|pyloop] [--compare] [-o diagram.png]
+                             [--json [FILE]] [--interval SECONDS] script.py [args...]
+
+Runs the script (in a child process) with the chosen loop as asyncio's loop, for
+asyncio.run(), asyncio.Runner() and asyncio.get_event_loop() alike, and records every
+thread of its process: Python threads exactly (name, start, end, the stack that started
+them, their executor), other OS threads (libuv's pool, C extensions' threads) from
+/proc every --interval seconds (1 ms by default: a non-Python thread that lives less
+than that can be missed). Prints a table; -o draws the timeline; --json gives the raw
+data (to FILE, or to stdout instead of the table); --compare runs the script on each
+loop that is installed and puts the timelines one above the other.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from . import draw
+from .record import merge, sample_process
+
+LOOPS = ("asyncio", "uvloop", "pyloop")
+
+
+def available_loops():
+    return [name for name in LOOPS if name != "uvloop" or importlib.util.find_spec("uvloop")]
+
+
+def record(loop, argv, interval=0.001):
+    """Runs argv (script and arguments) on loop in a child process: its run (dict)."""
+    fd, out = tempfile.mkstemp(prefix="pyloop-threads-", suffix=".json")
+    os.close(fd)
+    try:
+        cmd = [sys.executable, "-m", "pyloop.threads.record", loop, out, *argv]
+        proc = subprocess.Popen(cmd)
+        samples = sample_process(proc, interval)
+        with open(out) as f:
+            text = f.read()
+        if not text:
+            raise SystemExit(f"pyloop.threads: the script did not start on {loop} (exit code {proc.returncode})")
+        return merge(json.loads(text), samples, interval)
+    finally:
+        os.unlink(out)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m pyloop.threads", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--loop", choices=LOOPS, default="pyloop", help="the loop to run the script on (pyloop)")
+    p.add_argument("--compare", action="store_true", help="run on every installed loop, one timeline each")
+    p.add_argument("-o", "--output", metavar="PNG", help="draw the timeline(s) into this PNG")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the raw data as JSON, into FILE (or stdout, instead of the table)")
+    p.add_argument("--interval", type=float, default=0.001, metavar="SECONDS",
+                   help="how often OS threads are sampled (default 0.001)")
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    ns = p.parse_args(argv)
+    if not (ns.interval > 0):
+        p.error("--interval must be a positive number of seconds")
+    if not os.path.isfile(ns.script):
+        p.error(f"no such script: {ns.script}")
+    if ns.loop == "uvloop" and not ns.compare and "uvloop" not in available_loops():
+        p.error("uvloop is not installed (pip install uvloop)")
+    return ns
+
+
+def main(argv=None):
+    ns = parse(sys.argv[1:] if argv is None else argv)
+    loops = available_loops() if ns.compare else [ns.loop]
+    runs = [record(loop, [ns.script, *ns.args], ns.interval) for loop in loops]
+    data = {"script": ns.script, "args": ns.args, "runs": runs}
+    if ns.json == "-":
+        json.dump(data, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(draw.table(runs))
+        if ns.json:
+            with open(ns.json, "w") as f:
+                json.dump(data, f, indent=1)
+    sys.stdout.flush()
+    if ns.output:
+        try:
+            draw.png(runs, ns.output, title=f"Threads of {os.path.basename(ns.script)}")
+        except ImportError:
+            sys.exit("pyloop.threads: drawing needs matplotlib (pip install matplotlib)")
+        print(f"diagram: {ns.output}", file=sys.stderr)
+    failed = [r for r in runs if r["exit_code"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Recording the threads of a script's process, from both sides.
+
+Inside the script's process (`python -m pyloop.threads.record LOOP OUT SCRIPT ARGS`):
+`threading.Thread.start` is wrapped, so every Python thread is known exactly: its name,
+its OS thread id, when it started and ended, the Python stack that started it, and
+the executor it works for. Nothing runs in the process between those events: no
+sampler thread, so the recording adds no thread of its own.
+
+Outside it (`sample_process`, in the tool's own process): /proc/PID/task is read every
+`interval` seconds: each OS thread's id, name (comm) and CPU time (schedstat, in ns),
+Python threads and others alike. An OS thread that lives less than one interval can be
+missed; a Python thread never is (its start and end come from the hooks).
+
+All times are CLOCK_MONOTONIC (time.monotonic()), the same clock in both processes.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+# Frames that say nothing about why a thread started.
+_SKIP_MODULES = ("threading", "concurrent.futures.thread", "concurrent.futures._base", "pyloop.threads.record",
+                 "runpy", "asyncio.events", "asyncio.runners", "contextvars")
+_LOOP_CLASSES = ("BaseEventLoop", "_UnixSelectorEventLoop", "BaseSelectorEventLoop", "SelectorEventLoop",
+                 "Loop", "uvloop.Loop")
+_MAX_FRAMES = 6
+# Where the walk outwards stops: the loop's own machinery and the script's top level.
+_STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete", "Runner.run", "<module>")
+
+
+def _frame_label(frame):
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", code.co_name)
+    module = frame.f_globals.get("__name__", "?")
+    cls, _, meth = qualname.rpartition(".")
+    if module.startswith("asyncio.") and cls in _LOOP_CLASSES:
+        return f"loop.{meth}"
+    if module.startswith("asyncio.") or module == "__main__":
+        return qualname
+    top = module.split(".")[0]
+    return f"{top} {qualname}"
+
+
+def condensed_stack(frame, limit=_MAX_FRAMES):
+    """The frames that matter, innermost first: [`loop.run_in_executor`,
+    `loop.getaddrinfo`, `loop.create_connection`, `aiohttp TCPConnector._wrap_...`]."""
+    out = []
+    while frame is not None and len(out) < limit:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(_SKIP_MODULES) and module not in _SKIP_MODULES:
+            label = _frame_label(frame)
+            if label in _STOP_LABELS:
+                break
+            if not out or out[-1] != label:
+                out.append(label)
+        frame = frame.f_back
+    return out
+
+
+def _executor_of(frame):
+    """If a ThreadPoolExecutor is starting this thread: how to name it."""
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "concurrent.futures.thread":
+            ex = frame.f_locals.get("self")
+            if ex is not None and type(ex).__name__.endswith("Executor"):
+                try:
+                    import asyncio
+                    loop = asyncio._get_running_loop()
+                except Exception:  # noqa: BLE001 - any failure: no loop to compare with
+                    loop = None
+                if loop is not None and getattr(loop, "_default_executor", None) is ex:
+                    return f"the loop's default executor ({type(ex).__name__})"
+                return f"{type(ex).__name__} {getattr(ex, '_thread_name_prefix', '') or hex(id(ex))}"
+        frame = frame.f_back
+    return None
+
+
+class Recorder:
+    """Python threads of this process, from threading.Thread.start's hook."""
+
+    def __init__(self):
+        self.threads = []
+        self._lock = threading.Lock()
+        self._original_start = None
+
+    def install(self):
+        recorder = self
+        original = self._original_start = threading.Thread.start
+
+        def start(thread):
+            caller = sys._getframe(1)
+            info = {
+                "name": thread.name,
+                "daemon": thread.daemon,
+                "tid": None,
+                "start": time.monotonic(),
+                "end": None,
+                "started_from": condensed_stack(caller),
+                "executor": _executor_of(caller),
+            }
+            run = thread.run
+
+            def recorded_run():
+                info["tid"] = threading.get_native_id()
+                info["start"] = time.monotonic()
+                try:
+                    run()
+                finally:
+                    info["end"] = time.monotonic()
+
+            thread.run = recorded_run
+            with recorder._lock:
+                recorder.threads.append(info)
+            return original(thread)
+
+        threading.Thread.start = start
+
+    def uninstall(self):
+        if self._original_start is not None:
+            threading.Thread.start = self._original_start
+            self._original_start = None
+
+
+def run_recorded(loop_name, out_path, argv):
+    """The script's side: run argv on loop_name, then write what was recorded."""
+    from pyloop.__main__ import exec_script, use_loop
+
+    recorder = Recorder()
+    recorder.install()
+    use_loop(loop_name)
+    data = {"loop": loop_name, "pid": os.getpid(), "python": sys.version.split()[0],
+            "main_tid": threading.get_native_id(), "script_start": time.monotonic(), "exit_code": 0}
+    try:
+        exec_script(argv)
+    except SystemExit as exc:
+        code = exc.code
+        data["exit_code"] = code if isinstance(code, int) else (0 if code is None else 1)
+        raise
+    except BaseException:
+        data["exit_code"] = 1
+        raise
+    finally:
+        data["script_end"] = time.monotonic()
+        with recorder._lock:
+            data["python_threads"] = [dict(t) for t in recorder.threads]
+        with open(out_path, "w") as f:
+            json.dump(data, f)
+
+
+# ---- the tool's side ------------------------------------------------------------------
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cpu_ns(pid, tid):
+    raw = _read(f"/proc/{pid}/task/{tid}/schedstat")
+    if raw:
+        return int(raw.split()[0])
+    raw = _read(f"/proc/{pid}/task/{tid}/stat")  # no schedstat: clock ticks
+    if raw:
+        fields = raw.rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def sample_process(proc, interval):
+    """Reads /proc/PID/task every `interval` s until proc exits: {tid: record}, where a
+    record has comm, first and last seen, CPU ns, and busy spans [t0, t1, CPU ns]."""
+    pid = proc.pid
+    seen = {}
+    rounds = 0
+    while True:
+        rounds += 1
+        now = time.monotonic()
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            tids = []
+        for tid in tids:
+            cpu = _cpu_ns(pid, tid)
+            if cpu is None:
+                continue
+            rec = seen.get(tid)
+            if rec is None:
+                comm = _read(f"/proc/{pid}/task/{tid}/comm")
+                seen[tid] = {"comm": comm.decode(errors="replace").strip() if comm else "?", "first": now,
+                             "last": now, "cpu_first": cpu, "cpu": cpu, "busy": []}
+                continue
+            if cpu > rec["cpu"] and now > rec["last"]:
+                used = cpu - rec["cpu"]
+                frac = used / 1e9 / (now - rec["last"])
+                busy = rec["busy"]  # spans [t0, t1, CPU ns]
+                if busy and busy[-1][1] == rec["last"] and abs(busy[-1][2] / 1e9 / (busy[-1][1] - busy[-1][0]) - frac) < 0.05:
+                    busy[-1][1] = now  # one span while the load stays the same
+                    busy[-1][2] += used
+                else:
+                    busy.append([rec["last"], now, used])
+            rec["cpu"] = cpu
+            rec["last"] = now
+            if rounds % 64 == 0:  # names change (3.14 names Python's threads; C code may too)
+                comm = _read(f"/proc/{pid}/task/{tid}/comm")
+                if comm:
+                    rec["comm"] = comm.decode(errors="replace").strip()
+        if proc.poll() is not None:
+            return seen
+        time.sleep(interval)
+
+
+def merge(data, samples, interval):
+    """One run's threads: the script's own record joined with the samples, times in
+    seconds from the script's start. Main thread first, then Python threads, then the
+    others, each by start time."""
+    t0 = data["script_start"]
+    last_sample = max((rec["last"] for rec in samples.values()), default=data["script_end"])
+    end = max(data["script_end"], last_sample) - t0  # the process's end (after the script's)
+
+    def spans(rec):
+        # [start, end, busy fraction], from the script's start on
+        out = []
+        for a, b, used in rec["busy"] if rec else ():
+            frac = min(1.0, used / 1e9 / (b - a))
+            a, b = max(a - t0, 0.0), b - t0
+            if b > 0:
+                out.append([round(a, 6), round(b, 6), round(frac, 3)])
+        return out
+
+    def cpu(rec):
+        # CPU seconds since the script started (a span across the start counts in part)
+        if not rec:
+            return None
+        total = 0.0
+        for a, b, used in rec["busy"]:
+            if b > t0:
+                total += used * (b - max(a, t0)) / (b - a)
+        if rec["first"] >= t0:
+            total += rec["cpu_first"]  # used before its first sample: within one interval of its start
+        return round(total / 1e9, 6)
+
+    threads = []
+    main = samples.get(data["main_tid"])
+    threads.append({"tid": data["main_tid"], "kind": "main", "name": "MainThread", "comm": main and main["comm"],
+                    "start": 0.0, "end": round(end, 6), "cpu": cpu(main), "busy": spans(main),
+                    "started_from": [], "executor": None})
+    python_tids = set()
+    for t in sorted(data["python_threads"], key=lambda t: t["start"]):
+        if t["tid"] is None:
+            continue  # start() failed
+        python_tids.add(t["tid"])
+        rec = samples.get(t["tid"])
+        t_end = t["end"] if t["end"] is not None else data["script_end"]
+        threads.append({"tid": t["tid"], "kind": "python", "name": t["name"], "comm": rec and rec["comm"],
+                        "start": round(t["start"] - t0, 6), "end": round(t_end - t0, 6), "cpu": cpu(rec),
+                        "busy": spans(rec), "started_from": t["started_from"], "executor": t["executor"],
+                        "daemon": t["daemon"]})
+    others = [(tid, rec) for tid, rec in samples.items() if tid != data["main_tid"] and tid not in python_tids]
+    for tid, rec in sorted(others, key=lambda x: x[1]["first"]):
+        # Seen at the last sample: alive when the process ended.
+        t_end = end if rec["last"] >= last_sample - interval / 2 else rec["last"] - t0
+        threads.append({"tid": tid, "kind": "os", "name": rec["comm"], "comm": rec["comm"],
+                        "start": round(max(rec["first"] - t0, 0.0), 6), "end": round(max(t_end, 0.0), 6),
+                        "cpu": cpu(rec), "busy": spans(rec), "started_from": [], "executor": None})
+    return {"loop": data["loop"], "python": data["python"], "exit_code": data["exit_code"],
+            "script_time": round(data["script_end"] - t0, 6), "duration": round(end, 6), "interval": interval,
+            "threads": threads}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4:
+        sys.exit("usage: python -m pyloop.threads.record LOOP OUT.json SCRIPT [ARGS...]")
+    # Through the module's real name: the hooks' frames must be recognised as the
+    # recorder's, not as the script's (which also runs as __main__).
+    from pyloop.threads import record as _record
+    _record.run_recorded(sys.argv[1], sys.argv[2], sys.argv[3:])
