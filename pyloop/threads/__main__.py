@@ -1,7 +1,7 @@
 """python -m pyloop.threads: which threads does an asyncio program grow, and why?
 
     python -m pyloop.threads [--loop asyncio|uvloop|pyloop] [--compare] [-o diagram.png]
-                             [--json [FILE]] [--interval SECONDS] script.py [args...]
+                             [--json FILE|-] [--interval SECONDS] script.py [args...]
 
 Runs the script (in a child process) with the chosen loop as asyncio's loop, for
 asyncio.run(), asyncio.Runner() and asyncio.get_event_loop() alike, and records every
@@ -9,7 +9,8 @@ thread of its process: Python threads exactly (name, start, end, the stack that 
 them, their executor), other OS threads (libuv's pool, C extensions' threads) from
 /proc every --interval seconds (1 ms by default: a non-Python thread that lives less
 than that can be missed). Prints a table; -o draws the timeline; --json gives the raw
-data (to FILE, or to stdout instead of the table); --compare runs the script on each
+data (to FILE; with -, to stdout instead of the table, the script's own output going
+to stderr); --compare runs the script on each
 loop that is installed and puts the timelines one above the other.
 """
 
@@ -31,13 +32,14 @@ def available_loops():
     return [name for name in LOOPS if name != "uvloop" or importlib.util.find_spec("uvloop")]
 
 
-def record(loop, argv, interval=0.001):
-    """Runs argv (script and arguments) on loop in a child process: its run (dict)."""
+def record(loop, argv, interval=0.001, stdout=None):
+    """Runs argv (script and arguments) on loop in a child process: its run (dict).
+    stdout: where the script's standard output goes (default: ours)."""
     fd, out = tempfile.mkstemp(prefix="pyloop-threads-", suffix=".json")
     os.close(fd)
     try:
         cmd = [sys.executable, "-m", "pyloop.threads.record", loop, out, *argv]
-        proc = subprocess.Popen(cmd)
+        proc = subprocess.Popen(cmd, stdout=stdout)
         samples = sample_process(proc, interval)
         with open(out) as f:
             text = f.read()
@@ -54,8 +56,8 @@ def parse(argv):
     p.add_argument("--loop", choices=LOOPS, default="pyloop", help="the loop to run the script on (pyloop)")
     p.add_argument("--compare", action="store_true", help="run on every installed loop, one timeline each")
     p.add_argument("-o", "--output", metavar="PNG", help="draw the timeline(s) into this PNG")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="the raw data as JSON, into FILE (or stdout, instead of the table)")
+    p.add_argument("--json", metavar="FILE",
+                   help="the raw data as JSON, into FILE (-: to stdout, instead of the table)")
     p.add_argument("--interval", type=float, default=0.001, metavar="SECONDS",
                    help="how often OS threads are sampled (default 0.001)")
     p.add_argument("script")
@@ -73,7 +75,9 @@ def parse(argv):
 def main(argv=None):
     ns = parse(sys.argv[1:] if argv is None else argv)
     loops = available_loops() if ns.compare else [ns.loop]
-    runs = [record(loop, [ns.script, *ns.args], ns.interval) for loop in loops]
+    # With the JSON on stdout, the script's own output goes to stderr.
+    stdout = sys.stderr if ns.json == "-" else None
+    runs = [record(loop, [ns.script, *ns.args], ns.interval, stdout) for loop in loops]
     data = {"script": ns.script, "args": ns.args, "runs": runs}
     if ns.json == "-":
         json.dump(data, sys.stdout, indent=1)

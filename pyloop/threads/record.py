@@ -32,7 +32,10 @@ _STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete",
 
 def _frame_label(frame):
     code = frame.f_code
-    qualname = getattr(code, "co_qualname", code.co_name)
+    qualname = getattr(code, "co_qualname", None)  # 3.11+
+    if qualname is None:
+        this = frame.f_locals.get("self") if code.co_argcount else None
+        qualname = f"{type(this).__name__}.{code.co_name}" if this is not None else code.co_name
     module = frame.f_globals.get("__name__", "?")
     cls, _, meth = qualname.rpartition(".")
     if module.startswith("asyncio.") and cls in _LOOP_CLASSES:
