@@ -111,8 +111,23 @@ def call_later_cancel(loop, n):
     return time.perf_counter() - t0
 
 
+def chained_with_fd(loop, n):
+    # As chained call_soon, with a socket watched: every callback is a turn of libuv's
+    # loop (a non-blocking poll), not one of the loop's poll-free passes.
+    import socket
+    a, b = socket.socketpair()
+    loop.add_reader(a, lambda: None)
+    try:
+        return chained_call_soon(loop, n)
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+
+
 BENCHES = {
     "chained call_soon": (chained_call_soon, 500_000),
+    "chained call_soon, fd watched": (chained_with_fd, 300_000),
     "batched call_soon": (batched_call_soon, 500_000),
     "await sleep(0)": (sleep0, 200_000),
     "future round trip": (future_round_trip, 200_000),
