@@ -3,7 +3,7 @@
 import asyncio
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from ._core import Handle as Handle, TimerHandle as TimerHandle
 
@@ -12,9 +12,43 @@ _T = TypeVar("_T")
 __version__: str
 __all__ = ("Loop", "Handle", "TimerHandle", "new_event_loop", "EventLoopPolicy", "install", "run")
 
+class LoopHandles(TypedDict):
+    poller: int
+    tcp: int
+    unix: int
+    udp: int
+    pipe: int
+    process: int
+    sock: int
+    signal: int
+
+class LoopMetrics(TypedDict):
+    """What Loop.metrics() returns (docs/observability.md)."""
+    utilization: float | None
+    utilization_since_last: float | None
+    running_time: float
+    busy_time: float
+    idle_time: float
+    iterations: int
+    callbacks: int
+    ready: int
+    timers_pending: int
+    handles: LoopHandles
+    bytes_read: int
+    bytes_written: int
+    lookups: int
+    lookups_pending: int
+    lookups_in_flight: int
+    lookups_queued: int
+    slowest_callback: float
+    slowest_callback_group: int
+    slowest_callback_repr: str | None
+
 class Loop(asyncio.AbstractEventLoop):
     """pyloop's event loop: asyncio's API, a C++ core over libuv."""
     def __init__(self) -> None: ...
+    def metrics(self) -> LoopMetrics:
+        """How busy the loop is and what it holds (a pyloop extension)."""
 
 def new_event_loop() -> Loop: ...
 
