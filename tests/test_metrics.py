@@ -330,3 +330,37 @@ def test_called_from_callbacks_and_a_flood(ploop):
             t.join()
     run(ploop, asyncio.sleep(0))
     assert ploop.metrics()["callbacks"] > 100
+
+
+def test_aiohttp_logging_example(tmp_path):
+    # docs/examples/metrics_aiohttp.py: a line per period, with the requests' work in it.
+    import re
+    import subprocess
+    import urllib.request
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, os.path.join(root, "docs", "examples", "metrics_aiohttp.py"),
+                             "--port", str(port), "--every", "0.3"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while "Running on" not in "".join(lines) and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        for _ in range(10):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+                assert resp.read() == b"Hello, world"
+        busy = None
+        while busy is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            m = re.search(r"loop utilization +([\d.]+)%  callbacks +(\d+)  read +(\d+) B  written +(\d+) B", line)
+            if m and int(m.group(3)) > 0:
+                busy = m
+        assert busy, "".join(lines)
+        assert float(busy.group(1)) > 0 and int(busy.group(2)) >= 10 and int(busy.group(4)) > int(busy.group(3))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()

@@ -201,3 +201,45 @@ def test_example_scripts_run(tmp_path):
         assert proc.returncode == 0, proc.stderr
         (run,) = json.loads(proc.stdout)["runs"]
         assert not [t for t in run["threads"] if t["kind"] == "python"], run["threads"]
+
+
+def test_os_exit_and_threads_left_running(tmp_path):
+    # A script that leaves through os._exit keeps what it recorded until then; a
+    # thread still running at the end ends with the process.
+    out = tmp_path / "out.json"
+    proc = tool(tmp_path, """
+        import os, threading, time
+        threading.Thread(target=time.sleep, args=(30,), name="sleeper", daemon=True).start()
+        time.sleep(0.05)
+        os._exit(5)
+    """, "--json", str(out), check=False)
+    assert proc.returncode == 1, proc.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["exit_code"] == 5
+    sleeper = [t for t in run["threads"] if t["name"] == "sleeper"]
+    assert len(sleeper) == 1 and sleeper[0]["kind"] == "python"
+    assert sleeper[0]["end"] >= 0.04 and sleeper[0]["end"] <= run["duration"]
+
+
+def test_ctrl_c_reaches_the_script_and_the_report_follows(tmp_path):
+    # Ctrl-C in a terminal signals the tool and the script together: the script's
+    # way out is recorded and the table printed.
+    import signal
+    import time
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio
+        print("ready", flush=True)
+        try:
+            asyncio.run(asyncio.sleep(30))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "pyloop.threads", "--loop", "pyloop", str(script)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out and "pyloop: 0 Python threads" in out

@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 from . import draw
-from .record import merge, sample_process
+from .record import merge, read_record, sample_process
 
 LOOPS = ("asyncio", "uvloop", "pyloop")
 
@@ -41,11 +41,10 @@ def record(loop, argv, interval=0.001, stdout=None):
         cmd = [sys.executable, "-m", "pyloop.threads.record", loop, out, *argv]
         proc = subprocess.Popen(cmd, stdout=stdout)
         samples = sample_process(proc, interval)
-        with open(out) as f:
-            text = f.read()
-        if not text:
+        data = read_record(out, proc.returncode)
+        if data is None:
             raise SystemExit(f"pyloop.threads: the script did not start on {loop} (exit code {proc.returncode})")
-        return merge(json.loads(text), samples, interval)
+        return merge(data, samples, interval)
     finally:
         os.unlink(out)
 

@@ -81,75 +81,91 @@ def _executor_of(frame):
 
 
 class Recorder:
-    """Python threads of this process, from threading.Thread.start's hook."""
+    """Python threads of this process, from threading.Thread.start's hook, written to
+    a file as JSON lines as they happen (a script that leaves through os._exit keeps
+    what it did until then)."""
 
-    def __init__(self):
-        self.threads = []
+    def __init__(self, out):
+        self._out = out  # line-buffered text file
         self._lock = threading.Lock()
-        self._original_start = None
+        self._count = 0
+
+    def write(self, event, **fields):
+        with self._lock:
+            self._out.write(json.dumps({"event": event, **fields}) + "\n")
 
     def install(self):
         recorder = self
-        original = self._original_start = threading.Thread.start
+        original = threading.Thread.start
 
         def start(thread):
             caller = sys._getframe(1)
-            info = {
-                "name": thread.name,
-                "daemon": thread.daemon,
-                "tid": None,
-                "start": time.monotonic(),
-                "end": None,
-                "started_from": condensed_stack(caller),
-                "executor": _executor_of(caller),
-            }
+            with recorder._lock:
+                recorder._count += 1
+                index = recorder._count
+            info = {"id": index, "name": thread.name, "daemon": thread.daemon,
+                    "started_from": condensed_stack(caller), "executor": _executor_of(caller)}
             run = thread.run
 
             def recorded_run():
-                info["tid"] = threading.get_native_id()
-                info["start"] = time.monotonic()
+                recorder.write("thread", tid=threading.get_native_id(), start=time.monotonic(), **info)
                 try:
                     run()
                 finally:
-                    info["end"] = time.monotonic()
+                    recorder.write("thread_end", id=index, end=time.monotonic())
 
             thread.run = recorded_run
-            with recorder._lock:
-                recorder.threads.append(info)
             return original(thread)
 
         threading.Thread.start = start
 
-    def uninstall(self):
-        if self._original_start is not None:
-            threading.Thread.start = self._original_start
-            self._original_start = None
-
 
 def run_recorded(loop_name, out_path, argv):
-    """The script's side: run argv on loop_name, then write what was recorded."""
+    """The script's side: run argv on loop_name, recording its Python threads."""
     from pyloop.__main__ import exec_script, use_loop
 
-    recorder = Recorder()
+    out = open(out_path, "w", buffering=1)
+    recorder = Recorder(out)
     recorder.install()
     use_loop(loop_name)
-    data = {"loop": loop_name, "pid": os.getpid(), "python": sys.version.split()[0],
-            "main_tid": threading.get_native_id(), "script_start": time.monotonic(), "exit_code": 0}
+    recorder.write("run", loop=loop_name, pid=os.getpid(), python=sys.version.split()[0],
+                   main_tid=threading.get_native_id(), script_start=time.monotonic())
+    exit_code = 0
     try:
         exec_script(argv)
     except SystemExit as exc:
         code = exc.code
-        data["exit_code"] = code if isinstance(code, int) else (0 if code is None else 1)
+        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
         raise
     except BaseException:
-        data["exit_code"] = 1
+        exit_code = 1
         raise
     finally:
-        data["script_end"] = time.monotonic()
-        with recorder._lock:
-            data["python_threads"] = [dict(t) for t in recorder.threads]
-        with open(out_path, "w") as f:
-            json.dump(data, f)
+        recorder.write("end", script_end=time.monotonic(), exit_code=exit_code)
+        out.close()
+
+
+def read_record(path, returncode):
+    """The script's record as one dict (None if the script never started)."""
+    data, threads = None, {}
+    with open(path) as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the process's end
+            kind = ev.pop("event")
+            if kind == "run":
+                data = dict(ev, script_end=None, exit_code=returncode)
+            elif kind == "thread":
+                threads[ev["id"]] = dict(ev, end=None)
+            elif kind == "thread_end" and ev["id"] in threads:
+                threads[ev["id"]]["end"] = ev["end"]
+            elif kind == "end" and data is not None:
+                data.update(ev)
+    if data is not None:
+        data["python_threads"] = list(threads.values())
+    return data
 
 
 # ---- the tool's side ------------------------------------------------------------------
@@ -178,7 +194,7 @@ def sample_process(proc, interval):
     record has comm, first and last seen, CPU ns, and busy spans [t0, t1, CPU ns]."""
     pid = proc.pid
     seen = {}
-    rounds = 0
+    rounds = interrupted = 0
     while True:
         rounds += 1
         now = time.monotonic()
@@ -213,7 +229,14 @@ def sample_process(proc, interval):
                     rec["comm"] = comm.decode(errors="replace").strip()
         if proc.poll() is not None:
             return seen
-        time.sleep(interval)
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            # Ctrl-C reached the script too (one process group): record its way out.
+            # A second one stops it.
+            interrupted += 1
+            if interrupted > 1:
+                proc.kill()
 
 
 def merge(data, samples, interval):
@@ -221,7 +244,9 @@ def merge(data, samples, interval):
     seconds from the script's start. Main thread first, then Python threads, then the
     others, each by start time."""
     t0 = data["script_start"]
-    last_sample = max((rec["last"] for rec in samples.values()), default=data["script_end"])
+    last_sample = max((rec["last"] for rec in samples.values()), default=t0)
+    if data["script_end"] is None:  # left through os._exit or a signal
+        data["script_end"] = last_sample
     end = max(data["script_end"], last_sample) - t0  # the process's end (after the script's)
 
     def spans(rec):
