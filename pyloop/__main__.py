@@ -6,6 +6,9 @@
     python -m pyloop run SCRIPT [ARGS]   run a script with pyloop as asyncio's loop
                                          (asyncio.run, asyncio.Runner, get_event_loop)
     python -m pyloop repl                asyncio's REPL (top-level await) on pyloop
+
+    python -m pyloop.threads SCRIPT      which threads a program grows, on any loop
+                                         (docs/observability.md)
 """
 
 import asyncio

@@ -168,6 +168,8 @@ def test_script_arguments_and_failures(tmp_path):
     (["missing.py"], "no such script"),
     (["--interval", "0", "x.py"], "--interval must be a positive"),
     (["--interval", "nan", "x.py"], "--interval must be a positive"),
+    (["--interval", "inf", "x.py"], "--interval must be a positive"),
+    (["--interval", "-1", "x.py"], "--interval must be a positive"),
     (["--loop", "tokio", "x.py"], "invalid choice"),
 ])
 def test_bad_arguments(tmp_path, args, message):

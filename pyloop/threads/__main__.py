@@ -62,8 +62,8 @@ def parse(argv):
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     ns = p.parse_args(argv)
-    if not (ns.interval > 0):
-        p.error("--interval must be a positive number of seconds")
+    if not (0 < ns.interval <= 10):  # (NaN and inf too)
+        p.error("--interval must be a positive number of seconds, at most 10")
     if not os.path.isfile(ns.script):
         p.error(f"no such script: {ns.script}")
     if ns.loop == "uvloop" and not ns.compare and "uvloop" not in available_loops():
