@@ -23,23 +23,22 @@ import time
 # Frames that say nothing about why a thread started.
 _SKIP_MODULES = ("threading", "concurrent.futures.thread", "concurrent.futures._base", "pyloop.threads.record",
                  "runpy", "asyncio.events", "asyncio.runners", "contextvars")
-_LOOP_CLASSES = ("BaseEventLoop", "_UnixSelectorEventLoop", "BaseSelectorEventLoop", "SelectorEventLoop",
-                 "Loop", "uvloop.Loop")
 _MAX_FRAMES = 6
 # Where the walk outwards stops: the loop's own machinery and the script's top level.
 _STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete", "Runner.run", "<module>")
 
 
 def _frame_label(frame):
+    import asyncio
+
     code = frame.f_code
+    this = frame.f_locals.get("self") if code.co_argcount else None
+    if isinstance(this, asyncio.AbstractEventLoop):  # any loop's method: asyncio's, pyloop's
+        return f"loop.{code.co_name}"
     qualname = getattr(code, "co_qualname", None)  # 3.11+
     if qualname is None:
-        this = frame.f_locals.get("self") if code.co_argcount else None
         qualname = f"{type(this).__name__}.{code.co_name}" if this is not None else code.co_name
     module = frame.f_globals.get("__name__", "?")
-    cls, _, meth = qualname.rpartition(".")
-    if module.startswith("asyncio.") and cls in _LOOP_CLASSES:
-        return f"loop.{meth}"
     if module.startswith("asyncio.") or module == "__main__":
         return qualname
     top = module.split(".")[0]
