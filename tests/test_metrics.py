@@ -364,3 +364,36 @@ def test_aiohttp_logging_example(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         proc.stdout.close()
+
+
+def test_debug_mode_callback_raising_systemexit(ploop):
+    # The slowest callback's repr is not taken with the exception that leaves the loop set.
+    ploop.set_debug(True)
+    ploop.slow_callback_duration = 10
+
+    def leave():
+        time.sleep(0.02)
+        raise SystemExit(7)
+
+    ploop.call_soon(leave)
+    with pytest.raises(SystemExit) as info:
+        ploop.run_forever()
+    assert info.value.code == 7
+    ploop.metrics()
+
+
+def test_repr_that_calls_metrics(ploop):
+    # A callback argument whose repr (taken in debug mode) asks for the metrics itself.
+    class Odd:
+        def __repr__(self):
+            ploop.metrics()
+            return "Odd()"
+
+    ploop.set_debug(True)
+    ploop.slow_callback_duration = 10
+    ploop.call_soon(time.sleep, 0.01)
+    ploop.call_soon(lambda o: time.sleep(0.03), Odd())
+    run(ploop, asyncio.sleep(0))
+    m = ploop.metrics()  # no crash, no leak (make sanitize); the repr's own call reset the period
+    assert set(m) == KEYS
+    assert m["slowest_callback_repr"] is None or isinstance(m["slowest_callback_repr"], str)

@@ -232,7 +232,8 @@ void LoopCore::run_once_ready() {
                 current_handle_ = nullptr;
                 double t1 = now();
                 double dt = t1 - t0;
-                metrics_.timed_one(reinterpret_cast<PyObject*>(h), dt);
+                // (not after a fatal exception: the repr must not run with it set)
+                if (r == 0) metrics_.timed_one(reinterpret_cast<PyObject*>(h), dt);
                 metrics_.group_start = t1;
                 if (r == 0 && dt >= slow_callback_duration_) log_slow(h, dt);
             } else {
