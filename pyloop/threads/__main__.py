@@ -51,6 +51,8 @@ def record(loop, argv, interval=0.001, stdout=None):
 
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m pyloop.threads", description=__doc__.split("\n\n")[0],
+                                epilog="Python threads are recorded exactly, other OS threads sampled from "
+                                       "/proc every --interval seconds. More: docs/observability.md.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loop", choices=LOOPS, default="pyloop", help="the loop to run the script on (pyloop)")
     p.add_argument("--compare", action="store_true", help="run on every installed loop, one timeline each")
@@ -59,8 +61,8 @@ def parse(argv):
                    help="the raw data as JSON, into FILE (-: to stdout, instead of the table)")
     p.add_argument("--interval", type=float, default=0.001, metavar="SECONDS",
                    help="how often OS threads are sampled (default 0.001)")
-    p.add_argument("script")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("script", help="the Python script to run (as __main__)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     ns = p.parse_args(argv)
     if not (0 < ns.interval <= 10):  # (NaN and inf too)
         p.error("--interval must be a positive number of seconds, at most 10")
