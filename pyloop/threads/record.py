@@ -23,9 +23,10 @@ import time
 # Frames that say nothing about why a thread started.
 _SKIP_MODULES = ("threading", "concurrent.futures.thread", "concurrent.futures._base", "pyloop.threads.record",
                  "runpy", "asyncio.events", "asyncio.runners", "contextvars")
+_SKIP_PACKAGES = tuple(m + "." for m in _SKIP_MODULES)
 _MAX_FRAMES = 6
 # Where the walk outwards stops: the loop's own machinery and the script's top level.
-_STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete", "Runner.run", "<module>")
+_STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete", "<module>")
 
 
 def _frame_label(frame):
@@ -51,7 +52,7 @@ def condensed_stack(frame, limit=_MAX_FRAMES):
     out = []
     while frame is not None and len(out) < limit:
         module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_SKIP_MODULES) and module not in _SKIP_MODULES:
+        if module not in _SKIP_MODULES and not module.startswith(_SKIP_PACKAGES):
             label = _frame_label(frame)
             if label in _STOP_LABELS:
                 break
