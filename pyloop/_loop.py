@@ -495,7 +495,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
     # ---- metrics (a pyloop extension) --------------------------------------------
 
     def metrics(self):
-        """How busy the loop is and what it holds: a dict (docs/api.md, "loop.metrics()").
+        """How busy the loop is and what it holds: a dict (docs/observability.md).
 
         Counters are totals since the loop was made; utilization_since_last and
         slowest_callback cover the time since the previous call. Cheap: call it as often

@@ -79,11 +79,11 @@ void bind_loop(py::module_& m) {
         d["timers_cancelled"] = c.timer_cancelled_count();
         return d;
     }, "Queue sizes, for tests and debugging.");
-    m.def("metrics", [](py::object loop, bool reset) {
-        PyObject* d = core(loop).report_metrics(reset);
+    m.def("metrics", [](py::object loop) {
+        PyObject* d = core(loop).report_metrics();
         if (!d) throw py::error_already_set();
         return py::reinterpret_steal<py::dict>(d);
-    }, py::arg("loop"), py::arg("reset") = true, "loop.metrics()'s counters (see core/metrics.hpp).");
+    }, "loop.metrics()'s counters (see core/metrics.hpp).");
     m.def("count_bytes", [](py::object loop, size_t nread, size_t nwritten) {
         LoopCore& c = core(loop);
         c.count_read(nread);

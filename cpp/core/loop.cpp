@@ -450,8 +450,9 @@ int LoopCore::run(int wakeup_fd) {
     if (wakeup_active_) uv_poll_stop(&wakeup_);
     running_ = false;
     stopping_ = false;
-    metrics_.close_group(now());
-    metrics_.run_time += now() - metrics_.run_started;
+    double t_end = now();
+    metrics_.close_group(t_end);
+    metrics_.run_time += t_end - metrics_.run_started;
     metrics_.run_started = 0;
     batch_done();  // threads waiting for a batch: the loop has stopped
     if (fatal_) {

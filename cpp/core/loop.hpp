@@ -167,8 +167,8 @@ class LoopCore {
     // --- loop.metrics() (core/metrics.cpp) ---
     void count_read(size_t n) { metrics_.bytes_read += n; }
     void count_written(size_t n) { metrics_.bytes_written += n; }
-    // The report as a dict; `reset` starts a new "since the last call" period.
-    PyObject* report_metrics(bool reset);
+    // The report as a dict; it starts a new "since the last call" period.
+    PyObject* report_metrics();
 
     int traverse(visitproc visit, void* arg);
     void clear_queues();

@@ -35,7 +35,7 @@ PyObject* ratio(double num, double den) {
 
 }  // namespace
 
-PyObject* LoopCore::report_metrics(bool reset) {
+PyObject* LoopCore::report_metrics() {
     LoopMetrics& m = metrics_;
     double t = now();
     double running = m.run_time + (running_ && m.run_started > 0 ? t - m.run_started : 0);
@@ -78,13 +78,11 @@ PyObject* LoopCore::report_metrics(bool reset) {
         Py_DECREF(d);
         return nullptr;
     }
-    if (reset) {
-        m.last_running = running;
-        m.last_idle = idle;
-        m.slowest = 0;
-        m.slowest_count = 0;
-        Py_CLEAR(m.slowest_repr);
-    }
+    m.last_running = running;
+    m.last_idle = idle;
+    m.slowest = 0;
+    m.slowest_count = 0;
+    Py_CLEAR(m.slowest_repr);
     return d;
 }
 

@@ -14,6 +14,7 @@ missed; a Python thread never is (its start and end come from the hooks).
 All times are CLOCK_MONOTONIC (time.monotonic()), the same clock in both processes.
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -30,8 +31,6 @@ _STOP_LABELS = ("loop._run_once", "loop.run_forever", "loop.run_until_complete",
 
 
 def _frame_label(frame):
-    import asyncio
-
     code = frame.f_code
     this = frame.f_locals.get("self") if code.co_argcount else None
     if isinstance(this, asyncio.AbstractEventLoop):  # any loop's method: asyncio's, pyloop's
@@ -68,11 +67,7 @@ def _executor_of(frame):
         if frame.f_globals.get("__name__") == "concurrent.futures.thread":
             ex = frame.f_locals.get("self")
             if ex is not None and type(ex).__name__.endswith("Executor"):
-                try:
-                    import asyncio
-                    loop = asyncio._get_running_loop()
-                except Exception:  # noqa: BLE001 - any failure: no loop to compare with
-                    loop = None
+                loop = asyncio._get_running_loop()
                 if loop is not None and getattr(loop, "_default_executor", None) is ex:
                     return f"the loop's default executor ({type(ex).__name__})"
                 return f"{type(ex).__name__} {getattr(ex, '_thread_name_prefix', '') or hex(id(ex))}"
