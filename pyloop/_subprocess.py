@@ -31,7 +31,11 @@ def _format_pipe(fd):
 
 def _reap(pid):
     """The exit status of a child that has exited, as asyncio reports it (a negative
-    signal number for a signalled child); None if it is still running."""
+    signal number for a signalled child); None if it is still running.
+
+    The caller publishes it (transport._process_exited) in the same callback, before any
+    other code runs: once the PID is reaped the kernel may give it to another process,
+    and send_signal()/kill() (os.kill on 3.14+) must see the return code by then."""
     try:
         got, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -134,14 +138,14 @@ class SubprocessMethods:
             returncode = _reap(pid)
             if returncode is None:  # not possible once the pidfd is readable; be safe
                 return self._poll_child(pid, transport, 0)
-            self.call_soon(transport._process_exited, returncode)
+            transport._process_exited(returncode)
 
         self._add_poll(pidfd, False, exited, (), "process")
 
     def _poll_child(self, pid, transport, attempt):
         returncode = _reap(pid)
         if returncode is not None:
-            self.call_soon(transport._process_exited, returncode)
+            transport._process_exited(returncode)
             return
         delay = _POLL_DELAYS[min(attempt, len(_POLL_DELAYS) - 1)]
         self.call_later(delay, self._poll_child, pid, transport, attempt + 1)

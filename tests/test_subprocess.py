@@ -444,3 +444,41 @@ def test_cancel_wait_and_communicate(loop):
         return await p.wait()
 
     assert run(loop, main()) == -signal.SIGTERM
+
+
+def test_no_signal_reaches_a_reaped_pid(loop, monkeypatch):
+    # Between the reap of a child and the publication of its return code, kill() must not
+    # call os.kill(): the PID may belong to another process by then. A callback queued at
+    # the moment of the reap (the earliest any other code can run) kills the child; the
+    # real os.waitpid/os.kill run, recorded. (Safety: every Python version.)
+    real_waitpid, real_kill = os.waitpid, os.kill
+    reaped, signalled, results = set(), [], []
+    box = {}
+
+    def waitpid(pid, options):
+        got, status = real_waitpid(pid, options)
+        proc = box.get("proc")
+        if proc is not None and got == proc.pid and pid not in reaped:
+            reaped.add(pid)
+            results.append(proc.returncode)
+            loop.call_soon_threadsafe(proc.kill)  # asyncio <= 3.13 reaps in a thread
+        return got, status
+
+    def kill(pid, sig):
+        if pid in reaped:
+            signalled.append((pid, sig))
+        return real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    monkeypatch.setattr(os, "kill", kill)
+
+    async def main():
+        for _ in range(20):
+            proc = box["proc"] = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "pass", stdin=None, stdout=None, stderr=None)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            await asyncio.sleep(0)  # the queued kill() runs
+        return len(reaped)
+
+    assert run(loop, main()) == 20
+    assert signalled == []
