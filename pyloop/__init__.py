@@ -10,13 +10,15 @@ import asyncio as _asyncio
 import sys as _sys
 from asyncio import coroutines as _coroutines, events as _events
 
-from . import _core
+from . import _compat, _core
 from ._core import Handle, TimerHandle
 from ._loop import Loop
 
 Loop.__module__ = "pyloop"
 
-__all__ = ("Loop", "Handle", "TimerHandle", "new_event_loop", "EventLoopPolicy", "install", "run")
+__all__ = ("Loop", "Handle", "TimerHandle", "new_event_loop", "install", "run")
+if not _compat.PY314:  # 3.14's asyncio leaves its deprecated policies out of __all__ too
+    __all__ += ("EventLoopPolicy",)
 __version__ = "0.1.0"
 
 
@@ -25,15 +27,12 @@ def new_event_loop():
     return Loop()
 
 
-# asyncio renamed the policy base class when it deprecated policies (3.14).
-_BasePolicy = getattr(_events, "_BaseDefaultEventLoopPolicy", None) or _events.BaseDefaultEventLoopPolicy
-
-
-class EventLoopPolicy(_BasePolicy):
+class _EventLoopPolicy(_compat.BaseDefaultEventLoopPolicy):
     """An asyncio event loop policy whose loops are pyloop loops.
 
     asyncio.set_event_loop_policy(pyloop.EventLoopPolicy()); asyncio.run(main())
-    (policies are deprecated from Python 3.14 on: prefer pyloop.run or loop_factory).
+    Policies are deprecated from Python 3.14 on and go in 3.16, as asyncio's own: use
+    pyloop.run(main()), or asyncio.run(main(), loop_factory=pyloop.new_event_loop).
     """
 
     def _loop_factory(self):
@@ -55,14 +54,33 @@ class EventLoopPolicy(_BasePolicy):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
+_POLICY_ADVICE = "use pyloop.run(), or asyncio.Runner(loop_factory=pyloop.new_event_loop)"
+
+
 def install():
-    """Make pyloop the default event loop through the asyncio policy."""
-    if _sys.version_info >= (3, 12):
+    """Make pyloop the default event loop through the asyncio policy (deprecated from
+    3.12 on, as uvloop.install(); policies go in 3.16)."""
+    if _compat.PY312:
         import warnings
         warnings.warn("pyloop.install() sets an event loop policy, which asyncio deprecates; "
-                      "use pyloop.run(), or asyncio.Runner(loop_factory=pyloop.new_event_loop)",
-                      DeprecationWarning, stacklevel=2)
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+                      + _POLICY_ADVICE, DeprecationWarning, stacklevel=2)
+    _compat.set_event_loop_policy(_EventLoopPolicy())
+
+
+if _compat.PY314:
+    def __getattr__(name):
+        # asyncio 3.14 deprecates its policy classes on access (removed in 3.16): so does
+        # pyloop for its own. The class stays importable, and works, until then.
+        if name == "EventLoopPolicy":
+            import warnings
+            warnings.warn("pyloop.EventLoopPolicy is deprecated and slated for removal in "
+                          "Python 3.16, as asyncio's policies are; " + _POLICY_ADVICE,
+                          DeprecationWarning, stacklevel=2)
+            return _EventLoopPolicy
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+else:
+    EventLoopPolicy = _EventLoopPolicy
+_EventLoopPolicy.__name__ = _EventLoopPolicy.__qualname__ = "EventLoopPolicy"
 
 
 def run(main, *, debug=None):

@@ -11,7 +11,6 @@
                                          (docs/observability.md)
 """
 
-import asyncio
 import os
 import platform
 import runpy
@@ -19,7 +18,7 @@ import sys
 import warnings
 
 import pyloop
-from pyloop import _core
+from pyloop import _compat, _core
 from pyloop._dns import pool_size
 
 
@@ -51,16 +50,16 @@ def use_loop(name="pyloop"):
         return
     if name == "uvloop":
         import uvloop
-        policy = uvloop.EventLoopPolicy()
+        with warnings.catch_warnings():  # uvloop deprecates its policy on 3.12+ as asyncio does
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy = uvloop.EventLoopPolicy()
     elif name == "pyloop":
-        policy = pyloop.EventLoopPolicy()
+        policy = pyloop._EventLoopPolicy()
     else:
         raise ValueError(f"unknown loop {name!r} (asyncio, uvloop, pyloop)")
     # The only hook plain asyncio.run() and asyncio.get_event_loop() have is the policy;
-    # asyncio deprecates policies from 3.14, but the policy still works there.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(policy)
+    # asyncio deprecates policies from 3.14 (gone in 3.16), but the policy still works there.
+    _compat.set_event_loop_policy(policy)
 
 
 def exec_script(argv):

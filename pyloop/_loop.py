@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, coroutines, events, format_helpers, futures, tasks
 from asyncio.log import logger
 
-from . import _core, _dns, _handles
+from . import _compat, _core, _dns, _handles
 from ._net import NetworkMethods, SendfileMethods
 from ._pipes import PipeMethods
 from ._subprocess import SubprocessMethods
@@ -27,9 +27,9 @@ from ._sock import SocketMethods
 from ._tls import TlsMethods
 from ._udp import DatagramMethods
 
-_PY311 = sys.version_info >= (3, 11)
-_PY312 = sys.version_info >= (3, 12)
-_PY314 = sys.version_info >= (3, 14)
+from ._compat import PY311 as _PY311
+from ._compat import PY312 as _PY312
+from ._compat import PY314 as _PY314
 
 
 def _fileobj_to_fd(fileobj):
@@ -256,7 +256,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         if check_thread and self._thread_id is not None and threading.get_ident() != self._thread_id:
             raise RuntimeError(
                 "Non-thread-safe operation invoked on an event loop other than the current one")
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if _compat.iscoroutine_or_function(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
@@ -554,7 +554,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         """Run callback(*args) on the loop when signal sig arrives (main thread only).
         As asyncio: Python's handler for sig becomes a no-op and the signal's number
         reaches the loop through signal.set_wakeup_fd."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if _compat.iscoroutine_or_function(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         _check_signal(sig)
         self._check_closed()

@@ -22,7 +22,7 @@ from asyncio.log import logger
 from . import _core, _dns, _tls
 from ._sock import check_ssl_socket, send_file_chunks
 
-_PY312 = sys.version_info >= (3, 12)
+from ._compat import PY312 as _PY312, PY314 as _PY314
 _EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -281,8 +281,14 @@ class NetworkMethods:
         return transport, waiter
 
     async def _make_stream_transport(self, sock, protocol_factory, own, ssl=None, tls=None):
-        protocol = protocol_factory()
-        transport, waiter = self._stream_transport(sock, protocol, own, ssl=ssl, tls=tls)
+        try:
+            sock.setblocking(False)
+            protocol = protocol_factory()
+            transport, waiter = self._stream_transport(sock, protocol, own, ssl=ssl, tls=tls)
+        except BaseException:
+            if _PY314 or own:  # asyncio 3.14 closes the user's socket too (gh-153133)
+                sock.close()
+            raise
         try:
             await waiter
         except BaseException:
@@ -341,7 +347,6 @@ class NetworkMethods:
                 raise ValueError("host and port was not specified and no sock specified")
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        sock.setblocking(False)
         return await self._make_stream_transport(
             sock, protocol_factory, own, ssl,
             (False, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout))
@@ -377,7 +382,6 @@ class NetworkMethods:
                 raise ValueError("no path and sock were specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-            sock.setblocking(False)
         return await self._make_stream_transport(
             sock, protocol_factory, own, ssl,
             (False, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout))
@@ -392,7 +396,6 @@ class NetworkMethods:
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         check_ssl_socket(sock)
-        sock.setblocking(False)
         return await self._make_stream_transport(
             sock, protocol_factory, False, ssl, (True, None, ssl_handshake_timeout, ssl_shutdown_timeout))
 

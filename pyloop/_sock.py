@@ -7,7 +7,6 @@ through the core's uv_poll (a reader or writer Handle) and tries again.
 import errno
 import os
 import socket
-import sys
 
 from asyncio import exceptions
 
@@ -20,7 +19,7 @@ except ImportError:  # pragma: no cover
 
 _SENDFILE_CHUNK = 256 * 1024
 _OFF_MAX = 2**63 - 1
-_PY313 = sys.version_info >= (3, 13)
+from ._compat import PY313 as _PY313
 
 
 def check_ssl_socket(sock):

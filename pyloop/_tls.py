@@ -10,7 +10,6 @@ sits on its selector transport, so handshake/shutdown timeouts, messages and cal
 order are those of the running Python's asyncio.
 """
 
-import sys
 from asyncio import constants, sslproto
 
 from . import _core
@@ -20,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover
     ssl = None
 
-_PY311 = sys.version_info >= (3, 11)
+from ._compat import PY311 as _PY311
 # A server's connections need no accept task: the C++ protocol handles a failed handshake.
 ACCEPT_WITHOUT_TASK = _PY311
 

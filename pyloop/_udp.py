@@ -11,7 +11,6 @@ creation, the write buffer, flow control, pausing, closing.
 import collections
 import contextvars
 import socket
-import sys
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 
@@ -19,7 +18,7 @@ from . import _core, _dns
 from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
-_PY313 = sys.version_info >= (3, 13)
+from ._compat import PY313 as _PY313
 # asyncio counts 8 bytes of header per queued datagram from 3.13, and sends empty
 # datagrams from 3.13 (before, sendto(b"") did nothing).
 _HEADER = 8 if _PY313 else 0

@@ -11,12 +11,11 @@
 Installed with pyloop (entry point `pytest11`); without the flag it does nothing.
 """
 
-import asyncio
-import warnings
 
 import pytest
 
 import pyloop
+from pyloop import _compat
 
 _saved_policy = []
 
@@ -46,17 +45,15 @@ def pytest_configure(config):
     if not enabled(config):
         return
     config.pluginmanager.register(_LoopFactories(), "pyloop-loop-factories")
-    with warnings.catch_warnings():  # policies are deprecated from 3.14, and still work
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _saved_policy.append(asyncio.get_event_loop_policy())
-        asyncio.set_event_loop_policy(pyloop.EventLoopPolicy())
+    # Policies are deprecated from 3.14 (gone in 3.16) and still the only hook that
+    # aiohttp's fixtures and plain asyncio.run() have.
+    _saved_policy.append(_compat.get_event_loop_policy())
+    _compat.set_event_loop_policy(pyloop._EventLoopPolicy())
 
 
 def pytest_unconfigure(config):
     if _saved_policy:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_event_loop_policy(_saved_policy.pop())
+        _compat.set_event_loop_policy(_saved_policy.pop())
 
 
 def pytest_report_header(config):

@@ -33,8 +33,13 @@ static PyObject* Transport_write(PyObject* self, PyObject* data) {
     Py_buffer view;
     // asyncio takes bytes, bytearray and memoryview (subclasses too), nothing else.
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+#if PY_VERSION_HEX >= 0x030E0000  // asyncio 3.14 names the three types
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes, bytearray, or memoryview object, not '%.100s'",
+                     Py_TYPE(data)->tp_name);
+#else
         PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
                      Py_TYPE(data)->tp_name);
+#endif
         return nullptr;
     }
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {

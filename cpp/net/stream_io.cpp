@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <vector>
 
 namespace pyloop {
@@ -382,12 +383,24 @@ void after_deferred_delivery(TransportObject* t) {
     start_reading(t);
 }
 
+// libuv (1.45 on) ends a stream on POLLHUP without calling read(). On a pty's master
+// whose other end closed, read() says EIO on Linux, and asyncio, which reads, reports
+// connection_lost(OSError(EIO)): ask the kernel, as asyncio does, on a terminal's end.
+static ssize_t pty_end(TransportObject* t) {
+    uv_os_fd_t fd;
+    if (uv_fileno(&t->h.handle, &fd) < 0 || !isatty(fd)) return UV_EOF;
+    char byte;
+    if (read(fd, &byte, 1) < 0 && errno == EIO) return UV_EIO;
+    return UV_EOF;  // POLLHUP came without POLLIN: nothing is left to read
+}
+
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
     t->core->ensure_gil();
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
     InContext in_context(t->context);
+    if (nread == UV_EOF && t->kind == kReadPipe) nread = pty_end(t);
     if (nread > 0 || nread == UV_EOF) {
         if (nread > 0) t->core->count_read(static_cast<size_t>(nread));
         PyObject* what;

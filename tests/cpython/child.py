@@ -1,0 +1,114 @@
+"""One test.test_asyncio module on pyloop loops (started by run.py).
+
+    python child.py --json OUT [--timeout S] [--skip FILE] test.test_asyncio.MODULE
+
+Writes a JSON line per test to OUT: {"id", "outcome", "detail"}, with an "started"
+line first, so that the parent knows which test was running if this process dies.
+A test that runs past --timeout seconds ends the process (faulthandler prints every
+thread's stack); the parent records it and starts the module again past it.
+"""
+
+import argparse
+import faulthandler
+import json
+import sys
+import traceback
+import unittest
+
+import shim
+
+
+class JsonResult(unittest.TextTestResult):
+    def __init__(self, out, timeout, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._out = out
+        self._timeout = timeout
+
+    def _write(self, test, outcome, detail=""):
+        self._out.write(json.dumps({"id": test.id(), "outcome": outcome, "detail": detail}) + "\n")
+        self._out.flush()
+
+    def startTest(self, test):
+        self._write(test, "started")
+        faulthandler.dump_traceback_later(self._timeout, exit=True)
+        super().startTest(test)
+
+    def stopTest(self, test):
+        faulthandler.cancel_dump_traceback_later()
+        super().stopTest(test)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._write(test, "success")
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._write(test, "failure", self._exc_info_to_string(err, test))
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        if isinstance(test, unittest.case._SubTest) or not hasattr(test, "id"):
+            return
+        self._write(test, "error", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            kind = "failure" if issubclass(err[0], test.failureException) else "error"
+            # A subtest's failure is its test's failure.
+            self._out.write(json.dumps({"id": test.id(), "outcome": kind,
+                                        "detail": self._exc_info_to_string(err, test)}) + "\n")
+            self._out.flush()
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._write(test, "skipped", reason)
+
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self._write(test, "expected failure")
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._write(test, "failure", "unexpected success")
+
+
+def flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from flatten(t)
+        else:
+            yield t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--skip", help="a file of test ids already run")
+    ap.add_argument("module")
+    args = ap.parse_args()
+    shim.install()
+    skip = set()
+    if args.skip:
+        with open(args.skip, encoding="utf-8") as f:
+            skip = {line.strip() for line in f if line.strip()}
+    try:
+        suite = unittest.defaultTestLoader.loadTestsFromName(args.module)
+    except unittest.SkipTest as exc:
+        print(f"{args.module} skipped: {exc}")
+        return 0
+    except Exception:
+        traceback.print_exc()
+        return 3
+    tests = [t for t in flatten(suite) if t.id() not in skip]
+    # Loader errors (an import that failed) come as _FailedTest: they fail as tests.
+    with open(args.json, "a", encoding="utf-8") as out:
+        runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=1,
+                                         resultclass=lambda *a, **k: JsonResult(out, args.timeout, *a, **k))
+        result = runner.run(unittest.TestSuite(tests))
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

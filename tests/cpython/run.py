@@ -1,0 +1,145 @@
+"""CPython's own asyncio tests (test.test_asyncio) on pyloop loops.
+
+    python tests/cpython/run.py [-j N] [--timeout S] [MODULE ...]
+
+Every way those tests make a loop (asyncio.new_event_loop(), asyncio.run(), Runner,
+IsolatedAsyncioTestCase, the default policy, asyncio.SelectorEventLoop(selector),
+asyncio.EventLoop) makes a pyloop loop instead (shim.py). Each test module runs in a
+child interpreter of its own (a crash or hang costs that module, not the run); each test
+has a time limit. The outcome is compared with expected-failures-3.X.txt for this Python:
+a failure not listed, or a listed test that passes, fails the run, so the list can only
+shrink. Only tests that read or patch asyncio's private internals may be listed.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
+# Modules that test nothing a loop does: Windows only, or asyncio's own proactor.
+NOT_RUN = {"test_windows_events", "test_windows_utils", "test_proactor_events"}
+
+
+def modules():
+    import test.test_asyncio as pkg
+    names = sorted(n[:-3] for n in os.listdir(os.path.dirname(pkg.__file__))
+                   if n.startswith("test_") and n.endswith(".py"))
+    return [n for n in names if n not in NOT_RUN]
+
+
+def read_expected(path):
+    """{test id: reason} from lines `test_id: reason` (# comments and blank lines)."""
+    expected = {}
+    if not os.path.exists(path):
+        return expected
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            test_id, sep, reason = line.partition(": ")
+            if not sep or not reason.strip():
+                sys.exit(f"{path}:{lineno}: every expected failure needs `test_id: reason`")
+            expected[test_id.strip()] = reason.strip()
+    return expected
+
+
+def run_module(name, timeout, out_dir):
+    """Run one module in a child; return ({test id: outcome}, child's output)."""
+    result = os.path.join(out_dir, name + ".json")
+    cmd = [sys.executable, os.path.join(HERE, "child.py"), "--timeout", str(timeout),
+           "--json", result, "test.test_asyncio." + name]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=out_dir)
+    return proc, result
+
+
+def collect(proc, result, name, module_limit):
+    try:
+        output, _ = proc.communicate(timeout=module_limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        output += f"\n[the module ran past {module_limit} s and was killed]".encode()
+    outcomes = {}
+    if os.path.exists(result):
+        with open(result, encoding="utf-8") as f:
+            for line in f:  # JSON lines: one per test, written as it ends
+                rec = json.loads(line)
+                outcomes[rec["id"]] = rec
+    if proc.returncode not in (0, 1):
+        # The child died (crash, hard time limit): blame the test it was running.
+        started = [r for r in outcomes.values() if r["outcome"] == "started"]
+        for rec in started:
+            rec["outcome"] = "crashed"
+            rec["detail"] = f"the child exited with {proc.returncode} while it ran"
+        if not started:
+            outcomes[f"test.test_asyncio.{name}"] = {
+                "id": f"test.test_asyncio.{name}", "outcome": "crashed",
+                "detail": f"the child exited with {proc.returncode}"}
+    return outcomes, output.decode(errors="replace")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--timeout", type=float, default=60.0, help="per test, seconds")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each failure's output")
+    ap.add_argument("--expected", default=os.path.join(HERE, f"expected-failures-{VERSION}.txt"))
+    ap.add_argument("modules", nargs="*")
+    args = ap.parse_args()
+    expected = read_expected(args.expected)
+    names = args.modules or modules()
+    t0 = time.monotonic()
+    outcomes, outputs = {}, {}
+    with tempfile.TemporaryDirectory(prefix="pyloop-cpython-") as out_dir:
+        queue = list(names)
+        running = []
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                name = queue.pop(0)
+                running.append((name,) + run_module(name, args.timeout, out_dir))
+            name, proc, result = running.pop(0)
+            got, output = collect(proc, result, name, module_limit=max(900, args.timeout * 10))
+            outcomes.update(got)
+            outputs[name] = output
+    counts = {}
+    unexpected, fixed = [], []
+    for test_id, rec in sorted(outcomes.items()):
+        kind = rec["outcome"]
+        counts[kind] = counts.get(kind, 0) + 1
+        bad = kind in ("failure", "error", "crashed", "timeout", "started")
+        if bad and test_id not in expected:
+            unexpected.append(rec)
+        elif not bad and kind != "skipped" and test_id in expected:
+            fixed.append(test_id)
+    ran_modules = {"test.test_asyncio." + n for n in names}
+    listed_not_run = [t for t in expected if any(t.startswith(m + ".") for m in ran_modules)
+                      and t not in outcomes]
+    for rec in unexpected:
+        print(f"\nFAIL ({rec['outcome']}): {rec['id']}\n{rec.get('detail', '')}")
+    for test_id in fixed:
+        print(f"\nPASSED BUT LISTED AS EXPECTED TO FAIL: {test_id} ({expected[test_id]}): "
+              f"remove it from {os.path.basename(args.expected)}")
+    for test_id in listed_not_run:
+        print(f"\nLISTED BUT NOT FOUND: {test_id}: remove it from {os.path.basename(args.expected)}")
+    if args.verbose:
+        for name, output in outputs.items():
+            print(f"\n==== {name}\n{output}")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"\nCPython {VERSION} test_asyncio on pyloop: {len(names)} modules, {summary} "
+          f"({len(expected)} expected failures listed) in {time.monotonic() - t0:.0f} s")
+    ok = not unexpected and not fixed and not listed_not_run
+    passed = sum(n for k, n in counts.items() if k in ("success", "expected failure"))
+    failed = len(unexpected) + len(fixed) + len(listed_not_run)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
