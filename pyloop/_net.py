@@ -171,6 +171,8 @@ class Server(events.AbstractServer):
         except exceptions.CancelledError:
             try:
                 self.close()
+                if _PY314:  # asyncio 3.14 closes the clients too, so that wait_closed() ends
+                    self.close_clients()
                 await self.wait_closed()
             finally:
                 raise

@@ -1040,3 +1040,35 @@ def test_a_users_socket_when_the_transport_cannot_be_made(loop, how):
     finally:
         a.close()
         b.close()
+
+
+def test_cancelled_serve_forever_with_an_idle_client(loop):
+    # Ctrl+C on asyncio.run(server.serve_forever()) with a keep-alive client connected:
+    # asyncio 3.14 closes the clients and serve_forever() ends; 3.12-3.13 wait in
+    # wait_closed() until the client leaves (3.10-3.11 do not wait for clients).
+    async def main():
+        server, protos, port = await make_server(loop)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        task = loop.create_task(server.serve_forever())
+        while not protos:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.5)
+        ended = task in done
+        client_closed = None
+        if sys.version_info >= (3, 14):  # before 3.14 the server leaves the client open
+            client_closed = (await asyncio.wait_for(reader.read(), 5)) == b""
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(asyncio.wait([task]), 5)
+        assert task.cancelled()
+        return ended, client_closed
+
+    ended, client_closed = loop.run_until_complete(main())
+    if sys.version_info >= (3, 14):
+        assert (ended, client_closed) == (True, True)
+    elif sys.version_info >= (3, 12):
+        assert (ended, client_closed) == (False, None)
+    else:
+        assert (ended, client_closed) == (True, None)
