@@ -34,10 +34,17 @@ struct WriteReq {
 
 constexpr size_t kReadBufferSize = 256 * 1024;
 
+// asyncio 3.15: a socket transport's own callbacks (connection_lost after close() or an
+// error, the writer whose end calls resume_writing) run in the context of its creation,
+// not in the caller's; pipe transports keep the caller's.
+constexpr bool kPy315 = PY_VERSION_HEX >= 0x030F0000;
+static bool callbacks_in_own_context(const TransportObject* t) { return kPy315 && t->kind == kStream; }
+
 // Schedules callable(*args) on the loop as a Handle (asyncio's loop.call_soon).
 int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs) {
     if (t->core->is_closed()) return 0;  // nothing would ever run it
-    HandleObject* h = handle_new(HandleType, callable, args, nargs, nullptr, t->loop, t->core);
+    HandleObject* h = handle_new(HandleType, callable, args, nargs, callbacks_in_own_context(t) ? t->context : nullptr,
+                                 t->loop, t->core);
     if (!h) return -1;
     t->core->push_ready(h);
     return 0;
@@ -482,8 +489,9 @@ void on_write(uv_write_t* req, int status) {
     }
     t->write_buffer_size -= len;
     if (status == 0) t->core->count_written(len);
-    // As asyncio's writer callback: in the context of the write() that began buffering.
-    InContext in_context(t->write_context ? t->write_context : t->context);
+    // As asyncio's writer callback: in the context of the write() that began buffering
+    // (3.15: of the transport's creation).
+    InContext in_context(t->write_context && !callbacks_in_own_context(t) ? t->write_context : t->context);
     if (status < 0) {
         fatal_uv_error(t, status, write_error_message(t));
     } else {
@@ -649,7 +657,7 @@ static int write_bufs(TransportObject* t, const uv_buf_t* bufs, unsigned nbufs, 
         return 0;
     }
     Py_INCREF(O(t));  // held until on_write
-    if (t->write_buffer_size == 0) {
+    if (t->write_buffer_size == 0 && !callbacks_in_own_context(t)) {
         PyObject* ctx = PyContext_CopyCurrent();
         if (ctx) Py_XSETREF(t->write_context, ctx);
         else PyErr_Clear();
