@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
 
 _SENDFILE_CHUNK = 256 * 1024
 _OFF_MAX = 2**63 - 1
-from ._compat import PY313 as _PY313
+from ._compat import PY313 as _PY313, PY314 as _PY314
 
 
 def check_ssl_socket(sock):
@@ -220,7 +220,7 @@ class SocketMethods:
         try:
             return await self._sock_wait(sock, True, attempt)
         finally:
-            if sent_total:
+            if sent_total or _PY314:  # 3.14 moves the file to where sending ended, always
                 file.seek(offset + sent_total)
 
     async def _sendfile_fallback(self, sock, file, offset, count):

@@ -769,6 +769,27 @@ def test_loop_sendfile(loop, tmp_path, source):
     assert got == b"head:" + data[1000:-1000] + b":tail"
 
 
+def test_loop_sendfile_from_the_end_of_the_file(loop, tmp_path):
+    # offset = the file's size: nothing to send; 3.14 moves the file to that offset
+    # (its position after any native sendfile), 3.10-3.13 leave it where it was.
+    path = tmp_path / "blob"
+    path.write_bytes(b"0123456789")
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(tr, f, offset=10)
+            pos = f.tell()
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return sent, pos
+
+    assert loop.run_until_complete(main()) == (0, 10 if sys.version_info >= (3, 14) else 0)
+
+
 def test_loop_sendfile_errors(loop, tmp_path):
     import io
 
