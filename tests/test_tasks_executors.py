@@ -190,3 +190,23 @@ def test_asyncgen_finalized_by_loop(loop):
 
     loop.run_until_complete(main())
     assert closed == [True]
+
+
+def test_swapped_task_and_future_classes_are_used(loop, monkeypatch):
+    # asyncio looks asyncio.tasks.Task and asyncio.futures.Future up on every
+    # create_task()/create_future(): code that swaps them (here for the pure-Python
+    # classes) gets its own, with and without keywords.
+    monkeypatch.setattr(asyncio.tasks, "Task", asyncio.tasks._PyTask)
+    monkeypatch.setattr(asyncio.futures, "Future", asyncio.futures._PyFuture)
+
+    async def answer():
+        return 42
+
+    async def main():
+        fut = loop.create_future()
+        plain = loop.create_task(answer())
+        named = loop.create_task(answer(), name="named")
+        return type(fut), type(plain), type(named), named.get_name(), await plain, await named
+
+    assert loop.run_until_complete(main()) == (
+        asyncio.futures._PyFuture, asyncio.tasks._PyTask, asyncio.tasks._PyTask, "named", 42, 42)

@@ -5,10 +5,15 @@
 namespace pyloop {
 
 PyTypeObject* CoreLoopType = nullptr;
-static PyObject* g_future_type = nullptr;  // asyncio.Future
+// asyncio.futures' and asyncio.tasks' namespaces: Future and Task are looked up there on
+// every call, as asyncio's create_future/create_task do (code may swap them, e.g. for the
+// pure-Python classes).
+static PyObject* g_futures_dict = nullptr;
+static PyObject* g_tasks_dict = nullptr;
+static PyObject* g_str_Future = nullptr;
+static PyObject* g_str_Task = nullptr;
 static PyObject* g_loop_kwnames = nullptr;  // ("loop",)
 static PyObject* g_str_context = nullptr;
-static PyObject* g_task_type = nullptr;  // asyncio.Task
 static PyObject* g_str_task_factory = nullptr;
 static PyObject* g_str_create_task_slow = nullptr;
 
@@ -176,9 +181,19 @@ static PyObject* CoreLoop_set_debug_flag(PyObject* self, PyObject* arg) {
     Py_RETURN_NONE;
 }
 
+// The class named `name` in a module's namespace, borrowed; nullptr with AttributeError.
+static PyObject* current_class(PyObject* dict, PyObject* name, const char* module) {
+    PyObject* cls = PyDict_GetItemWithError(dict, name);
+    if (!cls && !PyErr_Occurred())
+        PyErr_Format(PyExc_AttributeError, "module '%s' has no attribute '%U'", module, name);
+    return cls;
+}
+
 static PyObject* CoreLoop_create_future(PyObject* self, PyObject*) {
+    PyObject* future_type = current_class(g_futures_dict, g_str_Future, "asyncio.futures");
+    if (!future_type) return nullptr;
     PyObject* args[2] = {nullptr, self};
-    return PyObject_Vectorcall(g_future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+    return PyObject_Vectorcall(future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
 }
 
 // create_task without a task factory (the common case) builds the asyncio.Task here;
@@ -197,14 +212,22 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
         Py_DECREF(method);
         return r;
     }
+    PyObject* task_type = current_class(g_tasks_dict, g_str_Task, "asyncio.tasks");
+    if (!task_type) return nullptr;
+    Py_INCREF(task_type);  // the namespace may change while it runs
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nkw == 0) {
         PyObject* argv[3] = {nullptr, args[0], self};
-        return PyObject_Vectorcall(g_task_type, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+        PyObject* r = PyObject_Vectorcall(task_type, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+        Py_DECREF(task_type);
+        return r;
     }
     // Task(coro, <the caller's keywords>, loop=self)
     PyObject* names = PyTuple_New(nkw + 1);
-    if (!names) return nullptr;
+    if (!names) {
+        Py_DECREF(task_type);
+        return nullptr;
+    }
     PyObject* argv[8];
     PyObject** heap_argv = nullptr;
     PyObject** av = argv;
@@ -212,6 +235,7 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
         heap_argv = static_cast<PyObject**>(PyMem_Malloc(sizeof(PyObject*) * static_cast<size_t>(nkw + 2)));
         if (!heap_argv) {
             Py_DECREF(names);
+            Py_DECREF(task_type);
             return PyErr_NoMemory();
         }
         av = heap_argv;
@@ -223,7 +247,8 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
     }
     PyTuple_SET_ITEM(names, nkw, Py_NewRef(PyTuple_GET_ITEM(g_loop_kwnames, 0)));
     av[1 + nkw] = self;
-    PyObject* r = PyObject_Vectorcall(g_task_type, av, 1, names);
+    PyObject* r = PyObject_Vectorcall(task_type, av, 1, names);
+    Py_DECREF(task_type);
     Py_DECREF(names);
     if (heap_argv) PyMem_Free(heap_argv);
     return r;
@@ -349,14 +374,15 @@ static PyType_Spec CoreLoop_spec = {
 int init_loop_type(PyObject* module) {
     PyObject* futures = PyImport_ImportModule("asyncio.futures");
     if (!futures) return -1;
-    g_future_type = PyObject_GetAttrString(futures, "Future");
+    g_futures_dict = Py_NewRef(PyModule_GetDict(futures));
     Py_DECREF(futures);
-    if (!g_future_type) return -1;
     PyObject* tasks = PyImport_ImportModule("asyncio.tasks");
     if (!tasks) return -1;
-    g_task_type = PyObject_GetAttrString(tasks, "Task");
+    g_tasks_dict = Py_NewRef(PyModule_GetDict(tasks));
     Py_DECREF(tasks);
-    if (!g_task_type) return -1;
+    g_str_Future = PyUnicode_InternFromString("Future");
+    g_str_Task = PyUnicode_InternFromString("Task");
+    if (!g_str_Future || !g_str_Task) return -1;
     g_str_task_factory = PyUnicode_InternFromString("_task_factory");
     g_str_create_task_slow = PyUnicode_InternFromString("_create_task_slow");
     if (!g_str_task_factory || !g_str_create_task_slow) return -1;
