@@ -70,6 +70,7 @@ def test_asyncio_run_loop_factory():
     assert asyncio.run(_which_loop(), loop_factory=pyloop.new_event_loop) is pyloop.Loop
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_policy():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -93,6 +94,37 @@ def test_install():
             assert isinstance(asyncio.get_event_loop_policy(), pyloop.EventLoopPolicy)
             assert asyncio.run(_which_loop()) is pyloop.Loop
         finally:
+            asyncio.set_event_loop_policy(old)
+
+
+def _deprecations(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [str(w.message) for w in caught if w.category is DeprecationWarning]
+
+
+def test_policy_deprecations_follow_asyncio():
+    # 3.14 deprecates asyncio's policy classes on access (removed in 3.16): pyloop's
+    # policy class follows; install() warns from 3.12 on (as uvloop.install()).
+    from asyncio import unix_events
+    py314 = sys.version_info >= (3, 14)
+    if py314:
+        assert _deprecations(lambda: asyncio.DefaultEventLoopPolicy) != []
+    messages = _deprecations(lambda: pyloop.EventLoopPolicy)
+    assert messages == (["pyloop.EventLoopPolicy is deprecated and slated for removal in Python 3.16, as "
+                         "asyncio's policies are; use pyloop.run(), or "
+                         "asyncio.Runner(loop_factory=pyloop.new_event_loop)"] if py314 else [])
+    assert ("EventLoopPolicy" in pyloop.__all__) == (not py314)
+    assert _deprecations(lambda: exec("from pyloop import *", {})) == []
+    old = unix_events.events._get_event_loop_policy() if py314 else asyncio.get_event_loop_policy()
+    try:
+        messages = _deprecations(pyloop.install)
+        assert len(messages) == (1 if sys.version_info >= (3, 12) else 0)
+        assert all("pyloop.run()" in m for m in messages)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             asyncio.set_event_loop_policy(old)
 
 

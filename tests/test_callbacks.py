@@ -3,7 +3,9 @@
 import asyncio
 import contextvars
 import socket
+import sys
 import threading
+import time
 
 import pytest
 
@@ -211,3 +213,37 @@ def test_busy_chain_still_sees_threads_and_timers(loop):
     t.join()
     assert sorted(events) == ["thread", "timer"]
     assert loop.time() < deadline
+
+
+def test_cancel_from_another_thread_while_a_threadsafe_callback_runs(loop):
+    # 3.14: a call_soon_threadsafe() handle's cancel() and cancelled() from another
+    # thread wait until its running callback has returned; before 3.14 they return at once.
+    started, finished = threading.Event(), threading.Event()
+    seen = {}
+
+    def callback():
+        started.set()
+        time.sleep(0.2)  # releases the GIL: the other thread calls cancel() meanwhile
+        finished.set()
+
+    def canceller(handle):
+        started.wait(10)
+        seen["cancelled"] = handle.cancelled()
+        seen["finished at cancelled()"] = finished.is_set()
+        handle.cancel()
+        seen["finished at cancel()"] = finished.is_set()
+        seen["cancelled after"] = handle.cancelled()
+
+    handle = loop.call_soon_threadsafe(callback)
+    t = threading.Thread(target=canceller, args=(handle,))
+    t.start()
+    loop.run_until_complete(asyncio.sleep(0.3))
+    t.join(10)
+    waits = sys.version_info >= (3, 14)
+    assert seen == {"cancelled": False, "finished at cancelled()": waits, "finished at cancel()": waits,
+                    "cancelled after": True}
+    # A callback may cancel its own handle (3.14's lock is reentrant).
+    inner = []
+    h2 = loop.call_soon_threadsafe(lambda: (h2.cancel(), inner.append(h2.cancelled())))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert inner == [True]

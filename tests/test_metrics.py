@@ -343,7 +343,8 @@ def test_aiohttp_logging_example(tmp_path):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, os.path.join(root, "docs", "examples", "metrics_aiohttp.py"),
                              "--port", str(port), "--every", "0.3"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # aiohttp's banner is a print()
     try:
         lines = []
         deadline = time.monotonic() + 30

@@ -107,6 +107,7 @@ def test_policy_given_as_a_loop_factory_says_what_to_write(tmp_path):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11+")
+@pytest.mark.filterwarnings("ignore:pyloop.EventLoopPolicy is deprecated:DeprecationWarning")
 def test_policy_in_asyncio_runner():
     import asyncio
     import pyloop

@@ -88,6 +88,7 @@ static PyObject* schedule_soon(PyObject* self, PyObject* const* args, Py_ssize_t
     HandleObject* h = handle_new(HandleType, args[0], args + 1, nargs - 1, context, self, core);
     if (!h) return nullptr;
     if (core->debug()) attach_source_traceback(self, h);
+    h->threadsafe = kThreadSafeHandles && threadsafe;
     Py_INCREF(h);
     core->push_ready(h);
     if (threadsafe) core->wakeup();

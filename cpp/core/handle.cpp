@@ -4,6 +4,9 @@
 
 #include <structmember.h>
 
+#include <condition_variable>
+#include <mutex>
+
 namespace pyloop {
 
 PyTypeObject* HandleType = nullptr;
@@ -63,7 +66,9 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
     h->when = 0.0;
     h->seq = 0;
     h->heap_index = -1;
+    h->running_in = 0;
     h->cancelled = false;
+    h->threadsafe = false;
     PyObject_GC_Track(h);
     return h;
 }
@@ -83,11 +88,48 @@ static inline bool is_fatal_pending() {
     return PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
 }
 
+// A thread-safe handle's callback is "running" from its start to its return; another
+// thread's cancel()/cancelled() waits for the end (3.14's _ThreadSafeHandle holds a lock
+// around the callback). The wait is rare: one mutex and condition for every handle.
+static std::mutex g_run_mutex;
+static std::condition_variable g_run_done;
+static int g_run_waiters = 0;  // guarded by g_run_mutex
+
+static void threadsafe_run_ended(HandleObject* h) {
+    std::lock_guard<std::mutex> lock(g_run_mutex);
+    h->running_in = 0;
+    if (g_run_waiters) g_run_done.notify_all();
+}
+
+// Waits, without the GIL, while another thread runs h's callback.
+static void wait_until_not_running(HandleObject* h) {
+    unsigned long me = PyThread_get_thread_ident();
+    if (h->running_in == 0 || h->running_in == me) return;  // the lock is reentrant
+    Py_INCREF(h);
+    Py_BEGIN_ALLOW_THREADS
+    {
+        std::unique_lock<std::mutex> lock(g_run_mutex);
+        g_run_waiters++;
+        g_run_done.wait(lock, [h] { return h->running_in == 0; });
+        g_run_waiters--;
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(h);
+}
+
 int handle_run(HandleObject* h) {
     if (!h->callback) return 0;
     PyObject* res = nullptr;
     if (PyContext_Enter(h->context) == 0) {
-        res = call_callback(h);
+        if (h->threadsafe) {
+            h->running_in = PyThread_get_thread_ident();
+            Py_INCREF(h);  // a waiter reads it until threadsafe_run_ended
+            res = call_callback(h);
+            threadsafe_run_ended(h);
+            Py_DECREF(h);
+        } else {
+            res = call_callback(h);
+        }
         PyContext_Exit(h->context);  // cannot fail: this thread just entered it
     }
     if (res) {
@@ -124,12 +166,16 @@ void handle_cancel(HandleObject* h) {
 // ---- Python-visible methods -------------------------------------------------------
 
 static PyObject* Handle_cancel(PyObject* self, PyObject*) {
-    handle_cancel(reinterpret_cast<HandleObject*>(self));
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    if (h->threadsafe) wait_until_not_running(h);
+    handle_cancel(h);
     Py_RETURN_NONE;
 }
 
 static PyObject* Handle_cancelled(PyObject* self, PyObject*) {
-    return PyBool_FromLong(reinterpret_cast<HandleObject*>(self)->cancelled);
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    if (h->threadsafe) wait_until_not_running(h);
+    return PyBool_FromLong(h->cancelled);
 }
 
 static PyObject* Handle_get_context(PyObject* self, PyObject*) {

@@ -26,7 +26,9 @@ struct HandleObject {
     double when;                 // TimerHandle only
     uint64_t seq;                // FIFO order among timers with the same `when`
     Py_ssize_t heap_index;       // position in the timer heap, -1 when not scheduled
+    unsigned long running_in;    // thread running the callback of a thread-safe handle, else 0
     bool cancelled;
+    bool threadsafe;             // from call_soon_threadsafe on 3.14+ (see handle_cancel)
 };
 
 extern PyTypeObject* HandleType;
@@ -47,6 +49,10 @@ int handle_run(HandleObject* h);
 
 // Marks the handle cancelled and drops the callback and arguments.
 void handle_cancel(HandleObject* h);
+
+// asyncio 3.14's call_soon_threadsafe handle: cancel() and cancelled() from another
+// thread wait until a callback that is running has returned.
+constexpr bool kThreadSafeHandles = PY_VERSION_HEX >= 0x030E0000;
 
 inline bool is_handle(PyObject* o) { return PyObject_TypeCheck(o, HandleType); }
 
