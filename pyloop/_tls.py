@@ -10,7 +10,7 @@ sits on its selector transport, so handshake/shutdown timeouts, messages and cal
 order are those of the running Python's asyncio.
 """
 
-from asyncio import constants, sslproto
+from asyncio import constants, sslproto, streams
 
 from . import _core
 
@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover
     ssl = None
 
-from ._compat import PY311 as _PY311
+from ._compat import PY311 as _PY311, PY314 as _PY314
 # A server's connections need no accept task: the C++ protocol handles a failed handshake.
 ACCEPT_WITHOUT_TASK = _PY311
 
@@ -110,6 +110,13 @@ class TlsMethods:
                                          ssl_handshake_timeout, ssl_shutdown_timeout, call_connection_made=False)
         # Nothing may reach the TLS protocol before its connection_made.
         transport.pause_reading()
+        if _PY314 and server_side and isinstance(protocol, streams.StreamReaderProtocol):
+            # 3.14 (gh-142352): what the StreamReader already holds (a STARTTLS client's
+            # ClientHello) is the start of the TLS stream
+            reader = getattr(protocol, "_stream_reader", None)
+            if reader is not None and reader._buffer:
+                ssl_protocol._incoming.write(reader._buffer)
+                reader._buffer.clear()
         transport.set_protocol(ssl_protocol)
         made = self.call_soon(ssl_protocol.connection_made, transport)
         resume = self.call_soon(transport.resume_reading)
@@ -119,5 +126,6 @@ class TlsMethods:
             transport.close()
             made.cancel()
             resume.cancel()
+            waiter = None  # the future holds the exception, whose traceback holds this frame
             raise
         return ssl_protocol._app_transport

@@ -237,6 +237,103 @@ def test_start_tls_after_plain_data(loop, server_ctx, client_ctx):
     loop.run_until_complete(main())
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is 3.11+")
+def test_start_tls_with_the_client_hello_already_buffered(loop, server_ctx, client_ctx):
+    # A STARTTLS client that does not wait for the server's answer: its ClientHello is in
+    # the server's StreamReader buffer when the server calls start_tls(). 3.14 hands those
+    # bytes to the TLS layer and the handshake succeeds; 3.11-3.13 time the handshake out.
+    outcome = {}
+
+    async def handle(reader, writer):
+        await asyncio.sleep(0.2)  # the ClientHello arrives behind the STARTTLS line
+        assert await reader.readline() == b"STARTTLS\n"
+        assert len(reader._buffer) > 0
+        try:
+            await writer.start_tls(server_ctx, ssl_handshake_timeout=1.0)
+        except ConnectionAbortedError as exc:
+            outcome["server"] = str(exc)
+            writer.close()
+            return
+        writer.write(b"secure " + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(lambda: Collect(loop), "127.0.0.1", port)
+        tr.write(b"STARTTLS\n")
+        proto.want = len(b"secure hi\n")
+        try:
+            tls_tr = await asyncio.wait_for(loop.start_tls(tr, proto, client_ctx, server_hostname="localhost"), 10)
+        except (ConnectionError, ssl.SSLError):
+            outcome["client"] = "failed"
+        else:
+            tls_tr.write(b"hi\n")
+            outcome["client"] = await asyncio.wait_for(proto.done, 10)
+            tls_tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    if sys.version_info >= (3, 14):
+        assert outcome == {"client": b"secure hi\n"}
+    else:
+        assert outcome == {"server": "SSL handshake is taking longer than 1.0 seconds: aborting the connection",
+                           "client": "failed"}
+
+
+def test_a_failed_start_tls_leaves_no_reference_cycle(loop, loop_name, server_ctx):
+    # The client does not trust the server's certificate: start_tls() raises, and the
+    # transport it was given is freed as soon as the caller lets go (no cycle through the
+    # waiter and the exception's traceback: asyncio 3.14 breaks it; pyloop on every version).
+    import gc
+    import weakref
+    untrusting = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # trusts no test CA
+    lost = []
+
+    class Plain(asyncio.Protocol):  # keeps no exception (its traceback would hold the frames)
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def connection_lost(self, exc):
+            lost.append(type(exc).__name__)
+
+    async def handle(reader, writer):
+        try:
+            await writer.start_tls(server_ctx)
+        except (ssl.SSLError, ConnectionError):
+            pass
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(Plain, "127.0.0.1", port)
+        ref = weakref.ref(tr)
+        try:
+            await loop.start_tls(tr, proto, untrusting, server_hostname="localhost")
+        except ssl.SSLCertVerificationError:
+            pass
+        del tr, proto
+        await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+        return ref
+
+    if sys.version_info < (3, 11):
+        pytest.skip("StreamWriter.start_tls is 3.11+")
+    gc.disable()
+    try:
+        ref = loop.run_until_complete(main())
+        alive = ref() is not None
+    finally:
+        gc.enable()
+        gc.collect()
+    assert lost == ["SSLCertVerificationError"]
+    assert alive == (loop_name == "asyncio" and sys.version_info < (3, 14))
+
+
 def test_start_tls_argument_errors(loop):
     async def main():
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)

@@ -299,6 +299,54 @@ def test_shutdown_the_peer_never_answers_times_out(loop, server_ctx, client_ctx)
     assert 0.25 < took < 5
 
 
+@needs_311
+def test_peer_eof_while_our_data_waits_times_out(loop, server_ctx, client_ctx):
+    # The peer ends its side (a FIN, no close_notify) and never reads while 16 MiB wait to
+    # be sent: 3.14 keeps ssl_shutdown_timeout running after the shutdown it completes, and
+    # ends with connection_lost(TimeoutError); 3.11-3.13 wait for the peer.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    handshaken, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            handshaken.set()
+            release.wait(5)  # the client's data piles up unread
+            tls.shutdown(socket.SHUT_WR)  # drops the TLS session: a FIN, no close_notify
+            ended.wait(20)
+
+    th = threading.Thread(target=serve)
+    th.start()
+
+    async def main():
+        tr, proto = await loop.create_connection(lambda: Events(loop), "127.0.0.1", listener.getsockname()[1],
+                                                 ssl=client_ctx, server_hostname="localhost",
+                                                 ssl_shutdown_timeout=0.3)
+        tr.write(os.urandom(16 << 20))
+        await asyncio.sleep(0.1)
+        release.set()
+        done, _ = await asyncio.wait([proto.lost], timeout=3)
+        if not done:
+            tr.abort()
+            await proto.lost
+        return proto.events, proto.lost.result() if done else "still open"
+
+    try:
+        events, outcome = loop.run_until_complete(main())
+    finally:
+        release.set()
+        ended.set()
+        th.join(10)
+        listener.close()
+    assert "eof" in events
+    if sys.version_info >= (3, 14):
+        assert isinstance(outcome, TimeoutError) and str(outcome) == "SSL shutdown timed out"
+    else:
+        assert outcome == "still open"
+
+
 def test_failed_server_handshake_in_debug_mode(loop, server_ctx):
     untrusting = ssl.create_default_context()  # does not trust the test CA
 

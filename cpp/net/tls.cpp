@@ -27,6 +27,7 @@ PyObject *s_read, *s_write, *s_do_handshake, *s_unwrap, *s_getpeercert, *s_ciphe
 
 constexpr long kLogThresholdConnLostWrites = 5;
 constexpr bool kPy312 = PY_VERSION_HEX >= 0x030C0000;
+constexpr bool kPy314 = PY_VERSION_HEX >= 0x030E0000;
 
 bool is_sys_exit(PyObject* exc) {
     return PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
@@ -584,12 +585,26 @@ int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
 
 // ---- shutdown ---------------------------------------------------------------------
 
+// loop.call_later(ssl_shutdown_timeout, self._check_shutdown_timeout)
+static int start_shutdown_timer(TlsProtocolObject* p) {
+    Ref check(method(p, "_check_shutdown_timeout"));
+    if (!check) return -1;
+    PyObject* timer = call2(p->loop, s_call_later, p->shutdown_timeout, check.get());
+    if (!timer) return -1;
+    Py_XSETREF(p->shutdown_timer, timer);
+    return 0;
+}
+
 int on_shutdown_complete(TlsProtocolObject* p, PyObject* shutdown_exc) {
-    cancel_timer(&p->shutdown_timer);
+    if (shutdown_exc || !kPy314) cancel_timer(&p->shutdown_timer);
     if (shutdown_exc) {
         fatal_error(p, shutdown_exc);
         return 0;
     }
+    // 3.14: transport.close() first writes what is buffered, which a peer that does not
+    // read delays forever: the timeout runs (from here when the peer began the shutdown)
+    // until connection_lost().
+    if (kPy314 && !p->shutdown_timer && start_shutdown_timer(p) < 0) return -1;
     if (!p->transport) return 0;
     Ref close(PyObject_GetAttr(p->transport, s_close));
     return close ? discard(call_soon(p, close.get())) : -1;
@@ -624,12 +639,7 @@ int start_shutdown(TlsProtocolObject* p) {
     if (p->state == TlsState::Flushing || p->state == TlsState::Shutdown || p->state == TlsState::Unwrapped) return 0;
     if (p->app_transport) p->app_transport->closed = true;
     if (p->state == TlsState::DoHandshake) return tls::abort(p, nullptr);
-    if (set_state(p, TlsState::Flushing) < 0) return -1;
-    Ref check(method(p, "_check_shutdown_timeout"));
-    if (!check) return -1;
-    PyObject* timer = call2(p->loop, s_call_later, p->shutdown_timeout, check.get());
-    if (!timer) return -1;
-    Py_XSETREF(p->shutdown_timer, timer);
+    if (set_state(p, TlsState::Flushing) < 0 || start_shutdown_timer(p) < 0) return -1;
     return do_flush(p);
 }
 

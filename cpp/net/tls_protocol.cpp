@@ -363,6 +363,10 @@ PyMemberDef Tls_members[] = {
     {"_loop", T_OBJECT, offsetof(TlsProtocolObject, loop), READONLY, nullptr},
     {"_sslobj", T_OBJECT, offsetof(TlsProtocolObject, sslobj), READONLY, nullptr},
     {"_transport", T_OBJECT, offsetof(TlsProtocolObject, transport), READONLY, nullptr},
+    // asyncio's names, read by start_tls (the bytes a StreamReader already holds go to
+    // _incoming) and by aiohttp (_sslcontext)
+    {"_incoming", T_OBJECT, offsetof(TlsProtocolObject, incoming), READONLY, nullptr},
+    {"_sslcontext", T_OBJECT, offsetof(TlsProtocolObject, sslcontext), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
 
