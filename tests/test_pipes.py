@@ -11,6 +11,7 @@ import pty
 import socket
 import sys
 import tempfile
+import warnings
 
 import pytest
 
@@ -206,10 +207,10 @@ def test_closed_loop(loop):
         gc.collect()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("loop_name", ["asyncio", "pyloop"])
 def test_pipes_left_open_when_the_loop_closes(loop_name):
-    # Nothing crashes or hangs; pyloop closes the pipe objects with the loop.
+    # As asyncio: loop.close() leaves the user's pipes open and their transports say
+    # "open"; a transport warns when it is collected, and closes its pipe then.
     from conftest import LOOP_FACTORIES
 
     lp = LOOP_FACTORIES[loop_name]()
@@ -217,17 +218,50 @@ def test_pipes_left_open_when_the_loop_closes(loop_name):
     r, w = open(rfd, "rb", buffering=0), open(wfd, "wb", buffering=0)
 
     async def main():
-        await lp.connect_read_pipe(asyncio.Protocol, r)
+        rtr, _ = await lp.connect_read_pipe(asyncio.Protocol, r)
         wtr, _ = await lp.connect_write_pipe(asyncio.Protocol, w)
         wtr.write(b"x" * (1 << 20))  # some of it stays buffered
+        return rtr, wtr
 
-    lp.run_until_complete(main())
+    transports = lp.run_until_complete(main())
     lp.close()
-    gc.collect()
-    if loop_name == "pyloop":
-        assert r.closed and w.closed
-    r.close()
-    w.close()
+    assert not r.closed and not w.closed
+    assert [("open" in repr(t), t.is_closing()) for t in transports] == [(True, False), (True, False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del transports
+        gc.collect()
+    assert sorted(str(c.message).split()[:2] == ["unclosed", "transport"] for c in caught
+                  if c.category is ResourceWarning) == [True, True]
+    assert r.closed and w.closed
+
+
+def test_a_write_pipe_on_a_terminal_survives_input(loop):
+    # A terminal is readable when a key is pressed: that does not mean its reader went
+    # away (asyncio watches for that on sockets and FIFOs only).
+    async def main():
+        master, slave = pty.openpty()
+        wtr, writer = await loop.connect_write_pipe(lambda: Writer(loop), open(slave, "wb", buffering=0))
+        os.write(master, b"a key\n")  # input: the slave end is readable now
+        await asyncio.sleep(0.1)
+        still_open = (wtr.is_closing(), writer.lost.done())
+        wtr.write(b"after the key\n")
+        got = b""
+        os.set_blocking(master, False)
+        for _ in range(200):
+            try:
+                got += os.read(master, 1024)
+            except BlockingIOError:
+                pass
+            if b"after the key" in got:
+                break
+            await asyncio.sleep(0.01)
+        wtr.close()
+        await asyncio.wait_for(writer.lost, 10)
+        os.close(master)
+        return still_open, b"after the key" in got
+
+    assert loop.run_until_complete(main()) == ((False, False), True)
 
 
 def test_pipe_misuse_matches_asyncio(loop):

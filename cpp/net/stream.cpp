@@ -127,17 +127,25 @@ static PyObject* Transport_write_eof(PyObject* self, PyObject*) {
 
 PyObject* Transport_can_write_eof(PyObject*, PyObject*) { Py_RETURN_TRUE; }
 
-// asyncio's close()/abort() on a transport the loop closed under: RuntimeError, once.
-bool refuse_closed_under(TransportObject* t) {
+// asyncio's close()/abort() on a transport the loop closed under: the call that would
+// schedule connection_lost raises RuntimeError, once. close() schedules nothing while
+// data is buffered (asyncio waits for it to be written), nor a second time.
+bool refuse_closed_under(TransportObject* t, bool abort) {
     if (!t->closed_under) return false;
+    if (!abort) {
+        if (t->user_closing) return false;
+        t->user_closing = true;
+        if (t->buffered_at_close) return false;
+    }
     t->closed_under = false;
+    t->user_closing = true;
     PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
     return true;
 }
 
 static PyObject* Transport_close(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
-    if (refuse_closed_under(t)) return nullptr;
+    if (refuse_closed_under(t, false)) return nullptr;
     if (t->closing) Py_RETURN_NONE;
     if (flush_cork(t) < 0) return nullptr;
     t->closing = true;
@@ -150,7 +158,7 @@ static PyObject* Transport_close(PyObject* self, PyObject*) {
 }
 
 PyObject* Transport_abort(PyObject* self, PyObject*) {
-    if (refuse_closed_under(T(self))) return nullptr;
+    if (refuse_closed_under(T(self), true)) return nullptr;
     force_close(T(self), nullptr);
     Py_RETURN_NONE;
 }
@@ -247,7 +255,12 @@ PyObject* Transport_start_reading(PyObject* self, PyObject*) {
     Py_RETURN_NONE;
 }
 
-PyObject* Transport_is_closing(PyObject* self, PyObject*) { return PyBool_FromLong(T(self)->closing); }
+// A transport the loop closed under the user is not closing for asyncio (it never was).
+PyObject* Transport_is_closing(PyObject* self, PyObject*) {
+    TransportObject* t = T(self);
+    if (t->left_open) return PyBool_FromLong(t->user_closing);
+    return PyBool_FromLong(t->closing);
+}
 
 PyObject* Transport_is_reading(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
@@ -359,8 +372,11 @@ PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* args, PyOb
 
 static PyObject* Transport_repr(PyObject* self) {
     TransportObject* t = T(self);
-    const char* state = t->conn_lost && !t->handle_open ? "closed" : t->closing ? "closing" : "open";
-    int fd = -1;
+    const char* state = t->closed_under                      ? "open"
+                        : t->conn_lost && !t->handle_open ? "closed"
+                        : t->closing                      ? "closing"
+                                                          : "open";
+    int fd = t->closed_under ? t->sock_fd : -1;
     if (t->handle_open) uv_fileno(&t->h.handle, &fd);
     return PyUnicode_FromFormat("<%s fd=%d %s>", Py_TYPE(self)->tp_name, fd, state);
 }
@@ -402,7 +418,26 @@ int Transport_clear(PyObject* self) {
     return 0;
 }
 
+// asyncio's __del__: a transport left open (the loop closed under it) warns when it is
+// collected, and closes the user's socket or pipe object it still holds.
+void Transport_finalize(PyObject* self) {
+    TransportObject* t = T(self);
+    if (!t->left_open) return;
+    t->left_open = false;
+    PyObject* exc = fetch_exception();
+    PyObject* r = PyObject_Repr(self);
+    if (!r || PyErr_ResourceWarning(self, 1, "unclosed transport %U", r) < 0) PyErr_WriteUnraisable(self);
+    Py_XDECREF(r);
+    if (t->sock && t->sock != Py_None && !t->owns_fd) {
+        PyObject* c = PyObject_CallMethod(t->sock, "close", nullptr);
+        if (c) Py_DECREF(c);
+        else PyErr_WriteUnraisable(self);
+    }
+    if (exc) restore_exception(exc);
+}
+
 void Transport_dealloc(PyObject* self) {
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) return;  // resurrected
     TransportObject* t = T(self);
     PyTypeObject* tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
@@ -469,6 +504,7 @@ static PyType_Slot Transport_slots[] = {
     {Py_tp_doc, const_cast<char*>("A stream transport (TCP or Unix socket) over libuv.")},
     {Py_tp_new, reinterpret_cast<void*>(Transport_new_from_python)},
     {Py_tp_dealloc, reinterpret_cast<void*>(Transport_dealloc)},
+    {Py_tp_finalize, reinterpret_cast<void*>(Transport_finalize)},
     {Py_tp_traverse, reinterpret_cast<void*>(Transport_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(Transport_clear)},
     {Py_tp_repr, reinterpret_cast<void*>(Transport_repr)},

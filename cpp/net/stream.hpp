@@ -66,7 +66,15 @@ struct TransportObject {
     bool owns_fd;        // libuv has the socket object's own fd (detached at close); else a dup
     bool sendfile_busy;  // loop.sendfile() is sending on this connection: write() refuses
     bool read_eof;       // the peer's EOF was delivered: reading never resumes
-    bool closed_under;   // loop.close() closed it while the user had not
+    // loop.close() closed the handle while the user had not closed the transport. From
+    // then on the transport answers as asyncio's does on a closed loop, whose state
+    // these three keep: left_open (it warns when collected), closed_under (asyncio's
+    // connection_lost not yet scheduled: the first close()/abort() to schedule it raises),
+    // user_closing (close() was called), buffered_at_close (close() would wait for it).
+    bool left_open;
+    bool closed_under;
+    bool user_closing;
+    bool buffered_at_close;
     bool watching_reader;  // a write pipe's fd is watched for its reader going away (watch_fd)
     bool cork_queued;    // the loop will flush the cork before its next poll
     bool lazy_extra;     // extra's socket/sockname/peername are made from the two below on first use

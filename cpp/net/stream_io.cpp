@@ -521,7 +521,7 @@ void on_close(uv_handle_t* handle) {
     Py_XDECREF(self_ref);
 }
 
-void close_handle(TransportObject* t) {
+void close_handle(TransportObject* t, bool close_user_object) {
     if (!t->handle_open) return;
     free_cork(t);  // closing flushed it; after an error it is dropped
     t->handle_open = false;
@@ -530,7 +530,7 @@ void close_handle(TransportObject* t) {
     stop_reading(t);
     // libuv closes its fd. The loop's own socket object must not close that fd again
     // (detach); a user's socket object has an fd of its own, closed as asyncio does.
-    if (t->sock && t->sock != Py_None) {
+    if (t->sock && t->sock != Py_None && (t->owns_fd || close_user_object)) {
         PyObject* r = PyObject_CallMethod(t->sock, t->owns_fd ? "detach" : "close", nullptr);
         if (r) Py_DECREF(r);
         else PyErr_Clear();
@@ -538,17 +538,21 @@ void close_handle(TransportObject* t) {
     uv_close(&t->h.handle, on_close);
 }
 
-// The loop is closing with this transport still open: close the handle now. The
-// protocol hears nothing (no callback can run on a closed loop, as in asyncio).
+// The loop is closing with this transport still open: close the handle now (libuv
+// closes its duplicate of the fd). The protocol hears nothing (no callback can run on a
+// closed loop, as in asyncio), and the user's socket or pipe object stays open, as
+// asyncio leaves it: the transport still says it is open, and warns (closing that object)
+// when it is collected, as asyncio's __del__ does.
 void close_for_loop_close(uv_handle_t* handle) {
     auto* t = static_cast<TransportObject*>(handle->data);
     // The user's first close()/abort() afterwards raises what asyncio's raises then
     // (it cannot schedule connection_lost on a closed loop).
-    t->closed_under = !t->closing;
+    t->closed_under = t->left_open = !t->closing;
+    t->buffered_at_close = t->write_buffer_size > 0;
     t->closing = true;
     t->conn_lost++;
     t->write_buffer_size = 0;
-    close_handle(t);
+    close_handle(t, false);
 }
 
 

@@ -60,7 +60,9 @@ int write_bytes(TransportObject* t, const char* p, size_t len);
 // takes them), with write_bytes' checks once.
 int write_many(TransportObject* t, const uv_buf_t* bufs, size_t n, size_t total);
 // libuv closes the fd; the socket object is detached (the loop's) or closed (a user's).
-void close_handle(TransportObject* t);
+// Closes the libuv handle (libuv closes its fd). The loop's own socket object is
+// detached; a user's object (its own fd) is closed too unless close_user_object is false.
+void close_handle(TransportObject* t, bool close_user_object = true);
 void on_close(uv_handle_t* handle);
 // The loop closes with this transport open (LoopCore's HandleCloser).
 void close_for_loop_close(uv_handle_t* handle);

@@ -23,9 +23,10 @@ PyObject* Transport_set_write_buffer_limits(PyObject* self, PyObject* args, PyOb
 int Transport_traverse(PyObject* self, visitproc visit, void* arg);
 int Transport_clear(PyObject* self);
 void Transport_dealloc(PyObject* self);
+void Transport_finalize(PyObject* self);
 PyObject* Transport_new_from_python(PyTypeObject* type, PyObject*, PyObject*);
 
 // asyncio's close()/abort() on a transport the loop closed under: RuntimeError, once.
-bool refuse_closed_under(TransportObject* t);
+bool refuse_closed_under(TransportObject* t, bool abort);
 
 }  // namespace pyloop

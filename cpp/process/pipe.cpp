@@ -10,6 +10,7 @@
 
 #include <structmember.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 namespace pyloop {
 
@@ -21,14 +22,18 @@ PyTypeObject* WritePipeTransportType = nullptr;
 static PyObject* WritePipe_watch_reader(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     if (t->closing || !t->handle_open || t->watching_reader || t->core->is_closed()) Py_RETURN_NONE;
-    PyObject* m = PyObject_GetAttrString(self, "_reader_gone");
-    HandleObject* h = m ? handle_new(HandleType, m, nullptr, 0, t->context, t->loop, t->core) : nullptr;
-    Py_XDECREF(m);
-    if (!h) return nullptr;
     // libuv's own fd (not the user's, which the user may close): it stays open until
     // the handle closes, and the watch ends before that.
     int fd = -1;
     uv_fileno(&t->h.handle, &fd);
+    // As asyncio: only a socket's or a FIFO's readability means the reader went away. A
+    // terminal (a pty, the user's stdout) is readable when a key is pressed.
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !(S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode))) Py_RETURN_NONE;
+    PyObject* m = PyObject_GetAttrString(self, "_reader_gone");
+    HandleObject* h = m ? handle_new(HandleType, m, nullptr, 0, t->context, t->loop, t->core) : nullptr;
+    Py_XDECREF(m);
+    if (!h) return nullptr;
     int r = t->core->add_poll(fd, false, h, nullptr, kKindInternal);  // the pipe counts once
     Py_DECREF(reinterpret_cast<PyObject*>(h));
     if (r < 0) return nullptr;
@@ -104,21 +109,21 @@ static PyObject* WritePipe_write_eof(PyObject* self, PyObject*) {
 
 static PyObject* WritePipe_close(PyObject* self, PyObject* arg) {
     TransportObject* t = T(self);
-    if (refuse_closed_under(t)) return nullptr;
+    if (refuse_closed_under(t, false)) return nullptr;
     if (!t->handle_open || t->closing) Py_RETURN_NONE;
     return WritePipe_write_eof(self, arg);
 }
 
 static PyObject* ReadPipe_close(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
-    if (refuse_closed_under(t)) return nullptr;
+    if (refuse_closed_under(t, true)) return nullptr;  // closes at once: as abort()
     if (!t->closing) force_close(t, nullptr);
     Py_RETURN_NONE;
 }
 
 static PyObject* Pipe_repr(PyObject* self) {
     TransportObject* t = T(self);
-    const char* state = !t->handle_open ? "closed" : t->closing ? "closing" : "open";
+    const char* state = t->closed_under ? "open" : !t->handle_open ? "closed" : t->closing ? "closing" : "open";
     return PyUnicode_FromFormat("<%s fd=%d %s>", Py_TYPE(self)->tp_name, t->sock_fd, state);
 }
 
@@ -162,7 +167,7 @@ static PyMemberDef Pipe_members[] = {
     {"__dictoffset__", T_PYSSIZET, offsetof(TransportObject, dict), READONLY, nullptr},
     {"_loop", T_OBJECT, offsetof(TransportObject, loop), READONLY, nullptr},
     {"_protocol", T_OBJECT, offsetof(TransportObject, protocol), READONLY, nullptr},
-    {"_pipe", T_OBJECT, offsetof(TransportObject, sock), READONLY, nullptr},
+    {"_pipe", T_OBJECT, offsetof(TransportObject, sock), 0, nullptr},  // writable, as asyncio's
     {"_fileno", T_INT, offsetof(TransportObject, sock_fd), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
@@ -171,6 +176,7 @@ static PyType_Slot ReadPipe_slots[] = {
     {Py_tp_doc, const_cast<char*>("A read pipe transport over libuv (asyncio's _UnixReadPipeTransport).")},
     {Py_tp_new, reinterpret_cast<void*>(Transport_new_from_python)},
     {Py_tp_dealloc, reinterpret_cast<void*>(Transport_dealloc)},
+    {Py_tp_finalize, reinterpret_cast<void*>(Transport_finalize)},
     {Py_tp_traverse, reinterpret_cast<void*>(Transport_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(Transport_clear)},
     {Py_tp_repr, reinterpret_cast<void*>(Pipe_repr)},
@@ -183,6 +189,7 @@ static PyType_Slot WritePipe_slots[] = {
     {Py_tp_doc, const_cast<char*>("A write pipe transport over libuv (asyncio's _UnixWritePipeTransport).")},
     {Py_tp_new, reinterpret_cast<void*>(Transport_new_from_python)},
     {Py_tp_dealloc, reinterpret_cast<void*>(Transport_dealloc)},
+    {Py_tp_finalize, reinterpret_cast<void*>(Transport_finalize)},
     {Py_tp_traverse, reinterpret_cast<void*>(Transport_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(Transport_clear)},
     {Py_tp_repr, reinterpret_cast<void*>(Pipe_repr)},
