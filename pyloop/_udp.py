@@ -18,7 +18,7 @@ from . import _core, _dns
 from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
-from ._compat import PY313 as _PY313, PY315 as _PY315
+from ._compat import PY313 as _PY313
 # asyncio counts 8 bytes of header per queued datagram from 3.13, and sends empty
 # datagrams from 3.13 (before, sendto(b"") did nothing).
 _HEADER = 8 if _PY313 else 0
@@ -240,7 +240,7 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
         if not self._buffer:
             self._conn_lost += 1
             self._unwatch(True)
-            self._call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None)
 
     def abort(self):
         self._force_close(None)
@@ -265,11 +265,7 @@ class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
             self._closing = True
             self._unwatch(False)
         self._conn_lost += 1
-        self._call_soon(self._call_connection_lost, exc)
-
-    def _call_soon(self, callback, *args):
-        # asyncio 3.15 runs the transport's own callbacks in its creation context.
-        self._loop.call_soon(callback, *args, context=self._context if _PY315 else None)
+        self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc):
         try:

@@ -636,8 +636,8 @@ def test_datagram_callbacks_run_in_the_transports_context(loop):
     for name, value in log:
         if name != "lost":
             assert value == "creator", log
-        else:  # close() from main(): its context, and on 3.15 the transport's creation one
-            assert value == ("creator" if sys.version_info >= (3, 15) else "runner"), log
+        else:  # close() from main(): its context (3.15 gives datagram transports no context)
+            assert value == "runner", log
 
 
 @pytest.mark.skipif(not _PY312, reason="asyncio 3.12+ runs the handler in the callback's context")

@@ -44,8 +44,13 @@ PyObject* Tls_connection_made(PyObject* self, PyObject* transport) {
     if (!timer) return nullptr;
     Py_XSETREF(p->handshake_timer, timer);
     // A server with nothing received yet: SSL_do_handshake could only ask for more (an
-    // SSLWantReadError, nothing to send), so the first step waits for the ClientHello.
-    if (p->server_side && p->scan.fed == 0) Py_RETURN_NONE;
+    // SSLWantReadError, nothing to send), so the first step waits for the ClientHello
+    // (unless start_tls() put bytes a StreamReader held into the incoming BIO).
+    if (p->server_side && p->scan.fed == 0) {
+        Ref pending(PyObject_GetAttr(p->incoming, s_pending));
+        if (!pending) return nullptr;
+        if (PyLong_AsLong(pending.get()) == 0) Py_RETURN_NONE;
+    }
     return done(do_handshake(p));
 }
 
