@@ -22,7 +22,7 @@ from asyncio.log import logger
 from . import _core, _dns, _tls
 from ._sock import check_ssl_socket, send_file_chunks
 
-from ._compat import PY312 as _PY312, PY314 as _PY314
+from ._compat import PY312 as _PY312, PY313 as _PY313, PY314 as _PY314
 _EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -557,8 +557,12 @@ class NetworkMethods:
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
                                  ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
-                                 cleanup_socket=True):
-        """Listen for Unix stream connections on path (or sock): a Server."""
+                                 cleanup_socket=None):
+        """Listen for Unix stream connections on path (or sock): a Server.
+        cleanup_socket (asyncio 3.13's, on by default there; off by default before, where
+        asyncio never removes the file): close() removes the socket file it bound."""
+        if cleanup_socket is None:
+            cleanup_socket = _PY313
         _tls.check_server_tls_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
