@@ -9,7 +9,6 @@ StreamTransport (pyloop._core.stream_transport), which moves the bytes with libu
 import builtins
 import collections.abc
 import errno
-import functools
 import itertools
 import os
 import socket
@@ -92,13 +91,16 @@ class Server(events.AbstractServer):
     def __repr__(self):
         return f"<{type(self).__name__} sockets={self.sockets!r}>"
 
-    def _attach(self, transport):
+    # transport=None: asyncio 3.12's signatures (code that counts a connection by hand)
+    def _attach(self, transport=None):
         self._active_count += 1
-        self._clients.add(transport)
+        if transport is not None:
+            self._clients.add(transport)
 
-    def _detach(self, transport):
+    def _detach(self, transport=None):
         self._active_count -= 1
-        self._clients.discard(transport)
+        if transport is not None:
+            self._clients.discard(transport)
         if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
@@ -295,6 +297,7 @@ class NetworkMethods:
             await waiter
         except BaseException:
             transport.close()
+            waiter = None  # the future holds the exception, whose traceback holds this frame
             raise
         return transport, protocol
 
@@ -328,9 +331,11 @@ class NetworkMethods:
                     except OSError:
                         continue
             else:
-                sock, _, _ = await staggered.staggered_race(
-                    (functools.partial(self._connect_sock, exceptions, info, laddr_infos) for info in infos),
-                    happy_eyeballs_delay, loop=self)
+                # A lambda per address, not functools.partial, and [0] rather than unpacking:
+                # neither may keep `exceptions` alive in a cycle with the errors' tracebacks.
+                sock = (await staggered.staggered_race(
+                    (lambda info=info: self._connect_sock(exceptions, info, laddr_infos) for info in infos),
+                    happy_eyeballs_delay, loop=self))[0]
             if sock is None:
                 errors = [exc for sub in exceptions for exc in sub]
                 try:
@@ -338,6 +343,8 @@ class NetworkMethods:
                         raise _EXCEPTION_GROUP("create_connection failed", errors)
                     if len(errors) == 1:
                         raise errors[0]
+                    if not errors:  # every attempt was cancelled (asyncio: gh-135836)
+                        raise TimeoutError("create_connection failed")
                     model = str(errors[0])
                     if all(str(exc) == model for exc in errors):
                         raise errors[0]

@@ -299,7 +299,8 @@ class DatagramMethods:
         r_addr = None
         if sock is not None:
             if sock.type != socket.SOCK_DGRAM:
-                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
+                what = "A datagram socket" if _PY313 else "A UDP Socket"  # 3.13 renamed it
+                raise ValueError(f"{what} was expected, got {sock!r}")
             opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family, proto=proto, flags=flags,
                         reuse_port=reuse_port, allow_broadcast=allow_broadcast)
             if any(opts.values()):

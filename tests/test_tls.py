@@ -334,6 +334,54 @@ def test_a_failed_start_tls_leaves_no_reference_cycle(loop, loop_name, server_ct
     assert alive == (loop_name == "asyncio" and sys.version_info < (3, 14))
 
 
+def test_a_failed_tls_connection_leaves_no_reference_cycle(loop, loop_name, server_ctx):
+    # As above for create_connection(ssl=): the protocol (held by the TLS layer, held by
+    # the transport) is freed as soon as the error is handled (asyncio 3.14, gh-159049).
+    import gc
+    import weakref
+    untrusting = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    refs = []
+
+    class Proto(asyncio.Protocol):
+        pass
+
+    def factory():
+        proto = Proto()
+        refs.append(weakref.ref(proto))
+        return proto
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                server_ctx.wrap_socket(conn, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                pass
+
+    th = threading.Thread(target=serve)
+    th.start()
+
+    async def main():
+        try:
+            await loop.create_connection(factory, *listener.getsockname(), ssl=untrusting,
+                                         server_hostname="localhost")
+        except ssl.SSLCertVerificationError:
+            pass
+
+    gc.disable()
+    try:
+        loop.run_until_complete(main())
+        alive = [r() is not None for r in refs]
+    finally:
+        gc.enable()
+        gc.collect()
+        th.join(10)
+        listener.close()
+    assert alive == [loop_name == "asyncio" and sys.version_info < (3, 14)]
+
+
 def test_start_tls_argument_errors(loop):
     async def main():
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)

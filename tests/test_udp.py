@@ -427,3 +427,12 @@ def test_datagram_received_after_resume_stays_in_the_creation_context(loop):
     if seen is not None:
         expected = "creator" if isinstance(loop, pyloop.Loop) else "resumer"
         assert seen == ["creator", expected]
+
+
+def test_a_stream_socket_is_refused_with_asyncios_message(loop):
+    # 3.13 renamed it: "A datagram socket was expected" (before: "A UDP Socket ...").
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with pytest.raises(ValueError) as info:
+            loop.run_until_complete(loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock))
+    what = "A datagram socket" if sys.version_info >= (3, 13) else "A UDP Socket"
+    assert str(info.value).startswith(f"{what} was expected, got <socket.socket fd=")
