@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test bench sanitize wheel sdist clean
+.PHONY: setup build test cpython-tests bench sanitize wheel sdist clean
 
 setup:
 	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
@@ -20,6 +20,11 @@ build: setup
 
 test: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# CPython's own test.test_asyncio on pyloop loops, strict against the list of expected
+# failures for this Python (tests/cpython/expected-failures-3.X.txt).
+cpython-tests: setup
+	$(PYTHON) tests/cpython/run.py $(CPYTHON_ARGS)
 
 bench: setup
 	@command -v wrk >/dev/null || { echo "wrk is missing: installing it with apt-get"; \

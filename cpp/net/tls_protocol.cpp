@@ -372,6 +372,7 @@ PyMemberDef Tls_members[] = {
     // _incoming) and by aiohttp (_sslcontext)
     {"_incoming", T_OBJECT, offsetof(TlsProtocolObject, incoming), READONLY, nullptr},
     {"_sslcontext", T_OBJECT, offsetof(TlsProtocolObject, sslcontext), READONLY, nullptr},
+    {"_app_reading_paused", T_BOOL, offsetof(TlsProtocolObject, app_reading_paused), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
 

@@ -33,6 +33,11 @@ def modules():
     return [n for n in names if n not in NOT_RUN]
 
 
+def module_path(name):
+    import test.test_asyncio as pkg
+    return os.path.join(os.path.dirname(pkg.__file__), name + ".py")
+
+
 def read_expected(path):
     """{test id: reason} from lines `test_id: reason` (# comments and blank lines)."""
     expected = {}
@@ -50,7 +55,7 @@ def read_expected(path):
     return expected
 
 
-def run_module(name, timeout, out_dir):
+def run_module(name, timeout, out_dir, expected_file=None):
     """Run one module in child processes; return ({test id: record}, their output). A
     child that dies (a crash, or a test past its time limit: faulthandler ends it) is
     started again past the test it was running, which is recorded as crashed."""
@@ -60,6 +65,8 @@ def run_module(name, timeout, out_dir):
     for attempt in range(50):
         cmd = [sys.executable, os.path.join(HERE, "child.py"), "--timeout", str(timeout),
                "--json", result, "test.test_asyncio." + name]
+        if expected_file:
+            cmd[2:2] = ["--expected", expected_file]
         if attempt:
             with open(skip_file, "w", encoding="utf-8") as f:
                 f.write("\n".join(outcomes))
@@ -90,7 +97,7 @@ def run_module(name, timeout, out_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--timeout", type=float, default=60.0, help="per test, seconds")
+    ap.add_argument("--timeout", type=float, default=40.0, help="per test, seconds")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failure's output")
     ap.add_argument("--expected", default=os.path.join(HERE, f"expected-failures-{VERSION}.txt"))
     ap.add_argument("modules", nargs="*")
@@ -100,8 +107,13 @@ def main():
     t0 = time.monotonic()
     outcomes, outputs = {}, {}
     with tempfile.TemporaryDirectory(prefix="pyloop-cpython-") as out_dir:
+        expected_file = os.path.join(out_dir, "expected.txt")
+        with open(expected_file, "w", encoding="utf-8") as f:
+            f.write("\n".join(expected))
+        # the biggest modules first, so that two jobs end together
+        names.sort(key=lambda n: -os.path.getsize(module_path(n)))
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            runs = {name: pool.submit(run_module, name, args.timeout, out_dir) for name in names}
+            runs = {name: pool.submit(run_module, name, args.timeout, out_dir, expected_file) for name in names}
             for name, fut in runs.items():
                 got, outputs[name] = fut.result()
                 outcomes.update(got)
