@@ -100,7 +100,13 @@ void bind_loop(py::module_& m) {
 #define PYLOOP_LIBUV_LINKAGE "system"
 #endif
 
+// The module needs the GIL (docs/architecture.md, "Free-threaded Python"): it is not
+// declared free-threading safe (no py::mod_gil_not_used()), and on a free-threaded
+// build it says so explicitly, so that importing it turns the GIL back on.
 PYBIND11_MODULE(_core, m) {
+#ifdef Py_GIL_DISABLED
+    PyUnstable_Module_SetGIL(m.ptr(), Py_MOD_GIL_USED);
+#endif
     m.doc() = "pyloop's C++ core over libuv";
     // What `python -m pyloop` reports: the libuv pyloop was compiled against, the one
     // it runs with (the same when it is built in), and how it is linked.
