@@ -297,3 +297,33 @@ def test_pipe_misuse_matches_asyncio(loop):
     outcomes, data, pipe_after, closing = loop.run_until_complete(main())
     assert outcomes == ["AssertionError"] * 3 + ["ValueError"]
     assert data == b"fine" and pipe_after and closing
+
+
+def test_pipe_transport_classes_match_asyncios(loop):
+    # asyncio's write pipe transport is a whole asyncio.Transport (its reading methods
+    # raise NotImplementedError); its read pipe transport has max_size.
+    async def main():
+        rfd, wfd = os.pipe()
+        rtr, _ = await loop.connect_read_pipe(asyncio.Protocol, open(rfd, "rb", buffering=0))
+        wtr, _ = await loop.connect_write_pipe(asyncio.Protocol, open(wfd, "wb", buffering=0))
+        seen = {
+            "write is Transport": isinstance(wtr, asyncio.Transport),
+            "read is Transport": isinstance(rtr, asyncio.Transport),
+            "read is ReadTransport": isinstance(rtr, asyncio.ReadTransport),
+            "max_size": rtr.max_size,
+        }
+        for name in ("pause_reading", "resume_reading", "is_reading"):
+            try:
+                getattr(wtr, name)()
+                seen[name] = "ok"
+            except Exception as exc:
+                seen[name] = type(exc).__name__
+        wtr.close()
+        rtr.close()
+        await asyncio.sleep(0.01)
+        return seen
+
+    assert loop.run_until_complete(main()) == {
+        "write is Transport": True, "read is Transport": False, "read is ReadTransport": True,
+        "max_size": 256 * 1024, "pause_reading": "NotImplementedError", "resume_reading": "NotImplementedError",
+        "is_reading": "NotImplementedError"}

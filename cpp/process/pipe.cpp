@@ -228,7 +228,15 @@ int init_pipe_types(PyObject* module) {
     if (!ReadPipeTransportType ||
         PyModule_AddObjectRef(module, "ReadPipeTransport", reinterpret_cast<PyObject*>(ReadPipeTransportType)) < 0)
         return -1;
-    WritePipeTransportType = new_transport_type(module, &WritePipe_spec, extra_end, "WriteTransport");
+    // asyncio's _UnixReadPipeTransport.max_size: the most one read takes
+    PyObject* max_size = PyLong_FromLong(256 * 1024);
+    int r = max_size ? PyObject_SetAttrString(reinterpret_cast<PyObject*>(ReadPipeTransportType), "max_size", max_size)
+                     : -1;
+    Py_XDECREF(max_size);
+    if (r < 0) return -1;
+    // asyncio's _UnixWritePipeTransport is a full Transport (_FlowControlMixin): its
+    // reading methods are ReadTransport's, which raise NotImplementedError.
+    WritePipeTransportType = new_transport_type(module, &WritePipe_spec, extra_end, "Transport");
     if (!WritePipeTransportType ||
         PyModule_AddObjectRef(module, "WritePipeTransport", reinterpret_cast<PyObject*>(WritePipeTransportType)) < 0)
         return -1;
