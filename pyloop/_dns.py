@@ -1,6 +1,7 @@
 """getaddrinfo/getnameinfo for pyloop.Loop: the argument handling of Python's socket
 module, numeric addresses resolved at once, names on libuv's thread pool."""
 
+import operator
 import os
 import socket
 
@@ -48,9 +49,9 @@ _INT_MIN, _INT_MAX = -2**31, 2**31 - 1
 
 
 def c_int(value):
-    """value as the C int the socket module would take, with its errors."""
-    if not isinstance(value, int):
-        raise TypeError(f"'{value.__class__.__name__}' object cannot be interpreted as an integer")
+    """value as the C int the socket module would take (an int, or any object with
+    __index__), with its errors."""
+    value = operator.index(value)
     if not _INT_MIN <= value <= _INT_MAX:
         raise OverflowError("Python int too large to convert to C int"
                             if value > 0 else "Python int too small to convert to C int")
@@ -94,8 +95,12 @@ def nameinfo_args(sockaddr):
     host, port = sockaddr[0], sockaddr[1]
     flowinfo = sockaddr[2] if len(sockaddr) > 2 else 0
     scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
-    if not isinstance(host, str) or not all(isinstance(v, int) for v in (port, flowinfo, scope_id)):
+    if not isinstance(host, str):
         raise TypeError("getnameinfo(): illegal sockaddr argument")
+    try:  # the socket module takes any object with __index__ for these
+        port, flowinfo, scope_id = operator.index(port), operator.index(flowinfo), operator.index(scope_id)
+    except TypeError:
+        raise TypeError("getnameinfo(): illegal sockaddr argument") from None
     if not _INT_MIN <= port <= _INT_MAX:  # the socket module parses it as a C int
         if not -2**63 <= port < 2**63:
             raise OverflowError("Python int too large to convert to C long")

@@ -174,3 +174,32 @@ def test_debug_logs_lookups(loop, caplog):
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
         loop.run_until_complete(loop.getaddrinfo("localhost", 80))
     assert any("Getting address info" in r.getMessage() for r in caplog.records)
+
+
+class _IntLike:
+    def __init__(self, value):
+        self.value = int(value)
+
+    def __index__(self):
+        return self.value
+
+
+def test_int_like_arguments_are_taken_as_the_socket_module_takes_them(loop):
+    # Objects with __index__ stand for ints wherever socket.getaddrinfo/getnameinfo take
+    # them (not as getaddrinfo's port, which wants an int or a string).
+    async def main():
+        infos = await loop.getaddrinfo("127.0.0.1", 80, family=_IntLike(socket.AF_INET),
+                                       type=_IntLike(socket.SOCK_STREAM), proto=_IntLike(0), flags=_IntLike(0))
+        names = await loop.getnameinfo(("127.0.0.1", _IntLike(80)), _IntLike(socket.NI_NUMERICHOST))
+        names6 = await loop.getnameinfo(("::1", 80, _IntLike(0), _IntLike(0)), socket.NI_NUMERICHOST)
+        try:
+            await loop.getaddrinfo("127.0.0.1", _IntLike(80))
+            port_error = None
+        except OSError as exc:
+            port_error = str(exc)
+        return infos, names, names6, port_error
+
+    infos, names, names6, port_error = loop.run_until_complete(main())
+    assert infos == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))]
+    assert names == ("127.0.0.1", "http") and names6 == ("::1", "http")
+    assert port_error == "Int or String expected"
