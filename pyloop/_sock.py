@@ -27,8 +27,10 @@ def check_ssl_socket(sock):
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
-def _check_socket(sock):
+def _check_socket(sock, debug=False):
     check_ssl_socket(sock)
+    if debug and sock.gettimeout() != 0:  # asyncio's debug check, before any use
+        raise ValueError("the socket must be non-blocking")
     if sock.fileno() == -1:  # what the socket call would raise on it (asyncio makes the call)
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     # asyncio checks this in debug mode only; a blocking socket would block the
@@ -138,7 +140,7 @@ class SocketMethods:
 
     async def sock_connect(self, sock, address):
         """Connect the socket, resolving host names through the loop's getaddrinfo."""
-        _check_socket(sock)
+        _check_socket(sock, self.get_debug())
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             infos = await _dns.ensure_resolved(self, address, sock.family, sock.type, sock.proto)
             if not infos:
@@ -162,7 +164,7 @@ class SocketMethods:
 
     async def sock_accept(self, sock):
         """Accept a connection: (conn, address), conn non-blocking."""
-        _check_socket(sock)
+        _check_socket(sock, self.get_debug())
 
         def attempt():
             conn, addr = sock.accept()
@@ -175,7 +177,7 @@ class SocketMethods:
         """Send a file over a stream socket: os.sendfile (zero-copy) when the file
         allows it, else read-and-send when fallback is true."""
         self._check_closed()
-        _check_socket(sock)
+        _check_socket(sock, self.get_debug())
         _check_sendfile_params(sock, file, offset, count)
         try:
             return await self._sendfile_native(sock, file, offset, count)

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -143,3 +144,25 @@ def test_handle_traceback_in_default_handler(loop, caplog):
     [rec] = [r for r in caplog.records if r.getMessage().startswith("reported")]
     assert "Handle created at (most recent call last):" in rec.getMessage()
     assert "test_handle_traceback_in_default_handler" in rec.getMessage()
+
+
+def test_a_cancelled_handle_says_so_in_debug_mode(loop):
+    loop.set_debug(True)
+    handle = loop.call_soon(print, "never")
+    timer = loop.call_later(10, print, "never")
+    handle.cancel()
+    timer.cancel()
+    assert "cancelled" in repr(handle) and "cancelled" in repr(timer)
+
+
+@pytest.mark.parametrize("method", ["sock_recv", "sock_recv_into", "sock_sendall", "sock_accept", "sock_connect"])
+def test_closed_blocking_socket_in_debug_mode(loop, method):
+    # asyncio's debug check (the socket must be non-blocking) comes first: ValueError,
+    # not the OSError a closed socket's call would raise.
+    loop.set_debug(True)
+    sock = socket.socket()
+    sock.close()
+    args = {"sock_recv": (1,), "sock_recv_into": (bytearray(1),), "sock_sendall": (b"x",), "sock_accept": (),
+            "sock_connect": (("127.0.0.1", 9),)}[method]
+    with pytest.raises(ValueError, match="the socket must be non-blocking"):
+        loop.run_until_complete(getattr(loop, method)(sock, *args))

@@ -153,11 +153,13 @@ int handle_run(HandleObject* h) {
 
 void handle_cancel(HandleObject* h) {
     if (h->cancelled) return;
+    h->cancelled = true;
+    // In debug mode the repr is kept (the callback goes): taken after the flag, as
+    // asyncio does, so it says "cancelled".
     if (h->core && h->core->debug() && !h->repr) {
         h->repr = PyObject_Repr(reinterpret_cast<PyObject*>(h));
         if (!h->repr) PyErr_Clear();
     }
-    h->cancelled = true;
     if (h->heap_index >= 0 && h->core) h->core->timer_cancelled();
     Py_CLEAR(h->callback);
     clear_args(h);

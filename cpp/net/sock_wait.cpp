@@ -46,13 +46,19 @@ PyObject *s_gettimeout, *s_done, *s_set_result, *s_set_exception, *s_create_futu
 inline SockOpObject* OP(PyObject* o) { return reinterpret_cast<SockOpObject*>(o); }
 
 // asyncio's checks of the socket argument (SSLSocket refused; pyloop also refuses a
-// blocking socket, in and out of debug mode). Sets *fd. -1 with an exception set.
-int check_socket(PyObject* sock, int* fd) {
+// blocking socket, in and out of debug mode: in debug mode before anything else, as
+// asyncio, otherwise after a closed socket's OSError, as asyncio's call would raise).
+// Sets *fd. -1 with an exception set.
+int check_socket(PyObject* sock, int* fd, bool debug) {
     if (Py_TYPE(sock) == reinterpret_cast<PyTypeObject*>(g_socket_type)) {
         PyObject* t = PyObject_CallMethodNoArgs(sock, s_gettimeout);
         if (!t) return -1;
         bool nonblocking = PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) == 0.0;
         Py_DECREF(t);
+        if (debug && !nonblocking) {  // asyncio's debug check comes before any use of the socket
+            PyErr_SetString(PyExc_ValueError, "the socket must be non-blocking");
+            return -1;
+        }
         *fd = PyObject_AsFileDescriptor(sock);
         if (*fd < 0) {
             if (PyErr_ExceptionMatches(PyExc_ValueError)) {  // fileno() returned -1: closed
@@ -413,7 +419,7 @@ int prologue(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t want, const cha
     c->probe.sent = 0;
     c->probe.has_buf = false;
     c->probe.addr_len = 0;
-    return check_socket(args[1], &c->probe.fd);
+    return check_socket(args[1], &c->probe.fd, c->core->debug());
 }
 
 // Takes the buffer of args[i] (writable or not) into the call: false when the object
