@@ -139,8 +139,8 @@ int handle_run(HandleObject* h) {
     if (is_fatal_pending()) return -1;
     PyObject* exc = fetch_exception();
     // The Python face formats asyncio's "Exception in callback ..." context.
-    PyObject* r = PyObject_CallMethod(h->loop, "_report_callback_exception", "OO",
-                                      reinterpret_cast<PyObject*>(h), exc);
+    PyObject* r = PyObject_CallMethodObjArgs(h->loop, PY_NAME("_report_callback_exception"),
+                                            reinterpret_cast<PyObject*>(h), exc, nullptr);
     Py_DECREF(exc);
     if (r) {
         Py_DECREF(r);

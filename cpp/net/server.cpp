@@ -50,7 +50,7 @@ int creation_failed(AcceptorObject* a, PyObject* conn) {
     if (is_sys_exit()) return -1;
     PyObject* exc = fetch_exception();
     if (conn) {
-        PyObject* r = PyObject_CallMethod(conn, "close", nullptr);
+        PyObject* r = PyObject_CallMethodNoArgs(conn, PY_NAME("close"));
         if (r) Py_DECREF(r);
         else PyErr_Clear();
     }
@@ -128,7 +128,7 @@ PyObject* Acceptor_call(PyObject* self, PyObject* args, PyObject* kwargs) {
         return nullptr;
     }
     // The socket object's fd now (the user may have closed it): as sock.accept() would.
-    PyObject* fileno = PyObject_CallMethod(a->sock, "fileno", nullptr);
+    PyObject* fileno = PyObject_CallMethodNoArgs(a->sock, PY_NAME("fileno"));
     if (!fileno) return nullptr;
     int fd = PyLong_AsLong(fileno);
     Py_DECREF(fileno);

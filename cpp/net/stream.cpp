@@ -152,7 +152,7 @@ static PyObject* Transport_close(PyObject* self, PyObject*) {
     stop_reading(t);
     if (t->write_buffer_size == 0) {
         t->conn_lost++;
-        if (call_soon_method(t, self, "_call_connection_lost", Py_None) < 0) return nullptr;
+        if (call_soon_method(t, self, PY_NAME("_call_connection_lost"), Py_None) < 0) return nullptr;
     }
     Py_RETURN_NONE;
 }
@@ -174,7 +174,7 @@ PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     // asyncio's _call_connection_lost: tell the protocol, then release the socket
     // (libuv closes the fd) and leave the server.
     TransportObject* t = T(self);
-    PyObject* r = t->protocol != Py_None ? PyObject_CallMethod(t->protocol, "connection_lost", "O", exc)
+    PyObject* r = t->protocol != Py_None ? PyObject_CallMethodOneArg(t->protocol, PY_NAME("connection_lost"), exc)
                                          : Py_NewRef(Py_None);
     PyObject* exc_state = r ? nullptr : fetch_exception();
     if (t->drain_waiter) {
@@ -191,7 +191,7 @@ PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     PyObject* server = t->server;
     t->server = Py_NewRef(Py_None);
     if (server != Py_None) {
-        PyObject* d = PyObject_CallMethod(server, "_detach", "O", self);
+        PyObject* d = PyObject_CallMethodOneArg(server, PY_NAME("_detach"), self);
         if (d) Py_DECREF(d);
         else report_unraisable(self);
     }
@@ -210,10 +210,10 @@ static PyObject* Transport_wait_drained(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     if (flush_cork(t) < 0) return nullptr;
     if (t->drain_waiter) return Py_NewRef(t->drain_waiter);
-    PyObject* fut = PyObject_CallMethod(t->loop, "create_future", nullptr);
+    PyObject* fut = PyObject_CallMethodNoArgs(t->loop, PY_NAME("create_future"));
     if (!fut) return nullptr;
     if (t->write_buffer_size == 0) {
-        PyObject* r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        PyObject* r = PyObject_CallMethodOneArg(fut, PY_NAME("set_result"), Py_None);
         if (!r) {
             Py_DECREF(fut);
             return nullptr;
@@ -429,7 +429,7 @@ void Transport_finalize(PyObject* self) {
     if (!r || PyErr_ResourceWarning(self, 1, "unclosed transport %U", r) < 0) PyErr_WriteUnraisable(self);
     Py_XDECREF(r);
     if (t->sock && t->sock != Py_None && !t->owns_fd) {
-        PyObject* c = PyObject_CallMethod(t->sock, "close", nullptr);
+        PyObject* c = PyObject_CallMethodNoArgs(t->sock, PY_NAME("close"));
         if (c) Py_DECREF(c);
         else PyErr_WriteUnraisable(self);
     }
@@ -561,12 +561,12 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return nullptr;
     }
-    PyObject* fileno = PyObject_CallMethod(sock, "fileno", nullptr);
+    PyObject* fileno = PyObject_CallMethodNoArgs(sock, PY_NAME("fileno"));
     if (!fileno) return nullptr;
     int fd = PyLong_AsLong(fileno);
     Py_DECREF(fileno);
     if (fd == -1 && PyErr_Occurred()) return nullptr;
-    PyObject* family_o = PyObject_GetAttrString(sock, "family");
+    PyObject* family_o = PyObject_GetAttr(sock, PY_NAME("family"));
     if (!family_o) return nullptr;
     long family = PyLong_AsLong(family_o);
     Py_DECREF(family_o);
@@ -642,14 +642,14 @@ PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, 
     if (kind == kStream) core->set_stream_fd(fd, self);  // add_reader refuses it, as asyncio does
     // Reading starts once connection_made has run (a write pipe instead watches its fd
     // for the reader going away).
-    if (call_soon_method(t, protocol, "connection_made", self) < 0 ||
-        call_soon_method(t, self, kind == kWritePipe ? "_watch_reader" : "_start_reading", nullptr) < 0) {
+    if (call_soon_method(t, protocol, PY_NAME("connection_made"), self) < 0 ||
+        call_soon_method(t, self, kind == kWritePipe ? PY_NAME("_watch_reader") : PY_NAME("_start_reading"), nullptr) < 0) {
         close_handle(t);
         Py_DECREF(self);
         return nullptr;
     }
     if (server != Py_None) {
-        PyObject* a = PyObject_CallMethod(server, "_attach", "O", self);
+        PyObject* a = PyObject_CallMethodOneArg(server, PY_NAME("_attach"), self);
         if (!a) {
             close_handle(t);
             Py_DECREF(self);

@@ -50,8 +50,8 @@ int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_
     return 0;
 }
 
-int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObject* arg) {
-    PyObject* m = PyObject_GetAttrString(obj, name);
+int call_soon_method(TransportObject* t, PyObject* obj, PyObject* name, PyObject* arg) {
+    PyObject* m = PyObject_GetAttr(obj, name);
     if (!m) return -1;
     int r = call_soon(t, m, &arg, arg ? 1 : 0);
     Py_DECREF(m);
@@ -89,7 +89,7 @@ void call_exception_handler(TransportObject* t, const char* message, PyObject* e
     PyObject* ctx = Py_BuildValue("{s:s,s:O,s:O,s:O}", "message", message, "exception", exc, "transport", O(t),
                                   "protocol", t->protocol ? t->protocol : Py_None);
     if (!ctx) return report_unraisable(O(t));
-    PyObject* r = PyObject_CallMethod(t->loop, "call_exception_handler", "O", ctx);
+    PyObject* r = PyObject_CallMethodOneArg(t->loop, PY_NAME("call_exception_handler"), ctx);
     Py_DECREF(ctx);
     if (r) Py_DECREF(r);
     else report_unraisable(O(t));
@@ -127,7 +127,7 @@ void force_close(TransportObject* t, PyObject* exc) {
         stop_reading(t);
     }
     t->conn_lost++;
-    if (call_soon_method(t, O(t), "_call_connection_lost", exc ? exc : Py_None) < 0) report_unraisable(O(t));
+    if (call_soon_method(t, O(t), PY_NAME("_call_connection_lost"), exc ? exc : Py_None) < 0) report_unraisable(O(t));
 }
 
 // asyncio's _fatal_error: OSErrors are only logged in debug mode; anything else goes
@@ -173,8 +173,8 @@ void fatal_uv_error(TransportObject* t, int err, const char* message) {
     Py_DECREF(exc);
 }
 
-void call_protocol_flow(TransportObject* t, const char* method, const char* message) {
-    PyObject* r = PyObject_CallMethod(t->protocol, method, nullptr);
+void call_protocol_flow(TransportObject* t, PyObject* method, const char* message) {
+    PyObject* r = PyObject_CallMethodNoArgs(t->protocol, method);
     if (r) {
         Py_DECREF(r);
         return;
@@ -193,10 +193,10 @@ void settle_drain_waiter(TransportObject* t, PyObject* exc) {
     PyObject* fut = t->drain_waiter;
     if (!fut) return;
     t->drain_waiter = nullptr;
-    PyObject* done = PyObject_CallMethod(fut, "done", nullptr);
+    PyObject* done = PyObject_CallMethodNoArgs(fut, PY_NAME("done"));
     if (done == Py_False) {
-        PyObject* r = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc)
-                          : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        PyObject* r = exc ? PyObject_CallMethodOneArg(fut, PY_NAME("set_exception"), exc)
+                          : PyObject_CallMethodOneArg(fut, PY_NAME("set_result"), Py_None);
         if (r) Py_DECREF(r);
         else report_unraisable(O(t));
     } else if (!done) {
@@ -209,13 +209,13 @@ void settle_drain_waiter(TransportObject* t, PyObject* exc) {
 void maybe_pause_protocol(TransportObject* t) {
     if (t->write_buffer_size <= t->high_water || t->protocol_paused) return;
     t->protocol_paused = true;
-    call_protocol_flow(t, "pause_writing", "protocol.pause_writing() failed");
+    call_protocol_flow(t, PY_NAME("pause_writing"), "protocol.pause_writing() failed");
 }
 
 void maybe_resume_protocol(TransportObject* t) {
     if (!t->protocol_paused || t->write_buffer_size > t->low_water) return;
     t->protocol_paused = false;
-    call_protocol_flow(t, "resume_writing", "protocol.resume_writing() failed");
+    call_protocol_flow(t, PY_NAME("resume_writing"), "protocol.resume_writing() failed");
 }
 
 // ---- reading ----------------------------------------------------------------------
@@ -273,12 +273,12 @@ void on_eof(TransportObject* t) {
             else PyErr_Clear();
         }
         t->closing = true;
-        if (call_soon_method(t, t->protocol, "eof_received", nullptr) < 0) report_unraisable(O(t));
+        if (call_soon_method(t, t->protocol, PY_NAME("eof_received"), nullptr) < 0) report_unraisable(O(t));
         t->conn_lost++;
-        if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
+        if (call_soon_method(t, O(t), PY_NAME("_call_connection_lost"), Py_None) < 0) report_unraisable(O(t));
         return;
     }
-    PyObject* keep = PyObject_CallMethod(t->protocol, "eof_received", nullptr);
+    PyObject* keep = PyObject_CallMethodNoArgs(t->protocol, PY_NAME("eof_received"));
     if (!keep) {
         protocol_failed(t, "Fatal error: protocol.eof_received() call failed.");
         return;
@@ -290,7 +290,7 @@ void on_eof(TransportObject* t) {
         return;
     }
     if (!keep_open) {
-        PyObject* r = PyObject_CallMethod(O(t), "close", nullptr);
+        PyObject* r = PyObject_CallMethodNoArgs(O(t), PY_NAME("close"));
         if (r) Py_DECREF(r);
         else report_unraisable(O(t));
     }
@@ -501,7 +501,7 @@ void on_write(uv_write_t* req, int status) {
             if (t->closing) {
                 unwatch_reader(t);
                 t->conn_lost++;
-                if (call_soon_method(t, O(t), "_call_connection_lost", Py_None) < 0) report_unraisable(O(t));
+                if (call_soon_method(t, O(t), PY_NAME("_call_connection_lost"), Py_None) < 0) report_unraisable(O(t));
             } else if (t->eof_requested) {
                 send_eof(t);
             }
@@ -531,7 +531,7 @@ void close_handle(TransportObject* t, bool close_user_object) {
     // libuv closes its fd. The loop's own socket object must not close that fd again
     // (detach); a user's socket object has an fd of its own, closed as asyncio does.
     if (t->sock && t->sock != Py_None && (t->owns_fd || close_user_object)) {
-        PyObject* r = PyObject_CallMethod(t->sock, t->owns_fd ? "detach" : "close", nullptr);
+        PyObject* r = PyObject_CallMethodNoArgs(t->sock, t->owns_fd ? PY_NAME("detach") : PY_NAME("close"));
         if (r) Py_DECREF(r);
         else PyErr_Clear();
     }

@@ -22,7 +22,7 @@ inline PyObject* O(TransportObject* t) { return reinterpret_cast<PyObject*>(t); 
 // Schedules callable(*args) / obj.name(arg) on the loop, as asyncio's loop.call_soon
 // (nothing on a closed loop). -1 with an exception set.
 int call_soon(TransportObject* t, PyObject* callable, PyObject* const* args, Py_ssize_t nargs);
-int call_soon_method(TransportObject* t, PyObject* obj, const char* name, PyObject* arg);
+int call_soon_method(TransportObject* t, PyObject* obj, PyObject* name, PyObject* arg);
 void report_unraisable(PyObject* obj);
 
 void stop_reading(TransportObject* t);

@@ -415,7 +415,7 @@ int do_read_buffered(TlsProtocolObject* p) {
     PyBuffer_Release(&view);
     if (count == -2) count = 1;  // wants more ciphertext: not an EOF
     if (again_later) {
-        Ref m(method(p, "_do_read"));
+        Ref m(method(p, PY_NAME("_do_read")));
         if (!m || discard(call_soon(p, m.get())) < 0) return -1;
     }
     if (offset > 0) {
@@ -587,7 +587,7 @@ int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc) {
 
 // loop.call_later(ssl_shutdown_timeout, self._check_shutdown_timeout)
 static int start_shutdown_timer(TlsProtocolObject* p) {
-    Ref check(method(p, "_check_shutdown_timeout"));
+    Ref check(method(p, PY_NAME("_check_shutdown_timeout")));
     if (!check) return -1;
     PyObject* timer = call2(p->loop, s_call_later, p->shutdown_timeout, check.get());
     if (!timer) return -1;
@@ -686,7 +686,7 @@ int write_appdata(TlsProtocolObject* p, PyObject* const* items, Py_ssize_t n) {
 int resume_reading(TlsProtocolObject* p) {
     if (!p->app_reading_paused) return 0;
     p->app_reading_paused = false;
-    Ref m(method(p, "_resume"));
+    Ref m(method(p, PY_NAME("_resume")));
     return m ? discard(call_soon(p, m.get())) : -1;
 }
 

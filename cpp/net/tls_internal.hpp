@@ -65,7 +65,7 @@ inline int discard(PyObject* r) {
 }
 
 // A bound method of the protocol for loop.call_soon/call_later.
-inline PyObject* method(TlsProtocolObject* p, const char* name) { return PyObject_GetAttrString(O(p), name); }
+inline PyObject* method(TlsProtocolObject* p, PyObject* name) { return PyObject_GetAttr(O(p), name); }
 
 PyObject* call_soon(TlsProtocolObject* p, PyObject* callable, PyObject* arg = nullptr);
 void cancel_timer(PyObject** timer);

@@ -38,7 +38,7 @@ PyObject* Tls_connection_made(PyObject* self, PyObject* transport) {
         PyErr_Clear();
     }
     if (set_state(p, TlsState::DoHandshake) < 0) return nullptr;
-    Ref check(method(p, "_check_handshake_timeout"));
+    Ref check(method(p, PY_NAME("_check_handshake_timeout")));
     if (!check) return nullptr;
     PyObject* timer = call2(p->loop, s_call_later, p->handshake_timeout, check.get());
     if (!timer) return nullptr;

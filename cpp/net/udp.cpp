@@ -137,7 +137,7 @@ PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
     int fd = PyObject_AsFileDescriptor(t->sock);
     if (fd != t->fd) {  // the user closed the socket object under the transport: as asyncio
         PyErr_Clear();
-        return PyObject_CallMethod(self, "_read_ready_py", nullptr);
+        return PyObject_CallMethodNoArgs(self, PY_NAME("_read_ready_py"));
     }
     for (int i = 0; i < kBatch; i++) {
         if (t->conn_lost || (i > 0 && (t->closing || t->paused))) break;

@@ -30,7 +30,7 @@ static PyObject* WritePipe_watch_reader(PyObject* self, PyObject*) {
     // terminal (a pty, the user's stdout) is readable when a key is pressed.
     struct stat st;
     if (fstat(fd, &st) < 0 || !(S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode))) Py_RETURN_NONE;
-    PyObject* m = PyObject_GetAttrString(self, "_reader_gone");
+    PyObject* m = PyObject_GetAttr(self, PY_NAME("_reader_gone"));
     HandleObject* h = m ? handle_new(HandleType, m, nullptr, 0, t->context, t->loop, t->core) : nullptr;
     Py_XDECREF(m);
     if (!h) return nullptr;
@@ -102,7 +102,7 @@ static PyObject* WritePipe_write_eof(PyObject* self, PyObject*) {
     if (t->write_buffer_size == 0) {
         unwatch_reader(t);
         t->conn_lost++;
-        if (call_soon_method(t, self, "_call_connection_lost", Py_None) < 0) return nullptr;
+        if (call_soon_method(t, self, PY_NAME("_call_connection_lost"), Py_None) < 0) return nullptr;
     }
     Py_RETURN_NONE;
 }
@@ -213,7 +213,7 @@ PyObject* pipe_transport_new(PyObject* loop, PyObject* pipe, PyObject* protocol,
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return nullptr;
     }
-    PyObject* fileno = PyObject_CallMethod(pipe, "fileno", nullptr);
+    PyObject* fileno = PyObject_CallMethodNoArgs(pipe, PY_NAME("fileno"));
     if (!fileno) return nullptr;
     int fd = PyLong_AsLong(fileno);
     Py_DECREF(fileno);

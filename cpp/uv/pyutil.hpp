@@ -5,6 +5,15 @@
 
 namespace pyloop {
 
+// An attribute or method name as an interned str, made once per call site: calls by
+// name then reuse it (and CPython's type attribute cache), where a C string would make
+// a new str on every call. PY_NAME("close") is a borrowed reference.
+#define PY_NAME(literal)                                                      \
+    ([]() -> PyObject* {                                                      \
+        static PyObject* const interned = PyUnicode_InternFromString(literal); \
+        return interned;                                                      \
+    }())
+
 // Takes the exception being raised (normalized, with its traceback) and clears it.
 // Returns a new reference, or nullptr when no exception is set.
 inline PyObject* fetch_exception() {
