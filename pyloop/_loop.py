@@ -95,6 +95,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._executor_shutdown_called = False
         self._asyncgens = weakref.WeakSet()
         self._child_pidfds = {}  # pidfd -> pid of each child whose exit is awaited
+        self._poll_objects = {}  # (fd, writer) -> the object add_reader/add_writer was given
         self._asyncgens_shutdown_called = False
         self._thread_id = None
         self._signals = set()
@@ -214,6 +215,7 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
             self._close_core()
         finally:
             self._close_child_watches()
+            self._poll_objects.clear()
             self._restore_signals()
             self._release_wakeup_fd()
             if self._wakeup_pair is not None:
@@ -518,20 +520,32 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
         return fd
 
-    def _add_poll(self, fd, writer, callback, args, kind="poller"):
+    def _add_poll(self, fileobj, writer, callback, args, kind="poller"):
         self._check_closed()
-        fd = self._ensure_fd_no_transport(fd)
+        fd = self._ensure_fd_no_transport(fileobj)
         if fd > _FD_MAX:  # what epoll.register raises for it in asyncio's selector
             raise OverflowError("Python int too large to convert to C int")
         handle = _core.make_handle(self, callback, args)
         _core.add_poll(self, fd, writer, handle, kind)
+        if isinstance(fileobj, int):
+            self._poll_objects.pop((fd, writer), None)
+        else:
+            self._poll_objects[fd, writer] = fileobj
 
-    def _remove_poll(self, fd, writer):
+    def _remove_poll(self, fileobj, writer):
         if self.is_closed():
             return False
-        fd = self._ensure_fd_no_transport(fd)
+        try:
+            fd = self._ensure_fd_no_transport(fileobj)
+        except ValueError:
+            # A closed socket (fileno() -1): as asyncio's selector, find its
+            # registration by the object itself.
+            fd = next((f for (f, w), obj in self._poll_objects.items() if obj is fileobj and w == writer), None)
+            if fd is None:
+                raise
         if fd > _FD_MAX:
             return False
+        self._poll_objects.pop((fd, writer), None)
         return _core.remove_poll(self, fd, writer)
 
     def add_reader(self, fd, callback, *args):

@@ -189,3 +189,31 @@ def test_threads_run_while_loop_waits_after_a_watch_change(loop, pair):
             loop.remove_reader(b)
 
     loop.run_until_complete(main())
+
+
+def test_remove_reader_after_the_socket_was_closed(loop):
+    # asyncio's selector finds the registration of a closed socket (fileno() -1) by the
+    # object: remove_reader() succeeds, and a new socket that gets the same fd number
+    # has its own reader called.
+    async def main():
+        a, b = socket.socketpair()
+        fd = a.fileno()
+        loop.add_reader(a, lambda: None)
+        a.close()
+        removed = loop.remove_reader(a)
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            loop.remove_reader(a)  # found by neither its fd nor the object any more
+        c, d = socket.socketpair()
+        same_fd = c.fileno() == fd
+        fired = loop.create_future()
+        loop.add_reader(c, lambda: fired.done() or fired.set_result(True))
+        d.send(b"x")
+        await asyncio.wait_for(fired, 5)
+        loop.remove_reader(c)
+        for s in (b, c, d):
+            s.close()
+        return removed, same_fd
+
+    removed, same_fd = loop.run_until_complete(main())
+    assert removed is True
+    assert same_fd  # the kernel hands out the lowest free number
