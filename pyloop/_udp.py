@@ -11,6 +11,7 @@ creation, the write buffer, flow control, pausing, closing.
 import collections
 import contextvars
 import socket
+import warnings
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 
@@ -18,10 +19,11 @@ from . import _core, _dns
 from ._net import remove_stale_unix_socket
 
 _MAX_DATAGRAM = 256 * 1024
-from ._compat import PY313 as _PY313
+from ._compat import PY311 as _PY311, PY313 as _PY313
 # asyncio counts 8 bytes of header per queued datagram from 3.13, and sends empty
 # datagrams from 3.13 (before, sendto(b"") did nothing).
 _HEADER = 8 if _PY313 else 0
+_UNSET = object()
 
 
 class DatagramTransport(_core.DatagramBase, transports.DatagramTransport):
@@ -286,16 +288,16 @@ class DatagramMethods:
     """Mixed into pyloop.Loop."""
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,
-                                       proto=0, flags=0, reuse_port=None, allow_broadcast=None, sock=None,
-                                       **kwargs):
+                                       proto=0, flags=0, reuse_address=_UNSET, reuse_port=None,
+                                       allow_broadcast=None, sock=None):
         """A datagram (UDP or Unix datagram) endpoint: (transport, protocol)."""
         self._check_closed()
-        if "reuse_address" in kwargs:  # removed from asyncio in 3.11 (it was unsafe for UDP)
-            raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
-                             "SO_REUSEPORT in UDP poses a significant security concern.")
-        if kwargs:
-            raise TypeError(f"create_datagram_endpoint() got an unexpected keyword argument "
-                            f"{next(iter(kwargs))!r}")
+        if reuse_address is not _UNSET:  # 3.10's (3.11 removed the argument: see below)
+            if reuse_address:
+                raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
+                                 "SO_REUSEPORT in UDP poses a significant security concern.")
+            warnings.warn("The *reuse_address* parameter has been deprecated as of 3.5.10 and is scheduled "
+                          "for removal in 3.11.", DeprecationWarning, stacklevel=2)
         r_addr = None
         if sock is not None:
             if sock.type != socket.SOCK_DGRAM:
@@ -348,6 +350,19 @@ class DatagramMethods:
             transport.close()
             raise
         return transport, protocol
+
+    if _PY311:
+        _create_datagram_endpoint = create_datagram_endpoint
+
+        # asyncio 3.11's signature, without reuse_address: passing it is a TypeError at
+        # the call, as on asyncio.
+        async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *,
+                                           family=0, proto=0, flags=0, reuse_port=None, allow_broadcast=None,
+                                           sock=None):
+            """A datagram (UDP or Unix datagram) endpoint: (transport, protocol)."""
+            return await self._create_datagram_endpoint(
+                protocol_factory, local_addr, remote_addr, family=family, proto=proto, flags=flags,
+                reuse_port=reuse_port, allow_broadcast=allow_broadcast, sock=sock)
 
     async def _datagram_address_pairs(self, local_addr, remote_addr, family, proto, flags):
         if not (local_addr or remote_addr):

@@ -436,3 +436,23 @@ def test_a_stream_socket_is_refused_with_asyncios_message(loop):
             loop.run_until_complete(loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock))
     what = "A datagram socket" if sys.version_info >= (3, 13) else "A UDP Socket"
     assert str(info.value).startswith(f"{what} was expected, got <socket.socket fd=")
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_reuse_address_as_each_version_takes_it(loop, value):
+    # 3.10: True is refused, False warns; 3.11 removed the argument (TypeError).
+    if sys.version_info >= (3, 11):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'reuse_address'"):
+            loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0),
+                                          reuse_address=value)  # at the call, not when awaited
+        return
+    coro = loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0),
+                                         reuse_address=value)
+    if value:
+        with pytest.raises(ValueError, match="reuse_address=True` is no longer supported"):
+            loop.run_until_complete(coro)
+    else:
+        with pytest.warns(DeprecationWarning, match=r"The \*reuse_address\* parameter has been deprecated"):
+            tr, _ = loop.run_until_complete(coro)
+        tr.close()
+        loop.run_until_complete(asyncio.sleep(0))
