@@ -128,20 +128,31 @@ def test_write_errors_and_write_after_close(loop):
     loop.run_until_complete(main())
 
 
-def test_write_after_connection_lost_is_ignored(loop):
+def test_write_after_connection_lost_is_ignored(loop, caplog):
+    # Writes after the connection is lost are dropped and counted; from the fifth on,
+    # each logs asyncio's warning. Nothing raises, nothing reaches the peer.
+    import logging
+
     async def main():
         server, protos, port = await make_server(loop)
         tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
         tr.abort()
         await client.done
         assert client.events == ["made", ("lost", None)]
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            for _ in range(6):
+                tr.write(b"after the end")
+        assert tr.get_write_buffer_size() == 0
         tr2, client2 = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
         tr2.close()
         await client2.done
         server.close()
         await server.wait_closed()
+        return [bytes(p.data) for p in protos]
 
-    loop.run_until_complete(main())
+    assert loop.run_until_complete(main()) == [b"", b""]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert warnings == ["socket.send() raised exception."] * 2
 
 
 def test_eof_received_true_keeps_half_open(loop):
