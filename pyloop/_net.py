@@ -261,6 +261,9 @@ class NetworkMethods:
             if sock is not None:
                 sock.close()
             raise
+        finally:
+            # The errors' tracebacks hold this frame: no cycle through the lists (3.12+).
+            exceptions = mine = None
 
     def _stream_transport(self, sock, protocol, own, server=None, peername=None, ssl=None, tls=None,
                           accepted=False):

@@ -88,6 +88,9 @@ class SocketMethods:
             # Unless someone else's callback replaced ours on this fd meanwhile.
             if not handle.cancelled() and not self.is_closed():
                 _core.remove_poll(self, fd, writer)
+            # The future holds an error whose traceback holds this frame and ready()'s,
+            # whose cell holds the future: no cycle for the collector to find.
+            fut = None
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket."""

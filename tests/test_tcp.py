@@ -1125,3 +1125,31 @@ def test_cancelled_serve_forever_with_an_idle_client(loop):
         assert (ended, client_closed) == (False, None)
     else:
         assert (ended, client_closed) == (True, None)
+
+
+def test_a_refused_connection_leaves_no_garbage_cycles(loop, loop_name):
+    # The error's traceback holds the frames that tried; asyncio (3.12+) clears the
+    # lists and futures that hold the error, so nothing waits for the garbage collector.
+    import gc
+
+    def refused_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    async def attempt():
+        try:
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", refused_port())
+        except ConnectionRefusedError:
+            pass
+
+    loop.run_until_complete(attempt())  # warm up
+    gc.collect()
+    gc.disable()
+    try:
+        loop.run_until_complete(attempt())
+        garbage = gc.collect()
+    finally:
+        gc.enable()
+    if loop_name == "pyloop" or sys.version_info >= (3, 12):
+        assert garbage == 0
