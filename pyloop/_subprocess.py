@@ -12,21 +12,12 @@ unavailable, waitpid(WNOHANG) is polled from a timer, still without a thread.
 
 import fcntl
 import os
-import subprocess
 
-from asyncio import unix_events
+from asyncio import base_events, unix_events
 from asyncio.log import logger
 
 _POLL_DELAYS = (0.001, 0.005, 0.01, 0.05, 0.1)  # the fallback's waitpid polling, growing
 _PIPE_SIZE = 256 << 10
-
-
-def _format_pipe(fd):
-    if fd == subprocess.PIPE:
-        return "<pipe>"
-    if fd == subprocess.STDOUT:
-        return "<stdout>"
-    return repr(fd)
 
 
 def _reap(pid):
@@ -50,60 +41,17 @@ def _reap(pid):
 class SubprocessMethods:
     """Mixed into pyloop.Loop."""
 
-    def _log_subprocess(self, msg, stdin, stdout, stderr):
-        info = [msg]
-        if stdin is not None:
-            info.append(f"stdin={_format_pipe(stdin)}")
-        if stdout is not None and stderr == subprocess.STDOUT:
-            info.append(f"stdout=stderr={_format_pipe(stdout)}")
-        else:
-            if stdout is not None:
-                info.append(f"stdout={_format_pipe(stdout)}")
-            if stderr is not None:
-                info.append(f"stderr={_format_pipe(stderr)}")
-        logger.debug(" ".join(info))
+    # asyncio's own subprocess_exec/subprocess_shell (argument checks, debug logging,
+    # for each Python version), over pyloop's _make_subprocess_transport. Being asyncio's
+    # code, blocking-call detectors (blockbuster) that allow Popen's pipe read inside
+    # them allow it on pyloop too.
+    subprocess_exec = base_events.BaseEventLoop.subprocess_exec
+    subprocess_shell = base_events.BaseEventLoop.subprocess_shell
+    _log_subprocess = base_events.BaseEventLoop._log_subprocess
 
-    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, universal_newlines=False, shell=True, bufsize=0,
-                               encoding=None, errors=None, text=None, **kwargs):
-        """Run cmd through the shell; return (transport, protocol)."""
-        if not isinstance(cmd, (bytes, str)):
-            raise ValueError("cmd must be a string")
-        if universal_newlines:
-            raise ValueError("universal_newlines must be False")
-        if not shell:
-            raise ValueError("shell must be True")
-        _check_popen_args(bufsize, text, encoding, errors)
-        protocol = protocol_factory()
-        debug_log = None
-        if self.get_debug():
-            debug_log = f"run shell command {cmd!r}"  # not the arguments: they may hold secrets
-            self._log_subprocess(debug_log, stdin, stdout, stderr)
-        transport = await self._make_subprocess_transport(protocol, cmd, True, stdin, stdout, stderr, bufsize,
-                                                          **kwargs)
-        if debug_log is not None:
-            logger.info("%s: %r", debug_log, transport)
-        return transport, protocol
-
-    async def subprocess_exec(self, protocol_factory, program, *args, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=False,
-                              shell=False, bufsize=0, encoding=None, errors=None, text=None, **kwargs):
-        """Run program with args; return (transport, protocol)."""
-        if universal_newlines:
-            raise ValueError("universal_newlines must be False")
-        if shell:
-            raise ValueError("shell must be False")
-        _check_popen_args(bufsize, text, encoding, errors)
-        protocol = protocol_factory()
-        debug_log = None
-        if self.get_debug():
-            debug_log = f"execute program {program!r}"
-            self._log_subprocess(debug_log, stdin, stdout, stderr)
-        transport = await self._make_subprocess_transport(protocol, (program,) + args, False, stdin, stdout,
-                                                          stderr, bufsize, **kwargs)
-        if debug_log is not None:
-            logger.info("%s: %r", debug_log, transport)
-        return transport, protocol
+    @property
+    def _debug(self):  # what asyncio's methods read
+        return self.get_debug()
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None,
                                          **kwargs):
@@ -172,14 +120,3 @@ def _widen_pipes(proc):
             fcntl.fcntl(f.fileno(), size, _PIPE_SIZE)
         except OSError:  # over the per-user pipe allowance, or not a pipe: keep what it is
             pass
-
-
-def _check_popen_args(bufsize, text, encoding, errors):
-    if bufsize != 0:
-        raise ValueError("bufsize must be 0")
-    if text:
-        raise ValueError("text must be False")
-    if encoding is not None:
-        raise ValueError("encoding must be None")
-    if errors is not None:
-        raise ValueError("errors must be None")
