@@ -1153,3 +1153,56 @@ def test_a_refused_connection_leaves_no_garbage_cycles(loop, loop_name):
         gc.enable()
     if loop_name == "pyloop" or sys.version_info >= (3, 12):
         assert garbage == 0
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+@pytest.mark.parametrize("failure", ["raises", "empty"])
+def test_buffered_protocol_whose_get_buffer_fails(loop, family, failure, tmp_path):
+    # asyncio reports the error to the exception handler, calls connection_lost(exc) and
+    # goes on (this crashed pyloop: reading was stopped inside libuv's allocation callback).
+    class Broken(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            if failure == "raises":
+                raise ZeroDivisionError("no buffer")
+            return bytearray()
+
+        def buffer_updated(self, nbytes):
+            raise AssertionError("no buffer, no data")
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    protos = []
+
+    def factory():
+        protos.append(Broken())
+        return protos[-1]
+
+    async def main():
+        if family == "tcp":
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        else:
+            path = str(tmp_path / "s")
+            server = await loop.create_unix_server(factory, path)
+            reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"data")
+        for _ in range(1000):
+            if protos:
+                break
+            await asyncio.sleep(0.005)
+        exc = await asyncio.wait_for(protos[0].lost, 10)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return exc
+
+    exc = loop.run_until_complete(main())
+    expected = ZeroDivisionError if failure == "raises" else RuntimeError
+    assert type(exc) is expected
+    assert [(c["message"], type(c["exception"])) for c in loop.test_errors] == [
+        ("Fatal error: protocol.get_buffer() call failed.", expected)]
+    loop.test_errors.clear()

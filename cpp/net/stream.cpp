@@ -390,6 +390,7 @@ int Transport_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(t->dict);
     Py_VISIT(t->context);
     Py_VISIT(t->write_context);
+    Py_VISIT(t->get_buffer_error);
     // While libuv has the socket's own fd, the socket object is libuv's too: reported,
     // a dropped loop's garbage cycle could finalize it (closing the fd under libuv)
     // before the loop's finalizer closes the handle.
@@ -414,6 +415,7 @@ int Transport_clear(PyObject* self) {
     Py_CLEAR(t->server);
     Py_CLEAR(t->context);  // libuv will not call back any more: no InContext can need them
     Py_CLEAR(t->write_context);
+    Py_CLEAR(t->get_buffer_error);
     Py_CLEAR(t->held_reads);
     return 0;
 }
@@ -454,6 +456,7 @@ void Transport_dealloc(PyObject* self) {
     Py_CLEAR(t->dict);
     Py_CLEAR(t->context);
     Py_CLEAR(t->write_context);
+    Py_CLEAR(t->get_buffer_error);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

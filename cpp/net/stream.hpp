@@ -35,6 +35,7 @@ struct TransportObject {
     PyObject* dict;      // instance attributes (tests patch methods on transports)
     PyObject* context;   // contextvars.Context the protocol's read callbacks run in
     PyObject* write_context;  // the context of the write() that began buffering
+    PyObject* get_buffer_error;  // a BufferedProtocol's get_buffer() failure, reported by on_read
     PyObject* sock;      // the Python socket object (see owns_fd)
     PyObject* server;    // pyloop Server or None
     PyObject* self_ref;  // set while the uv handle is open

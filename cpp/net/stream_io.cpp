@@ -220,6 +220,11 @@ void maybe_resume_protocol(TransportObject* t) {
 
 // ---- reading ----------------------------------------------------------------------
 
+// get_buffer() failed: the empty buffer makes libuv call on_read with UV_ENOBUFS, which
+// reports the error. Not here: inside libuv's allocation callback the stream must not be
+// stopped or closed (libuv calls read_cb right after, and stopping clears it).
+static void defer_get_buffer_failure(TransportObject* t) { Py_XSETREF(t->get_buffer_error, fetch_exception()); }
+
 void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     auto* t = static_cast<TransportObject*>(handle->data);
     t->core->ensure_gil();
@@ -234,21 +239,14 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     static PyObject* s_hint = PyLong_FromLong(65536);
     PyObject* args[2] = {t->protocol, s_hint};
     PyObject* b = PyObject_VectorcallMethod(s_get_buffer, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
-    if (!b) {
-        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
-        return;
-    }
+    if (!b) return defer_get_buffer_failure(t);
     int r = PyObject_GetBuffer(b, &t->read_buf, PyBUF_WRITABLE);
     Py_DECREF(b);
-    if (r < 0) {
-        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
-        return;
-    }
+    if (r < 0) return defer_get_buffer_failure(t);
     if (t->read_buf.len == 0) {
         PyBuffer_Release(&t->read_buf);
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-        protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
-        return;
+        return defer_get_buffer_failure(t);
     }
     t->has_read_buf = true;
     *buf = uv_buf_init(static_cast<char*>(t->read_buf.buf), static_cast<unsigned>(t->read_buf.len));
@@ -430,7 +428,12 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     } else {
         release_read_buf(t);
         if (nread == UV_ENOBUFS) {
-            stop_reading(t);  // get_buffer() failed: already reported
+            stop_reading(t);  // get_buffer() failed
+            if (PyObject* exc = t->get_buffer_error) {
+                t->get_buffer_error = nullptr;
+                restore_exception(exc);
+                protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+            }
         } else if (t->read_deferred || t->held_reads) {
             stop_reading(t);  // reported once the reads before it are delivered
             t->deferred_error = static_cast<int>(nread);
