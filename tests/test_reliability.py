@@ -968,3 +968,46 @@ def test_signal_reaches_a_busy_loop(loop):
     finally:
         timer.join()
         loop.remove_signal_handler(signal.SIGUSR1)
+
+
+THREADSAFE_VS_CLOSE = r"""
+import asyncio, sys, threading
+import pyloop
+factory = {"pyloop": pyloop.new_event_loop, "asyncio": asyncio.SelectorEventLoop}[sys.argv[1]]
+errors = []
+for attempt in range(30):
+    loop = factory()
+    loop.set_debug(True)
+    started = threading.Barrier(5)
+
+    def flood():
+        started.wait()
+        try:
+            while True:
+                loop.call_soon_threadsafe(lambda: None)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=flood) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    loop.run_until_complete(asyncio.sleep(0.002))
+    loop.close()
+    for t in threads:
+        t.join()
+assert set(errors) == {"Event loop is closed"}, set(errors)
+print(len(errors))
+"""
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_call_soon_threadsafe_racing_close_in_debug_mode(which):
+    # Threads flood call_soon_threadsafe while the loop closes, in debug mode (whose
+    # checks run Python code in the middle of the call): each thread gets asyncio's
+    # RuntimeError; the process never aborts.
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", THREADSAFE_VS_CLOSE, which], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "120"

@@ -88,6 +88,14 @@ static PyObject* schedule_soon(PyObject* self, PyObject* const* args, Py_ssize_t
     HandleObject* h = handle_new(HandleType, args[0], args + 1, nargs - 1, context, self, core);
     if (!h) return nullptr;
     if (core->debug()) attach_source_traceback(self, h);
+    // Python ran since the check above (the debug checks, the traceback, a collection
+    // in an allocation) and may have let the loop's thread close it: check again, with
+    // no Python code between this check and the wakeup, which must never reach libuv's
+    // async handle after close() (libuv aborts the process).
+    if (check_closed(core) < 0) {
+        Py_DECREF(h);
+        return nullptr;
+    }
     h->threadsafe = kThreadSafeHandles && threadsafe;
     Py_INCREF(h);
     core->push_ready(h);
