@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 
@@ -460,22 +461,32 @@ def test_close_clients_and_abort_clients(loop):
     loop.run_until_complete(main())
 
 
-def test_peer_reset(loop):
+@pytest.mark.parametrize("data_first", [False, True])
+@pytest.mark.parametrize("paused", [False, True])
+def test_peer_reset(loop, data_first, paused):
+    # A peer's RST ends the connection with connection_lost(ConnectionResetError), with
+    # no eof_received: also when data came before it, and when reading was paused while
+    # both arrived (libuv calls that an EOF without reading again: pyloop asks the kernel).
     async def main():
-        server, protos, port = await make_server(loop)
-        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
-        while not protos:
-            await asyncio.sleep(0.001)
-        sock = protos[0].transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        protos[0].transport.abort()  # RST
-        exc = await asyncio.wait_for(client.done, 5)
-        server.close()
-        await server.wait_closed()
-        return exc
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            tr, client = await loop.create_connection(lambda: Recorder(loop), *listener.getsockname())
+            if paused:
+                tr.pause_reading()
+            peer, _ = listener.accept()
+            if data_first:
+                peer.sendall(b"x" * 1000)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # RST
+            await asyncio.sleep(0.05)
+            if paused:
+                tr.resume_reading()
+            exc = await asyncio.wait_for(client.done, 5)
+        return exc, client.events, len(client.data)
 
-    exc = loop.run_until_complete(main())
-    assert exc is None or isinstance(exc, ConnectionResetError)
+    exc, events, received = loop.run_until_complete(main())
+    assert type(exc) is ConnectionResetError
+    assert events == ["made", ("lost", "ConnectionResetError")]
+    assert received == (1000 if data_first else 0)
 
 
 def test_exception_in_data_received_goes_to_handler(loop):

@@ -461,7 +461,7 @@ def test_peer_closes_mid_handshake(loop, client_ctx):
             conn.close()
 
         closer = asyncio.ensure_future(close_after_hello())
-        with pytest.raises((ConnectionResetError, ConnectionAbortedError, ssl.SSLError, OSError)):
+        with pytest.raises(ConnectionResetError):
             await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
                                          server_hostname="localhost")
         await closer
@@ -491,6 +491,8 @@ def test_client_certificates(loop, ca, client_ctx):
                                                  server_hostname="localhost")
         tr.write(b"no")
         exc = await asyncio.wait_for(proto.lost, 10)
+        # None when the server's FIN is read before the RST its kernel sends for "no"
+        # (the kernel reports a pending reset before an EOF), on either loop
         assert isinstance(exc, (ssl.SSLError, ConnectionResetError)) or exc is None
         assert not proto.data
         tr.close()

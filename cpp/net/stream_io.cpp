@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <vector>
 
@@ -399,13 +400,25 @@ static ssize_t pty_end(TransportObject* t) {
     return UV_EOF;  // POLLHUP came without POLLIN: nothing is left to read
 }
 
+// libuv reports EOF on POLLHUP after a partial read without calling read() again; after
+// a peer's RST (data, then the reset) the socket's pending error is ECONNRESET, which
+// asyncio's next recv() raises: ask the kernel (SO_ERROR) before calling it an EOF.
+static ssize_t socket_end(TransportObject* t) {
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno(&t->h.handle, &fd) < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+        return UV_EOF;
+    return -err;  // libuv's error codes are negative errnos on Unix
+}
+
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
     t->core->ensure_gil();
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
     InContext in_context(t->context);
-    if (nread == UV_EOF && t->kind == kReadPipe) nread = pty_end(t);
+    if (nread == UV_EOF) nread = t->kind == kReadPipe ? pty_end(t) : t->kind == kStream ? socket_end(t) : nread;
     if (nread > 0 || nread == UV_EOF) {
         if (nread > 0) t->core->count_read(static_cast<size_t>(nread));
         PyObject* what;
