@@ -482,3 +482,26 @@ def test_no_signal_reaches_a_reaped_pid(loop, monkeypatch):
 
     assert run(loop, main()) == 20
     assert signalled == []
+
+
+def test_a_slow_reader_bounds_the_pipe_buffer(loop):
+    # A child writes 16 MiB; the reader takes it slowly. The StreamReader pauses the pipe
+    # past twice its limit: what it buffers stays near that (asyncio: 128-196 KiB here),
+    # as asyncio reads one chunk per event (pyloop: one per loop iteration).
+    async def main():
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys\nfor _ in range(256): sys.stdout.buffer.write(b'x' * 65536)",
+            stdout=PIPE, limit=64 * 1024)
+        peak = total = 0
+        while chunk := await p.stdout.read(16 * 1024):
+            total += len(chunk)
+            peak = max(peak, len(p.stdout._buffer))
+            await asyncio.sleep(0)
+            if total % (1 << 20) < 16 * 1024:
+                await asyncio.sleep(0.001)
+        await p.wait()
+        return total, peak
+
+    total, peak = run(loop, main())
+    assert total == 16 << 20
+    assert peak < 1 << 20, peak

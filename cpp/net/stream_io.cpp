@@ -412,6 +412,16 @@ static ssize_t socket_end(TransportObject* t) {
     return -err;  // libuv's error codes are negative errnos on Unix
 }
 
+// A read pipe reads once per loop iteration, as asyncio's does (one read per event):
+// libuv would read on while data is there, and a subprocess's protocol hears of each
+// chunk only through call_soon (asyncio's base_subprocess), so a StreamReader's
+// pause_reading() would come megabytes late. Reading starts again behind those callbacks.
+static void one_read_per_iteration(TransportObject* t) {
+    if (!t->reading || !t->handle_open) return;
+    stop_reading(t);
+    if (call_soon_method(t, O(t), PY_NAME("_start_reading"), nullptr) < 0) report_unraisable(O(t));
+}
+
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
@@ -438,6 +448,7 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         else if (t->read_deferred || t->core->io_must_queue()) defer(t, what);
         else deliver(t, what);
         Py_XDECREF(what);
+        if (nread > 0 && t->kind == kReadPipe) one_read_per_iteration(t);
     } else {
         release_read_buf(t);
         if (nread == UV_ENOBUFS) {
