@@ -1217,3 +1217,65 @@ def test_buffered_protocol_whose_get_buffer_fails(loop, family, failure, tmp_pat
     assert [(c["message"], type(c["exception"])) for c in loop.test_errors] == [
         ("Fatal error: protocol.get_buffer() call failed.", expected)]
     loop.test_errors.clear()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "pipe"])
+def test_set_protocol_hands_the_stream_over(loop, kind, tmp_path):
+    # uvicorn's WebSocket upgrade: the first protocol reads a request, then hands the
+    # transport to another with set_protocol(); what comes next reaches the new one only.
+    first_got, second_got = bytearray(), bytearray()
+    done = loop.create_future()
+
+    class Second(asyncio.Protocol):
+        def data_received(self, data):
+            second_got.extend(data)
+            if second_got.endswith(b"END") and not done.done():
+                done.set_result(None)
+
+    class First(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            first_got.extend(data)
+            if b"UPGRADE\n" in first_got:
+                rest = bytes(first_got[first_got.index(b"UPGRADE\n") + 8:])
+                del first_got[first_got.index(b"UPGRADE\n") + 8:]
+                second = Second()
+                self.transport.set_protocol(second)
+                assert self.transport.get_protocol() is second
+                if rest:
+                    second.data_received(rest)
+
+    async def main():
+        if kind == "pipe":
+            rfd, wfd = os.pipe()
+            tr, _ = await loop.connect_read_pipe(First, open(rfd, "rb", buffering=0))
+            w = open(wfd, "wb", buffering=0)
+            w.write(b"UPGRADE\n")
+            await asyncio.sleep(0.05)
+            w.write(b"frame 1;frame 2;END")
+            await asyncio.wait_for(done, 10)
+            w.close()
+            tr.close()
+            return
+        if kind == "tcp":
+            server = await loop.create_server(First, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        else:
+            path = str(tmp_path / "s")
+            server = await loop.create_unix_server(First, path)
+            reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"UPGRADE\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"frame 1;frame 2;END")
+        await asyncio.wait_for(done, 10)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert bytes(first_got) == b"UPGRADE\n"
+    assert bytes(second_got) == b"frame 1;frame 2;END"

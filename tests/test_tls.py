@@ -716,3 +716,42 @@ def test_aiohttp_https_client_and_server(loop, server_ctx, client_ctx):
             await runner.cleanup()
 
     loop.run_until_complete(main())
+
+
+def test_set_protocol_over_tls(loop, server_ctx, client_ctx):
+    # The TLS transport hands its stream to another protocol (a WebSocket upgrade): what
+    # comes next reaches the new protocol only.
+    got = {"first": bytearray(), "second": bytearray()}
+    done = loop.create_future()
+
+    class Second(asyncio.Protocol):
+        def data_received(self, data):
+            got["second"].extend(data)
+            if got["second"].endswith(b"END") and not done.done():
+                done.set_result(None)
+
+    class First(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            got["first"].extend(data)
+            if got["first"].endswith(b"UPGRADE\n"):
+                self.transport.set_protocol(Second())
+
+    async def main():
+        server = await loop.create_server(First, "127.0.0.1", 0, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname(), ssl=client_ctx,
+                                                       server_hostname="localhost")
+        writer.write(b"UPGRADE\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"frame;END")
+        await asyncio.wait_for(done, 10)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert (bytes(got["first"]), bytes(got["second"])) == (b"UPGRADE\n", b"frame;END")
