@@ -1279,3 +1279,37 @@ def test_set_protocol_hands_the_stream_over(loop, kind, tmp_path):
     loop.run_until_complete(main())
     assert bytes(first_got) == b"UPGRADE\n"
     assert bytes(second_got) == b"frame 1;frame 2;END"
+
+
+def test_ipv6_loopback_server_connection_and_sock_connect(loop):
+    # Over ::1: a server, create_connection by address and by name-like literal with a
+    # scope-free 4-tuple, and sock_connect; extra info carries IPv6 4-tuples.
+    protos = []
+
+    def factory():
+        protos.append(Recorder(loop))
+        return protos[-1]
+
+    async def main():
+        server = await loop.create_server(factory, "::1", 0)
+        host, port = server.sockets[0].getsockname()[:2]
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "::1", port)
+        peer = tr.get_extra_info("peername")
+        tr.write(b"over six")
+        tr.close()
+        await client.done
+        sock = socket.socket(socket.AF_INET6)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("::1", port, 0, 0))
+        await loop.sock_sendall(sock, b"and raw")
+        sock_peer = sock.getpeername()
+        sock.close()
+        for p in protos:
+            await asyncio.wait_for(p.done, 10)
+        server.close()
+        await server.wait_closed()
+        return host, peer, sock_peer, port, [bytes(p.data) for p in protos]
+
+    host, peer, sock_peer, port, data = loop.run_until_complete(main())
+    assert host == "::1" and peer == ("::1", port, 0, 0) and sock_peer == ("::1", port, 0, 0)
+    assert data == [b"over six", b"and raw"]
