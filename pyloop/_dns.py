@@ -6,6 +6,7 @@ import os
 import socket
 
 from . import _core
+from ._compat import PY314 as _PY314
 
 _NUMERIC = int(socket.AI_NUMERICHOST)  # a plain int: IntFlag's | would drop unknown bits
 
@@ -34,10 +35,14 @@ def _host_bytes(host):
 
 
 def _port_bytes(port):
+    """The port as socket.getaddrinfo takes it: an exact int (3.14: any object with
+    __index__), a str, bytes or None."""
     if port is None:
         return None
-    if isinstance(port, int):
+    if type(port) is int:
         return str(port).encode()
+    if _PY314 and hasattr(type(port), "__index__"):
+        return str(operator.index(port)).encode()
     if isinstance(port, str):
         return port.encode("utf-8")
     if isinstance(port, (bytes, bytearray)):
