@@ -12,12 +12,31 @@ unavailable, waitpid(WNOHANG) is polled from a timer, still without a thread.
 
 import fcntl
 import os
+import signal
 
 from asyncio import base_events, unix_events
 from asyncio.log import logger
 
 _POLL_DELAYS = (0.001, 0.005, 0.01, 0.05, 0.1)  # the fallback's waitpid polling, growing
 _PIPE_SIZE = 256 << 10
+
+
+class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
+    """asyncio's subprocess transport, which never signals a child it knows has exited:
+    once reaped, its PID may belong to another process. asyncio 3.13 calls os.kill()
+    without that check (3.14 has it; before 3.13 Popen.send_signal polls first)."""
+
+    def send_signal(self, signal):
+        self._check_proc()
+        if self._returncode is not None:
+            return
+        super().send_signal(signal)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
 
 
 def _reap(pid):
@@ -57,8 +76,8 @@ class SubprocessMethods:
                                          **kwargs):
         self._check_closed()
         waiter = self.create_future()
-        transport = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
-                                                         bufsize, waiter=waiter, extra=extra, **kwargs)
+        transport = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                             waiter=waiter, extra=extra, **kwargs)
         self._watch_child(transport.get_pid(), transport)
         _widen_pipes(transport._proc)
         try:

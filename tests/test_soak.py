@@ -173,5 +173,6 @@ def test_soak_tls_clients(loop):
         return base, after
 
     base, after = loop.run_until_complete(asyncio.wait_for(main(), 60))
-    # No fd left behind, no thread started (one an earlier test left may end meanwhile).
-    assert after[0] == base[0] and after[1] <= base[1]
+    # No fd left behind (under load the warm-up's slow clients may still hold theirs at the
+    # baseline), no thread started (one an earlier test left may end meanwhile).
+    assert after[0] <= base[0] and after[1] <= base[1]
