@@ -108,7 +108,9 @@ def test_soak_200_clients(loop):
 
     (base_fds, base_threads, base_blocks), (fds, threads, blocks) = loop.run_until_complete(
         asyncio.wait_for(main(), 60))
-    assert fds == base_fds
+    # No fd left behind. The count may be lower than the baseline: under the sanitizer the
+    # warm-up's last connections can still hold theirs when it is sampled (seen on asyncio).
+    assert fds <= base_fds
     assert threads <= base_threads  # none started (one an earlier test left may end meanwhile)
     assert blocks - base_blocks < 20000, f"{blocks - base_blocks} more memory blocks than at the start"
 
