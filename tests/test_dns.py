@@ -214,3 +214,99 @@ def test_int_like_arguments_are_taken_as_the_socket_module_takes_them(loop):
     # the port: any __index__ object on 3.14 (before: an int or a string only)
     assert port_error == (None if sys.version_info >= (3, 14) else "Int or String expected")
     assert bool_error == (None if sys.version_info >= (3, 14) else "Int or String expected")
+
+
+# A resolver that takes its time, for one name and one address only: preloaded into a
+# child interpreter, so that a lookup is certainly running on a pool thread.
+SLOW_RESOLVER_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints, struct addrinfo** res) {
+    int (*real)(const char*, const char*, const struct addrinfo*, struct addrinfo**) =
+        (int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**))dlsym(RTLD_NEXT, "getaddrinfo");
+    if (node && strcmp(node, "slow.pyloop.test") == 0) {
+        sleep(3);
+        node = "127.0.0.1";
+    }
+    return real(node, service, hints, res);
+}
+
+int getnameinfo(const struct sockaddr* sa, socklen_t salen, char* host, socklen_t hostlen, char* serv,
+                socklen_t servlen, int flags) {
+    int (*real)(const struct sockaddr*, socklen_t, char*, socklen_t, char*, socklen_t, int) =
+        (int (*)(const struct sockaddr*, socklen_t, char*, socklen_t, char*, socklen_t, int))dlsym(RTLD_NEXT, "getnameinfo");
+    if (sa->sa_family == AF_INET && ((const struct sockaddr_in*)sa)->sin_port == htons(4242)) sleep(3);
+    return real(sa, salen, host, hostlen, serv, servlen, flags);
+}
+"""
+
+CLOSE_WITH_RUNNING_LOOKUPS = textwrap.dedent("""
+    import asyncio, os, sys, time
+    import pyloop
+
+    def os_threads():
+        return len(os.listdir("/proc/self/task"))
+
+    loop = asyncio.SelectorEventLoop() if sys.argv[1] == "asyncio" else pyloop.new_event_loop()
+    async def main():
+        # a quick one first (not a numeric host, answered without the pool): the pool's
+        # threads exist before the count
+        await loop.getaddrinfo("localhost", 80)
+        base = os_threads()
+        tasks = [loop.create_task(loop.getaddrinfo("slow.pyloop.test", 80)),
+                 loop.create_task(loop.getnameinfo(("127.0.0.1", 4242)))]
+        await asyncio.sleep(0.3)  # both are running on pool threads now
+        return tasks, base
+    tasks, base = loop.run_until_complete(main())
+    t0 = time.monotonic()
+    loop.close()
+    took = time.monotonic() - t0
+    print(round(took, 3), [t.done() for t in tasks])
+    # (never settled: the loop is closed, as asyncio's executor futures are)
+    # the lookups end meanwhile; so does whatever finished the closed loop
+    time.sleep(4)
+    print(os_threads() - base)
+    # a new loop works, and closing one with nothing running is as before
+    loop2 = asyncio.SelectorEventLoop() if sys.argv[1] == "asyncio" else pyloop.new_event_loop()
+    print(loop2.run_until_complete(loop2.getaddrinfo("slow.pyloop.test", 80))[0][4])
+    loop2.close()
+""")
+
+
+@pytest.fixture(scope="module")
+def slow_resolver(tmp_path_factory):
+    import shutil
+    import sysconfig
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if not shutil.which(cc):
+        cc = "cc"
+    d = tmp_path_factory.mktemp("slowres")
+    (d / "slow.c").write_text(SLOW_RESOLVER_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(d / "slow.so"), str(d / "slow.c"), "-ldl"], check=True,
+                   timeout=60)
+    return str(d / "slow.so")
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_close_returns_at_once_with_lookups_running(which, slow_resolver):
+    # asyncio's close() leaves its executor's lookups running (shutdown(wait=False)); pyloop
+    # leaves libuv's pool ones running too, and frees the closed uv loop when they end
+    # (a slow resolver must not make close() wait seconds).
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), slow_resolver]))
+    out = subprocess.run([sys.executable, "-c", CLOSE_WITH_RUNNING_LOOKUPS, which], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, threads, addr = out.stdout.splitlines()
+    took, done = first.split(" ", 1)
+    assert float(took) < 1.0, first
+    assert done == "[False, False]"
+    assert int(threads) <= 0  # no thread left behind once the lookups ended
+    assert addr == "('127.0.0.1', 80)"
+    assert "Traceback" not in out.stderr, out.stderr

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <ctime>
+#include <system_error>
+#include <thread>
 
 namespace pyloop {
 
@@ -14,6 +16,7 @@ LoopCore::LoopCore(PyObject* py_loop) : py_loop_(py_loop) {}
 LoopCore::~LoopCore() {
     if (!closed_ && close() < 0) PyErr_WriteUnraisable(py_loop_);
     Py_CLEAR(metrics_.slowest_repr);
+    delete loop_;
 }
 
 double LoopCore::clock() {
@@ -43,16 +46,16 @@ bool LoopCore::instance_time_patched() {
 }
 
 int LoopCore::init() {
-    int r = uv_loop_init(&loop_);
+    int r = uv_loop_init(loop_);
     if (r < 0) return set_uv_error(r), -1;
-    loop_.data = this;
-    uv_idle_init(&loop_, &idle_);
-    uv_prepare_init(&loop_, &prepare_);
-    uv_check_init(&loop_, &check_);
-    uv_timer_init(&loop_, &timer_);
-    r = uv_async_init(&loop_, &async_, on_async);
+    loop_->data = this;
+    uv_idle_init(loop_, &idle_);
+    uv_prepare_init(loop_, &prepare_);
+    uv_check_init(loop_, &check_);
+    uv_timer_init(loop_, &timer_);
+    r = uv_async_init(loop_, &async_, on_async);
     if (r < 0) {
-        uv_loop_close(&loop_);
+        uv_loop_close(loop_);
         return set_uv_error(r), -1;
     }
     idle_.data = prepare_.data = check_.data = timer_.data = async_.data = this;
@@ -193,7 +196,7 @@ void LoopCore::arm_timer() {
     if (!(delay > 0)) ms = 0;
     else if (delay * 1000.0 >= kMaxWaitMs) ms = static_cast<uint64_t>(kMaxWaitMs);
     else ms = static_cast<uint64_t>(std::ceil(delay * 1000.0));
-    uv_update_time(&loop_);
+    uv_update_time(loop_);
     uv_timer_start(&timer_, on_timer, ms, 0);
 }
 
@@ -203,7 +206,7 @@ void LoopCore::set_fatal() {
     PyObject* exc = fetch_exception();
     if (fatal_) Py_XDECREF(exc);
     else fatal_ = exc;
-    uv_stop(&loop_);
+    uv_stop(loop_);
 }
 
 void LoopCore::log_slow(HandleObject* h, double dt) {
@@ -354,7 +357,7 @@ void LoopCore::on_check(uv_check_t* handle) {
     // once this iteration's I/O callbacks have run, as asyncio's run_forever does.
     auto* self = static_cast<LoopCore*>(handle->data);
     self->run_flushes();  // what the I/O callbacks wrote
-    if (self->stopping_ || self->fatal_) uv_stop(&self->loop_);
+    if (self->stopping_ || self->fatal_) uv_stop(self->loop_);
 }
 
 void LoopCore::on_timer(uv_timer_t*) {
@@ -425,7 +428,7 @@ int LoopCore::run(int wakeup_fd) {
     if (wakeup_fd >= 0) {
         // The Python face passes the same socket on every run of a loop: watch it once.
         if (!wakeup_active_) {
-            int r = uv_poll_init_socket(&loop_, &wakeup_, wakeup_fd);
+            int r = uv_poll_init_socket(loop_, &wakeup_, wakeup_fd);
             if (r < 0) {
                 running_ = false;
                 return set_uv_error(r), -1;
@@ -439,7 +442,7 @@ int LoopCore::run(int wakeup_fd) {
     uv_prepare_start(&prepare_, on_prepare);
     uv_check_start(&check_, on_check);
 
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_run(loop_, UV_RUN_DEFAULT);
     ensure_gil();
     run_flushes();
 
@@ -499,15 +502,43 @@ int LoopCore::traverse(visitproc visit, void* arg) {
     return fdw_.traverse(visit, arg);
 }
 
-void LoopCore::run_closing() {
-    // Close callbacks and finished requests run with the GIL; a lookup still running on
-    // libuv's pool is waited for without it (the uv_loop_t must outlive it).
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    while (uv_loop_alive(&loop_)) {
+bool LoopCore::run_closing() {
+    // Close callbacks and finished requests run with the GIL; handles still closing are
+    // waited for without it.
+    uv_run(loop_, UV_RUN_NOWAIT);
+    while (uv_loop_alive(loop_)) {
+        if (loop_->active_handles == 0 && loop_->closing_handles == nullptr && !pool_reqs_.empty()) return false;
         saved_tstate_ = PyEval_SaveThread();
-        uv_run(&loop_, UV_RUN_ONCE);
+        uv_run(loop_, UV_RUN_ONCE);
         ensure_gil();
     }
+    return true;
+}
+
+void LoopCore::hand_off_running_lookups() {
+    // Lookups a pool thread is running cannot be stopped, and their thread reports to
+    // this uv_loop_t when it is done (a slow resolver takes seconds): asyncio's close()
+    // does not wait for its executor's lookups either. The requests drop their Python
+    // references now; a C++ thread (no Python in it) runs the uv_loop_t until the last
+    // completes, then closes and frees it. The core keeps a fresh zeroed uv_loop_t.
+    std::unordered_map<uv_req_t*, RequestOrphaner> reqs;
+    reqs.swap(pool_reqs_);
+    for (auto& [r, orphan] : reqs) orphan(r);
+    uv_loop_t* old = loop_;
+    old->data = nullptr;
+    try {
+        std::thread([old] {
+            uv_run(old, UV_RUN_DEFAULT);
+            if (uv_loop_close(old) == 0) delete old;
+        }).detach();
+    } catch (const std::system_error&) {
+        // No thread to be had: wait here, without the GIL, as before.
+        saved_tstate_ = PyEval_SaveThread();
+        uv_run(old, UV_RUN_DEFAULT);
+        ensure_gil();
+        if (uv_loop_close(old) == 0) delete old;
+    }
+    loop_ = new uv_loop_t();
 }
 
 int LoopCore::close() {
@@ -529,7 +560,8 @@ int LoopCore::close() {
     for (auto& [h, t] : tracked) t.closer(h);
     // Lookups no pool thread has started are cancelled (their callbacks see
     // UV_EAI_CANCELED and settle nothing: the loop is closed).
-    std::vector<uv_req_t*> reqs(pool_reqs_.begin(), pool_reqs_.end());
+    std::vector<uv_req_t*> reqs;
+    for (auto& kv : pool_reqs_) reqs.push_back(kv.first);
     for (uv_req_t* r : reqs) uv_cancel(r);
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
@@ -538,17 +570,23 @@ int LoopCore::close() {
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     if (wakeup_active_) uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
     wakeup_active_ = false;
-    run_closing();
-    int r = uv_loop_close(&loop_);
+    uv_ready_ = false;
+    if (!run_closing()) {
+        hand_off_running_lookups();
+        return 0;
+    }
+    int r = uv_loop_close(loop_);
     if (r == UV_EBUSY) {
         // A handle we do not own a record of: close it too rather than leak the loop.
-        uv_walk(&loop_, [](uv_handle_t* h, void*) {
+        uv_walk(loop_, [](uv_handle_t* h, void*) {
             if (!uv_is_closing(h)) uv_close(h, nullptr);
         }, nullptr);
-        run_closing();
-        r = uv_loop_close(&loop_);
+        if (!run_closing()) {
+            hand_off_running_lookups();
+            return 0;
+        }
+        r = uv_loop_close(loop_);
     }
-    uv_ready_ = false;
     if (r < 0) return set_uv_error(r), -1;
     return 0;
 }

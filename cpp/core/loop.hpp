@@ -82,7 +82,7 @@ class LoopCore {
     size_t ready_count() const { return ready_.size(); }
     size_t timer_count() const { return heap_.size(); }
     size_t timer_cancelled_count() const { return timer_cancelled_count_; }
-    uv_loop_t* uv() { return &loop_; }
+    uv_loop_t* uv() { return loop_; }
     PyObject* py_loop() const { return py_loop_; }
 
     // --- readers and writers; each returns -1 with an exception set on error ---
@@ -133,7 +133,7 @@ class LoopCore {
     // Is anything watched that only a poll can report (fds, transports, libuv requests,
     // signal handlers: their signals come through the wakeup fd)?
     bool has_io_sources() const {
-        return fdw_.active() || !tracked_.empty() || !signals_.empty() || loop_.active_reqs.count > 0;
+        return fdw_.active() || !tracked_.empty() || !signals_.empty() || loop_->active_reqs.count > 0;
     }
     // Components with their own libuv handles (streams, ...) register them while open,
     // with a function that closes one (close() uses it for handles still open then) and
@@ -155,9 +155,13 @@ class LoopCore {
         auto it = stream_fds_.find(fd);
         return it == stream_fds_.end() ? nullptr : it->second;
     }
-    // Requests on libuv's thread pool (DNS): close() cancels those not started yet.
-    void track_request(uv_req_t* r) {
-        pool_reqs_.insert(r);
+    // Requests on libuv's thread pool (DNS): close() cancels those not started yet and
+    // orphans those a pool thread runs: `orphan(r)` (called with the GIL) drops every
+    // Python reference the request holds, and its callback then frees only C memory,
+    // on the thread that finishes the uv_loop_t (see close()).
+    using RequestOrphaner = void (*)(uv_req_t*);
+    void track_request(uv_req_t* r, RequestOrphaner orphan) {
+        pool_reqs_[r] = orphan;
         metrics_.lookups++;
     }
     void untrack_request(uv_req_t* r) { pool_reqs_.erase(r); }
@@ -194,7 +198,10 @@ class LoopCore {
     void log_slow(HandleObject* h, double dt);
     void dispatch_signal(int signum);
     bool instance_time_patched();
-    void run_closing();
+    // Runs the loop until its closing handles are closed; false when only lookups a pool
+    // thread runs are left (then hand_off_running_lookups()).
+    bool run_closing();
+    void hand_off_running_lookups();
     void wait_for_batch();
     void batch_done();
     void retake_gil();
@@ -203,7 +210,9 @@ class LoopCore {
         metrics_.group_start = t;
     }
 
-    uv_loop_t loop_;
+    // Heap-allocated: a closed loop whose lookups still run on libuv's pool hands it to
+    // the thread that finishes it (close()); loop_ is then a fresh zeroed one.
+    uv_loop_t* loop_ = new uv_loop_t();
     uv_idle_t idle_;
     uv_prepare_t prepare_;
     uv_check_t check_;
@@ -237,7 +246,7 @@ class LoopCore {
     };
     std::unordered_map<uv_handle_t*, Tracked> tracked_;
     std::unordered_map<int, PyObject*> stream_fds_;
-    std::unordered_set<uv_req_t*> pool_reqs_;
+    std::unordered_map<uv_req_t*, RequestOrphaner> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
     LoopMetrics metrics_;
     static constexpr int kMaxPollFreeTurns = 256;

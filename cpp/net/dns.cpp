@@ -90,7 +90,20 @@ struct DnsOp {
     py::object loop;    // keeps the loop (and so the core) alive until the callback
     py::object future;
     std::shared_ptr<DnsShared> shared;
+    bool orphaned = false;  // the loop closed while a pool thread ran it: C memory only
 };
+
+// LoopCore::close() with the request still running: drop the Python references (with
+// the GIL, now); the callback will run on the thread that finishes the uv_loop_t.
+template <class Op>
+void orphan(uv_req_t* r) {
+    auto* op = static_cast<Op*>(r->data);
+    op->orphaned = true;
+    op->core = nullptr;
+    op->shared->req = nullptr;
+    op->loop = py::object();
+    op->future = py::object();
+}
 
 using GaiOp = DnsOp<uv_getaddrinfo_t>;
 using GniOp = DnsOp<uv_getnameinfo_t>;
@@ -110,6 +123,11 @@ void finish(Op* op, const std::function<void()>& deliver) {
 
 void on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
     auto* op = static_cast<GaiOp*>(req->data);
+    if (op->orphaned) {
+        if (res) uv_freeaddrinfo(res);
+        delete op;
+        return;
+    }
     op->core->ensure_gil();
     finish(op, [&] {
         if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
@@ -120,6 +138,10 @@ void on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
 
 void on_getnameinfo(uv_getnameinfo_t* req, int status, const char* host, const char* service) {
     auto* op = static_cast<GniOp*>(req->data);
+    if (op->orphaned) {
+        delete op;
+        return;
+    }
     op->core->ensure_gil();
     finish(op, [&] {
         if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
@@ -208,7 +230,7 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
         throw py::error_already_set();
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
-    core.track_request(op->shared->req);
+    core.track_request(op->shared->req, orphan<GaiOp>);
     return DnsRequest(op->shared, future);
 }
 
@@ -238,7 +260,7 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
         throw py::error_already_set();
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
-    core.track_request(op->shared->req);
+    core.track_request(op->shared->req, orphan<GniOp>);
     return DnsRequest(op->shared, future);
 }
 
