@@ -8,7 +8,8 @@ driven by ssl-module client processes: the server's CPU per request and per
 handshake), `proc` (spawn+wait and pipe throughput, with peak thread counts) and
 `http` (aiohttp and uvicorn + httptools servers loaded by wrk: the server's CPU per
 request) and `scale` (RSS per idle connection, per pending timer and per queued
-callback).
+callback) and `flood` (timer and I/O latency while 8 threads flood
+call_soon_threadsafe).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Each suite prints a table and
@@ -117,6 +118,9 @@ CHARTS = {
              "Subprocesses and pipes", True, None),
     "http": (lambda d: cpu_rows(d, "cpu_us_per_request"), "server CPU time per request, µs (lower is better)",
              "HTTP servers under wrk", False, None),
+    "flood": (lambda d: by_benchmark(d["rows"], lambda r: r["timer_late_p50_ms"]),
+              "how late a 10 ms timer fires, median ms (lower is better)", "Under a call_soon_threadsafe flood", False,
+              None),
     "scale": (lambda d: by_benchmark(d["rows"], lambda r: r["bytes_per_item"]),
               "RSS growth per item, bytes (lower is better)", "Memory and scale", False, None),
 }
@@ -180,8 +184,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale",
-                    help="comma-separated: micro, dns, echo, tls, proc, http, scale")
+    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale,flood",
+                    help="comma-separated: micro, dns, echo, tls, proc, http, scale, flood")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the charts) go")
     ap.add_argument("--charts", action="store_true", help="only redraw the suites' charts from their saved results")
@@ -198,7 +202,7 @@ def main():
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
     runs = {"micro": run_micro, "dns": run_dns, "echo": run_echo, "tls": run_tls, "proc": run_proc,
-            "http": run_http, "scale": run_scale}
+            "http": run_http, "scale": run_scale, "flood": run_flood}
     for name, run in runs.items():  # in this order, whatever the order asked
         if name in suites:
             run(args, loops)
@@ -284,6 +288,30 @@ def run_scale(args, loops):
               ratio(r["bytes_per_item"], base[r["benchmark"]]["bytes_per_item"])] for r in rows]
     print_table(headers, table)
     save(args, "scale", {"repeat": args.repeat, "rows": rows})
+
+
+def run_flood(args, loops):
+    seconds = max(0.5, 3 * args.seconds)
+    cases = ((8, 0, "8 threads, empty callbacks"), (8, 100, "8 threads, callbacks of ~2 us"))
+    print(f"\nUnder a call_soon_threadsafe flood: {seconds:g} s per run, a 10 ms sleep repeated and a byte echoed "
+          f"through add_reader meanwhile; median of {args.repeat} fresh processes\n")
+    rows = []
+    for nthreads, work, label in cases:
+        if args.only not in label:
+            continue
+        samples = fresh_runs("flood.py", loops, args.repeat, nthreads, seconds, work)
+        for lp in loops:
+            med = [statistics.median(x[i] for x in samples[lp]) for i in range(6)]
+            rows.append({"benchmark": label, "loop": lp, "timer_late_p50_ms": med[0], "timer_late_max_ms": med[1],
+                         "io_rtt_p50_ms": med[2], "io_rtt_max_ms": med[3], "peak_queue": med[4],
+                         "callbacks_per_s": med[5]})
+    headers = ["benchmark", "loop", "10 ms timer late p50/max (ms)", "I/O round trip p50/max (ms)", "peak queue",
+               "flood callbacks/s"]
+    table = [[r["benchmark"], r["loop"], f"{r['timer_late_p50_ms']:.1f} / {r['timer_late_max_ms']:.1f}",
+              f"{r['io_rtt_p50_ms']:.2f} / {r['io_rtt_max_ms']:.1f}", f"{r['peak_queue']:,.0f}",
+              f"{r['callbacks_per_s']:,.0f}"] for r in rows]
+    print_table(headers, table)
+    save(args, "flood", {"seconds": seconds, "repeat": args.repeat, "rows": rows})
 
 
 def run_http(args, loops):

@@ -20,6 +20,7 @@ SUITES = {  # suite: the smallest case of it
     "proc": ["--scale", "0.01", "--only", "pipe"],
     "http": ["--seconds", "0.5", "--only", "aiohttp hello keep-alive"],
     "scale": ["--scale", "0.01"],
+    "flood": ["--seconds", "0.1", "--only", "empty"],
 }
 
 
