@@ -461,3 +461,68 @@ def test_tls_connections_dropped_open_when_the_loop_closes(server_ctx, client_ct
         for _ in range(3):
             gc.collect()
     assert any(issubclass(w.category, ResourceWarning) and "unclosed transport" in str(w.message) for w in caught)
+
+
+@needs_311
+@pytest.mark.parametrize("failure", ["raises", "empty"])
+def test_buffered_protocol_whose_get_buffer_fails(loop, server_ctx, client_ctx, failure):
+    # asyncio's SSLProtocol: a get_buffer() that raises is a fatal error (reported, then
+    # connection_lost(exc)); an empty buffer reads 0 bytes, which it takes for the peer's
+    # close_notify: eof_received(), then its own shutdown, which the peer's next data
+    # breaks (connection_lost(SSLError), not reported: an OSError). Either way the
+    # connection ends, and its fds are closed.
+    servers = []
+
+    class Broken(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.events = []
+            self.lost = loop.create_future()
+            servers.append(self)
+
+        def connection_made(self, transport):
+            self.events.append("made")
+
+        def get_buffer(self, sizehint):
+            self.events.append("get_buffer")
+            if failure == "raises":
+                raise ZeroDivisionError("no buffer")
+            return bytearray()
+
+        def buffer_updated(self, nbytes):
+            self.events.append("updated")
+
+        def eof_received(self):
+            self.events.append("eof")
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", type(exc)))
+            self.lost.set_result(exc)
+
+    async def main():
+        server = await loop.create_server(Broken, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await connect(loop, port, client_ctx, lambda: Events(loop))
+        before = len(os.listdir("/proc/self/fd"))  # the listener's, the client's and the server's
+        tr.write(b"data")
+        await asyncio.sleep(0.2)
+        tr.write(b"more")
+        await asyncio.wait_for(servers[0].lost, 10)
+        await asyncio.wait_for(proto.lost, 10)
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.05)
+        return before, len(os.listdir("/proc/self/fd"))
+
+    before, after = loop.run_until_complete(main())
+    (p,) = servers
+    if failure == "raises":
+        assert p.events == ["made", "get_buffer", ("lost", ZeroDivisionError)]
+        assert [(c["message"], type(c["exception"])) for c in loop.test_errors] == [
+            ("Fatal error on SSL protocol", ZeroDivisionError)]
+        loop.test_errors.clear()
+    else:
+        assert p.events == ["made", "get_buffer", "eof", "get_buffer", ("lost", ssl.SSLError)]
+        assert "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(p.lost.result())
+        assert loop.test_errors == []
+    assert after <= before - 3

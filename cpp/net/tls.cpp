@@ -394,7 +394,11 @@ int do_read_buffered(TlsProtocolObject* p) {
     Py_ssize_t offset = 0;
     Py_ssize_t count = 1;
     bool again_later = false;
-    while (offset < wants) {
+    // The first read always happens, an empty buffer's too: SSLObject.read(0, buf) answers
+    // 0, which asyncio then takes for the peer's close_notify (eof_received, shutdown).
+    static char s_empty;
+    char* base = view.buf ? static_cast<char*>(view.buf) : &s_empty;
+    while (offset < wants || offset == 0) {
         if (offset > 0) {
             int more = may_read(p);
             if (more < 0) {
@@ -403,7 +407,7 @@ int do_read_buffered(TlsProtocolObject* p) {
             }
             if (!more) break;
         }
-        count = ssl_read_into(p, static_cast<char*>(view.buf) + offset, wants - offset);
+        count = ssl_read_into(p, base + offset, wants - offset);
         if (count == -1) {
             PyBuffer_Release(&view);
             return -1;
