@@ -460,3 +460,69 @@ def test_reuse_address_as_each_version_takes_it(loop, value):
             tr, _ = loop.run_until_complete(coro)
         tr.close()
         loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_datagram_write_flow_control(loop, tmp_path):
+    # A Unix datagram peer that does not read: its queue (net.unix.max_dgram_qlen) fills,
+    # sendto() answers EAGAIN, the transport buffers, pauses the protocol past the high
+    # water mark, and resumes it once the peer has read and the buffer has drained. No
+    # datagram is lost or reordered.
+    import hashlib
+    import os
+
+    class Writer(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.events = []
+            self.transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def pause_writing(self):
+            self.events.append(("pause", self.transport.get_write_buffer_size()))
+
+        def resume_writing(self):
+            self.events.append(("resume", self.transport.get_write_buffer_size()))
+
+        def error_received(self, exc):
+            self.events.append(("error", type(exc)))
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", exc))
+
+    async def main():
+        path = str(tmp_path / "rx")
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind(path)
+        rx.setblocking(False)
+        tr, proto = await loop.create_datagram_endpoint(Writer, remote_addr=path, family=socket.AF_UNIX)
+        tr.set_write_buffer_limits(high=4096)
+        assert tr.get_write_buffer_limits() == (1024, 4096)
+        sent = hashlib.sha256()
+        n = 0
+        while not proto.events and n < 10_000:
+            data = n.to_bytes(4, "big") * 250
+            sent.update(data)
+            tr.sendto(data)
+            n += 1
+        paused_at = tr.get_write_buffer_size()
+        got, received = 0, hashlib.sha256()
+        for _ in range(1000):
+            await asyncio.sleep(0.005)
+            try:
+                while True:
+                    received.update(rx.recv(2000))
+                    got += 1
+            except BlockingIOError:
+                pass
+            if got == n and tr.get_write_buffer_size() == 0:
+                break
+        tr.close()
+        await asyncio.sleep(0.01)
+        rx.close()
+        return n, paused_at, got, sent.digest() == received.digest(), proto.events
+
+    n, paused_at, got, same, events = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert 10 < n < 10_000 and paused_at > 4096
+    assert events == [("pause", paused_at), ("resume", 0), ("lost", None)]
+    assert got == n and same
