@@ -526,3 +526,163 @@ def test_buffered_protocol_whose_get_buffer_fails(loop, server_ctx, client_ctx, 
         assert "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(p.lost.result())
         assert loop.test_errors == []
     assert after <= before - 3
+
+
+@needs_311
+def test_read_buffer_size_and_limits_while_reading_is_paused(loop, server_ctx, client_ctx):
+    # The TLS transport's read buffer: ciphertext waiting in the TLS layer while the
+    # application paused reading; the limits as set.
+    class Sender(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"z" * 300_000)
+
+    async def main():
+        server = await loop.create_server(Sender, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await connect(loop, port, client_ctx, lambda: Events(loop))
+        sizes = [tr.get_read_buffer_size()]
+        tr.pause_reading()
+        await asyncio.sleep(0.3)
+        sizes.append(tr.get_read_buffer_size())
+        got_while_paused = len(proto.data)
+        tr.set_read_buffer_limits(high=64 * 1024)
+        limits = tr.get_read_buffer_limits()
+        tr.resume_reading()
+        for _ in range(400):
+            if len(proto.data) == 300_000:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sizes.append(tr.get_read_buffer_size())
+        tr.close()
+        await asyncio.wait_for(proto.lost, 10)
+        server.close()
+        await server.wait_closed()
+        return sizes, got_while_paused, limits, len(proto.data)
+
+    sizes, got_while_paused, limits, total = loop.run_until_complete(main())
+    # (300,000 bytes of plaintext and the records' overhead)
+    assert sizes[0] == 0 and 300_000 < sizes[1] < 310_000 and sizes[2] == 0
+    assert got_while_paused == 0 and total == 300_000
+    assert limits == (16384, 65536)
+
+
+@needs_311
+def test_tls_transport_has_no_half_close(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await tls_server(loop, server_ctx)
+        tr, proto = await connect(loop, port, client_ctx, lambda: Events(loop))
+        can = tr.can_write_eof()
+        try:
+            tr.write_eof()
+            err = None
+        except Exception as e:
+            err = e
+        tr.write(b"still open")
+        await asyncio.sleep(0.1)
+        tr.close()
+        await asyncio.wait_for(proto.lost, 10)
+        server.close()
+        await server.wait_closed()
+        return can, err, bytes(proto.data), proto.events
+
+    can, err, data, events = loop.run_until_complete(main())
+    assert can is False
+    assert type(err) is NotImplementedError
+    # the connection stays open and usable; close() ends it (the echo server answers the
+    # close_notify with its own: eof, then a clean connection_lost)
+    assert data == b"still open"
+    assert events == ["made", "data", "eof", ("lost", None)]
+
+
+def test_server_handshake_timeout(loop, server_ctx):
+    # A client that connects and never starts TLS: the server gives up after
+    # ssl_handshake_timeout and closes the connection; no protocol is ever made.
+    made = []
+
+    async def main():
+        server = await loop.create_server(lambda: made.append(1) or Events(loop), "127.0.0.1", 0, ssl=server_ctx,
+                                          ssl_handshake_timeout=0.3)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t0 = loop.time()
+        data = await asyncio.wait_for(reader.read(), 10)
+        took = loop.time() - t0
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return data, took
+
+    data, took = loop.run_until_complete(main())
+    assert data == b""
+    assert 0.25 < took < 5
+    assert made == [1]  # the protocol is made at accept, before the handshake
+    assert loop.test_errors == []
+
+
+@needs_311
+def test_server_shutdown_timeout(loop, server_ctx, client_ctx):
+    # The server closes; the client completed its handshake but never reads, so it never
+    # answers close_notify: after ssl_shutdown_timeout the server's transport is dropped.
+    lost = loop.create_future()
+
+    class CloseAtOnce(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.close()
+
+        def connection_lost(self, exc):
+            lost.set_result(exc)
+
+    def client(port, done):
+        raw = socket.create_connection(("127.0.0.1", port))
+        s = client_ctx.wrap_socket(raw, server_hostname="localhost")
+        done.wait(10)
+        s.close()
+
+    async def main():
+        server = await loop.create_server(CloseAtOnce, "127.0.0.1", 0, ssl=server_ctx, ssl_shutdown_timeout=0.3)
+        port = server.sockets[0].getsockname()[1]
+        done = threading.Event()
+        th = threading.Thread(target=client, args=(port, done))
+        th.start()
+        try:
+            t0 = loop.time()
+            exc = await asyncio.wait_for(lost, 10)
+            took = loop.time() - t0
+        finally:
+            done.set()
+            await loop.run_in_executor(None, th.join)
+        server.close()
+        await server.wait_closed()
+        return exc, took
+
+    exc, took = loop.run_until_complete(main())
+    assert type(exc) is TimeoutError and str(exc) == "SSL shutdown timed out"
+    assert 0.25 < took < 5
+    assert loop.test_errors == []
+
+
+def test_connect_accepted_socket_with_tls(loop, server_ctx, client_ctx):
+    async def main():
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        port = lsock.getsockname()[1]
+        conn_task = loop.create_task(connect(loop, port, client_ctx, lambda: Events(loop)))
+        sock, _ = await loop.sock_accept(lsock)
+        str_, sproto = await loop.connect_accepted_socket(Echo, sock, ssl=server_ctx, ssl_handshake_timeout=5)
+        tr, proto = await conn_task
+        tr.write(b"hello over tls")
+        for _ in range(200):
+            if len(proto.data) == 14:
+                break
+            await asyncio.sleep(0.01)
+        info = (str_.get_extra_info("sslcontext") is server_ctx, str_.get_extra_info("peercert"),
+                tr.get_extra_info("ssl_object").version() is not None)
+        tr.close()
+        await asyncio.wait_for(proto.lost, 10)
+        lsock.close()
+        return bytes(proto.data), info
+
+    data, (same_ctx, peercert, has_ssl_object) = loop.run_until_complete(main())
+    assert data == b"hello over tls"
+    assert same_ctx and peercert is None and has_ssl_object
