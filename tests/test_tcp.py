@@ -1321,3 +1321,86 @@ def test_ipv6_loopback_server_connection_and_sock_connect(loop):
     host, peer, sock_peer, port, data = loop.run_until_complete(main())
     assert host == "::1" and peer == ("::1", port, 0, 0) and sock_peer == ("::1", port, 0, 0)
     assert data == [b"over six", b"and raw"]
+
+
+def _refusing(family):
+    # A bound socket that does not listen: connecting to it is refused (RST) at once.
+    s = socket.socket(family)
+    s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    return s
+
+
+def _resolving_to(loop, infos):
+    # The loop's own getaddrinfo answers with `infos` for the name "multi.test"; both loops'
+    # create_connection look names up through it.
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host, port, **kw):
+        if host == "multi.test":
+            return infos
+        return await real(host, port, **kw)
+    loop.getaddrinfo = getaddrinfo
+
+
+@pytest.mark.parametrize("how", [{}, {"interleave": 1}, {"interleave": 2}, {"happy_eyeballs_delay": 0.02}])
+def test_several_addresses_are_tried_in_asyncios_order(loop, how):
+    # Two IPv6 then two IPv4 addresses, all refusing: the error names them in the order
+    # tried. interleave=1 (and happy eyeballs, which implies it) alternates the families.
+    socks = [_refusing(socket.AF_INET6), _refusing(socket.AF_INET6), _refusing(socket.AF_INET),
+             _refusing(socket.AF_INET)]
+    infos = [(s.family, socket.SOCK_STREAM, 6, "", s.getsockname()) for s in socks]
+    _resolving_to(loop, infos)
+    try:
+        with pytest.raises(OSError) as info:
+            loop.run_until_complete(asyncio.wait_for(
+                loop.create_connection(asyncio.Protocol, "multi.test", 80, **how), 10))
+    finally:
+        for s in socks:
+            s.close()
+    order = [0, 2, 1, 3] if how.get("interleave", 1 if how else 0) == 1 else [0, 1, 2, 3]
+    parts = [f"[Errno 111] Connect call failed {infos[i][4]!r}" for i in order]
+    assert type(info.value) is OSError
+    assert str(info.value) == "Multiple exceptions: " + ", ".join(parts)
+
+
+def test_happy_eyeballs_moves_on_from_an_address_that_does_not_answer(loop):
+    # The first address accepts no connection (a full backlog: its SYNs are dropped), the
+    # second does: happy eyeballs connects to the second after its delay and cancels the
+    # first attempt; the result is the second's transport.
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(0)
+    fillers = []
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        for _ in range(2):  # fill the stalled listener's queue
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(stalled.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        await asyncio.sleep(0.1)
+        _resolving_to(loop, [(socket.AF_INET, socket.SOCK_STREAM, 6, "", stalled.getsockname()),
+                             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))])
+        t0 = loop.time()
+        tr, client = await asyncio.wait_for(
+            loop.create_connection(lambda: Recorder(loop), "multi.test", 80, happy_eyeballs_delay=0.2), 10)
+        took = loop.time() - t0
+        peer = tr.get_extra_info("peername")
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return peer, port, took
+
+    try:
+        peer, port, took = loop.run_until_complete(main())
+    finally:
+        for f in fillers:
+            f.close()
+        stalled.close()
+    assert peer == ("127.0.0.1", port)
+    assert 0.15 < took < 5
