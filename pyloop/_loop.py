@@ -283,6 +283,15 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
             context["source_traceback"] = handle._source_traceback
         self.call_exception_handler(context)
 
+    def _report_pipe_read_exception(self, transport, exc):
+        # Called by the C core when a read pipe's data_received() raised: asyncio's reader
+        # callback (_UnixReadPipeTransport._read_ready) lets it reach the handler as a
+        # callback's exception, and the pipe reads on. (No Handle ran: the context names
+        # the transport and protocol instead, docs/api.md.)
+        self.call_exception_handler({
+            "message": f"Exception in callback {type(transport).__name__}._read_ready()",
+            "exception": exc, "transport": transport, "protocol": transport.get_protocol()})
+
     def get_exception_handler(self):
         return self._exception_handler
 

@@ -11,6 +11,7 @@ import sys
 import threading
 
 import pytest
+from conftest import drop_debug_accept_errors
 
 trustme = pytest.importorskip("trustme")
 
@@ -429,6 +430,7 @@ def test_verification_failures(loop, server_ctx, client_ctx, host, trusted):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+    drop_debug_accept_errors(loop)
 
 
 def test_handshake_timeout_with_a_stalled_peer(loop, client_ctx):
@@ -500,6 +502,7 @@ def test_client_certificates(loop, ca, client_ctx):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+    drop_debug_accept_errors(loop)
 
 
 def test_alpn_and_sni(loop, ca, client_ctx):

@@ -57,7 +57,12 @@ struct TransportObject {
     bool tls;            // protocol is a TlsProtocol: reads go to it in C++ (tls.hpp)
     bool closing;
     bool paused;         // reading paused by pause_reading()
-    bool reading;        // uv_read_start is in effect
+    bool reading;        // uv_read_start is in effect (or its stop waits for on_read: below)
+    // get_buffer() runs inside libuv's allocation callback, where the read must not be
+    // stopped (libuv calls on_read right after, with the callback it then lacks): a
+    // stop asked for there (close(), pause_reading()) happens in that on_read.
+    bool in_alloc;
+    bool stop_after_alloc;
     bool read_started;   // connection_made has run and reading may begin
     bool eof_requested;  // write_eof() was called
     bool eof_sent;       // uv_shutdown issued

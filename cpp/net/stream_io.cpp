@@ -101,10 +101,10 @@ const char* write_error_message(TransportObject* t) {
 }
 
 void stop_reading(TransportObject* t) {
-    if (t->reading) {
-        uv_read_stop(&t->h.stream);
-        t->reading = false;
-    }
+    if (!t->reading) return;
+    t->reading = false;
+    if (t->in_alloc) t->stop_after_alloc = true;  // on_read stops it
+    else uv_read_stop(&t->h.stream);
 }
 
 void unwatch_reader(TransportObject* t) {
@@ -239,7 +239,9 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
     static PyObject* s_hint = PyLong_FromLong(65536);
     PyObject* args[2] = {t->protocol, s_hint};
+    t->in_alloc = true;
     PyObject* b = PyObject_VectorcallMethod(s_get_buffer, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    t->in_alloc = false;
     if (!b) return defer_get_buffer_failure(t);
     int r = PyObject_GetBuffer(b, &t->read_buf, PyBUF_WRITABLE);
     Py_DECREF(b);
@@ -333,6 +335,17 @@ void deliver(TransportObject* t, PyObject* what) {
     } else {
         static PyObject* s_data_received = PyUnicode_InternFromString("data_received");
         r = PyObject_CallMethodOneArg(t->protocol, s_data_received, what);
+        if (!r && t->kind == kReadPipe) {
+            // asyncio's read pipe calls data_received() unguarded in its reader callback:
+            // the exception reaches the handler as that callback's, and the pipe reads on.
+            PyObject* exc = fetch_exception();
+            PyObject* rep = PyObject_CallMethodObjArgs(t->loop, PY_NAME("_report_pipe_read_exception"), O(t), exc,
+                                                       nullptr);
+            Py_DECREF(exc);
+            if (rep) Py_DECREF(rep);
+            else report_unraisable(O(t));
+            return;
+        }
         if (!r) protocol_failed(t, "Fatal error: protocol.data_received() call failed.");
     }
     Py_XDECREF(r);
@@ -423,8 +436,18 @@ static void one_read_per_iteration(TransportObject* t) {
 }
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-    if (nread == 0) return;  // EAGAIN: nothing to tell the protocol
     auto* t = static_cast<TransportObject*>(stream->data);
+    if (t->stop_after_alloc) {  // get_buffer() stopped reading: this read is still delivered, as asyncio's
+        t->stop_after_alloc = false;
+        uv_read_stop(stream);
+    }
+    if (nread == 0) {  // EAGAIN: nothing to tell the protocol
+        if (t->buffered && !t->tls) {
+            t->core->ensure_gil();
+            release_read_buf(t);
+        }
+        return;
+    }
     t->core->ensure_gil();
     Py_INCREF(O(t));  // protocol callbacks may close and release the transport
     InContext in_context(t->context);
@@ -471,6 +494,11 @@ int start_reading(TransportObject* t) {
     if (t->reading || t->paused || t->closing || !t->read_started || !t->handle_open || t->read_eof ||
         t->deferred_error || (t->read_deferred && stops_while_deferred(t)))
         return 0;
+    if (t->stop_after_alloc) {  // stopped and restarted inside get_buffer(): libuv still reads
+        t->stop_after_alloc = false;
+        t->reading = true;
+        return 0;
+    }
     int r = uv_read_start(&t->h.stream, on_alloc, on_read);
     if (r < 0) {
         fatal_uv_error(t, r, "Fatal read error on socket transport");
