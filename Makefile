@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test cpython-tests bench sanitize wheel sdist clean
+.PHONY: setup build test test-debug cpython-tests bench sanitize wheel sdist clean
 
 setup:
 	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
@@ -20,6 +20,13 @@ build: setup
 
 test: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The suite again in asyncio's debug mode (PYTHONASYNCIODEBUG=1, both loops), so that
+# debug-only behaviour stays asyncio's; without the stress and soak tests (millions of
+# callbacks, each recording a stack in debug mode: minutes).
+test-debug: setup
+	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(DEBUG_PYTEST_ARGS) $(PYTEST_ARGS)
+DEBUG_PYTEST_ARGS := --ignore=tests/test_stress.py --ignore=tests/test_soak.py
 
 # CPython's own test.test_asyncio on pyloop loops, strict against the list of expected
 # failures for this Python (tests/cpython/expected-failures-3.X.txt).
