@@ -47,8 +47,6 @@ wheel: setup
 sdist: setup
 	cd dist 2>/dev/null || mkdir -p dist; cd dist && $(PYTHON) -m build --sdist --outdir . $(CURDIR)
 
-# (mypy is not installed there: its tests check the stubs, not the C++ build, and run in
-# every `make test`.)
 # The whole suite on a build with AddressSanitizer + UndefinedBehaviorSanitizer, in a
 # virtualenv of its own (build/sanitize-venv) so the normal build stays as it is.
 # Python itself is not instrumented: libasan (and libstdc++, for C++ exceptions) are
@@ -63,7 +61,7 @@ sanitize: setup
 	@test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)
 	@$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install "scikit-build-core>=0.10" "pybind11>=2.12" \
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "pytest-timeout>=2.3" "blockbuster>=1.5" "trustme>=1.1" "aiohttp>=3.9" \
-	  "uvicorn>=0.30" "gunicorn>=22"
+	  "uvicorn>=0.30" "gunicorn>=22" "mypy>=1.10"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
 	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.define.PYLOOP_LIBUV=system -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
 	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
