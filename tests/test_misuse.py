@@ -9,6 +9,7 @@ name, "ok", or "waits".
 import asyncio
 import gc
 import math
+import os
 import signal
 import socket
 import sys
@@ -32,7 +33,22 @@ BAD = {
     "-inf": -math.inf,
     "fd1e9": 10**9,
     "list": [1],
+    "index": None,  # an int-like object (__index__), set below
 }
+
+
+class IntLike:
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+    def __repr__(self):
+        return f"IntLike({self.value})"
+
+
+BAD["index"] = IntLike(80)
 
 
 class Env:
@@ -48,6 +64,7 @@ class Env:
         self.closed.close()
         self.file = open(__file__, "rb")
         self._transport = None
+        self._write_pipe = None
 
     def transport(self):
         if self._transport is None:
@@ -57,7 +74,19 @@ class Env:
                 self.loop.connect_accepted_socket(asyncio.Protocol, c))
         return self._transport
 
+    def write_pipe(self):
+        if self._write_pipe is None:
+            r, w = os.pipe()
+            self._pipe_reader = open(r, "rb", 0)
+            self._write_pipe, _ = self.loop.run_until_complete(
+                self.loop.connect_write_pipe(asyncio.Protocol, open(w, "wb", 0)))
+        return self._write_pipe
+
     def close(self):
+        if self._write_pipe is not None:
+            self._write_pipe.abort()
+            self.loop.run_until_complete(asyncio.sleep(0))
+            self._pipe_reader.close()
         if self._transport is not None:
             self._transport.abort()
             self.loop.run_until_complete(asyncio.sleep(0))
@@ -127,11 +156,28 @@ def loop_cases():
         add(f"sock_sendfile-offset[{key}]", lambda e, bad=bad: e.loop.sock_sendfile(e.a, e.file, bad))
         add(f"sock_sendfile-count[{key}]", lambda e, bad=bad: e.loop.sock_sendfile(e.a, e.file, 0, bad))
         add(f"sendfile-offset[{key}]", lambda e, bad=bad: e.loop.sendfile(e.transport(), e.file, bad))
+        add(f"set_protocol[{key}]", lambda e, bad=bad: e.transport().set_protocol(bad))
+        add(f"datagram-reuse_address[{key}]",
+            lambda e, bad=bad: _datagram(e, local_addr=("127.0.0.1", 0), reuse_address=bad))
+        add(f"datagram-reuse_port[{key}]",
+            lambda e, bad=bad: _datagram(e, local_addr=("127.0.0.1", 0), reuse_port=bad))
+        add(f"write_pipe-write[{key}]", lambda e, bad=bad: e.write_pipe().write(bad))
+        add(f"write_pipe-set_write_buffer_limits[{key}]",
+            lambda e, bad=bad: e.write_pipe().set_write_buffer_limits(high=bad))
     for name in ("sock_recv", "sock_sendall", "sock_accept", "sock_connect"):
         args = {"sock_recv": (1,), "sock_sendall": (b"x",), "sock_accept": (), "sock_connect": (("127.0.0.1", 1),)}
         add(f"{name}-closed-socket", lambda e, name=name, args=args[name]: getattr(e.loop, name)(e.closed, *args))
         add(f"{name}-not-a-socket", lambda e, name=name, args=args[name]: getattr(e.loop, name)(None, *args))
     add("add_reader-closed-socket", lambda e: e.loop.add_reader(e.closed, _cb))
+    add("remove_reader-closed-socket", lambda e: e.loop.remove_reader(e.closed))
+    add("remove_writer-closed-socket", lambda e: e.loop.remove_writer(e.closed))
+    for method in ("pause_reading", "resume_reading", "is_reading", "write_eof", "can_write_eof",
+                   "get_write_buffer_limits", "get_write_buffer_size", "is_closing", "get_protocol"):
+        add(f"write_pipe-{method}", lambda e, method=method: getattr(e.write_pipe(), method)())
+    add("write_pipe-set_read_buffer_limits", lambda e: e.write_pipe().set_read_buffer_limits(high=10))
+    add("write_pipe-get_read_buffer_size", lambda e: e.write_pipe().get_read_buffer_size())
+    add("write_pipe-write-after-close", lambda e: (e.write_pipe().close(), e.write_pipe().write(b"x")))
+    add("transport-write-after-abort", lambda e: (e.transport().abort(), e.transport().write(b"x")))
     add("add_signal_handler-SIGKILL", lambda e: e.loop.add_signal_handler(signal.SIGKILL, _cb))
     add("add_signal_handler-coroutine", lambda e: e.loop.add_signal_handler(signal.SIGUSR1, _coro))
     add("call_soon-coroutine", lambda e: e.loop.call_soon(_coro()))
@@ -157,8 +203,8 @@ async def _server(env, port=0, backlog=100):
     await server.wait_closed()
 
 
-async def _datagram(env, local_addr):
-    tr, pr = await env.loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=local_addr)
+async def _datagram(env, local_addr, **kw):
+    tr, pr = await env.loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=local_addr, **kw)
     tr.close()
     await asyncio.sleep(0)
 
@@ -234,7 +280,6 @@ def test_same_exception_as_asyncio(name, fn):
 # the same: the callbacks called after it (in order), what reached the exception handler
 # (message and exception type), and connection_lost's exception type.
 
-import os  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
 

@@ -126,6 +126,28 @@ static PyObject* schedule_at(PyObject* self, double when, PyObject* const* args,
     return reinterpret_cast<PyObject*>(h);
 }
 
+// A time that is neither a float nor an int: asyncio takes what its own arithmetic takes
+// (call_later: `self.time() + delay`; call_at: `when` compared with and subtracted from
+// the loop's time), so an object with only __float__ or __index__ is a TypeError there,
+// while Fraction, numpy scalars and the like work. -1 with the exception set.
+static int exotic_time(PyObject* o, bool is_when) {
+    PyObject* now = PyFloat_FromDouble(LoopCore::now());
+    if (!now) return -1;
+    int ok = -1;
+    if (is_when) {
+        int ge = PyObject_RichCompareBool(o, now, Py_GE);
+        PyObject* diff = ge < 0 ? nullptr : PyNumber_Subtract(o, now);
+        ok = diff ? 0 : -1;
+        Py_XDECREF(diff);
+    } else {
+        PyObject* sum = PyNumber_Add(now, o);
+        ok = sum ? 0 : -1;
+        Py_XDECREF(sum);
+    }
+    Py_DECREF(now);
+    return ok;
+}
+
 // The arguments of call_later(delay, ...) and call_at(when, ...): the time as a
 // double, the callback and its arguments, context=. Returns -1 with TypeError set.
 static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* method,
@@ -144,6 +166,7 @@ static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* k
         PyErr_SetString(PyExc_TypeError, none_message);
         return -1;
     }
+    if (!PyFloat_Check(args[0]) && !PyLong_Check(args[0]) && exotic_time(args[0], allow_huge_int) < 0) return -1;
     *value = PyFloat_AsDouble(args[0]);
     if (*value == -1.0 && PyErr_Occurred()) {
         // An int too large for a double: asyncio keeps the int, which compares as

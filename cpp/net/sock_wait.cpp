@@ -452,8 +452,20 @@ PyObject* python_attempt(PyObject* sock, PyObject* method, PyObject* arg) {
 PyObject* sock_recv(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Call c;
     if (prologue(args, nargs, 3, "sock_recv", kRecv, &c) < 0) return nullptr;
-    if (!PyLong_CheckExact(args[2])) return python_attempt(args[1], s_recv, args[2]);
-    c.probe.n = PyLong_AsSsize_t(args[2]);
+    PyObject* n = args[2];
+    PyObject* index = nullptr;
+    if (!PyLong_CheckExact(n)) {
+        // An int-like size (__index__), as socket.recv takes it; anything else the
+        // socket method judges (its TypeError).
+        index = PyNumber_Index(n);
+        if (!index) {
+            PyErr_Clear();
+            return python_attempt(args[1], s_recv, n);
+        }
+        n = index;
+    }
+    c.probe.n = PyLong_AsSsize_t(n);
+    Py_XDECREF(index);
     if (c.probe.n < 0) {
         if (PyErr_Occurred()) PyErr_Clear();
         return python_attempt(args[1], s_recv, args[2]);  // its ValueError or OverflowError
