@@ -416,7 +416,8 @@ async def drive(loop, kind, factory, lost):
                             pass
                     except BlockingIOError:
                         pass
-                    if lost.done() or transport.is_closing() or transport.get_write_buffer_size() == 0:
+                    # until the buffer drained, or (closed meanwhile) connection_lost came
+                    if lost.done() or (not transport.is_closing() and transport.get_write_buffer_size() == 0):
                         break
                     await asyncio.sleep(0.005)
             else:
@@ -447,7 +448,9 @@ async def drive(loop, kind, factory, lost):
             await asyncio.sleep(0.05)
             os.close(w)
         elif kind == "subprocess":
-            code = "import sys, time; sys.stdout.write('hi'); sys.stdout.flush(); sys.stdout.close(); time.sleep(0.2)"
+            # stdout ends well before the exit (os.close: sys.stdout.close() leaves fd 1 open),
+            # so pipe_connection_lost and process_exited come in that order on every version
+            code = "import os, sys, time; sys.stdout.write('hi'); sys.stdout.flush(); os.close(1); time.sleep(0.3)"
             transport, _ = await loop.subprocess_exec(factory, sys.executable, "-c", code, stdin=None,
                                                       stderr=None)
         else:  # tls_stream, tls_buffered

@@ -561,8 +561,10 @@ def test_read_buffer_size_and_limits_while_reading_is_paused(loop, server_ctx, c
         return sizes, got_while_paused, limits, len(proto.data)
 
     sizes, got_while_paused, limits, total = loop.run_until_complete(main())
-    # (300,000 bytes of plaintext and the records' overhead)
-    assert sizes[0] == 0 and 300_000 < sizes[1] < 310_000 and sizes[2] == 0
+    # Up to all 300,000 bytes of plaintext and the records' overhead: the raw transport
+    # pauses past the TLS layer's high water mark (256 KiB) if the rest comes after it
+    # (as on 3.14, on both loops).
+    assert sizes[0] == 0 and 256 * 1024 <= sizes[1] < 310_000 and sizes[2] == 0
     assert got_while_paused == 0 and total == 300_000
     assert limits == (16384, 65536)
 
