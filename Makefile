@@ -5,10 +5,9 @@ PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
 .PHONY: setup build test test-debug cpython-tests bench sanitize wheel sdist clean
 
+# libuv is built in from vendor/libuv (CMakeLists.txt): a C++ compiler and Python are all
+# a build needs (pip brings CMake and Ninja when the machine lacks them).
 setup:
-	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
-	  echo "libuv1-dev is missing: installing it with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libuv1-dev pkg-config; }
 	@$(PYTHON) -c "import scikit_build_core, pybind11" 2>/dev/null || $(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
 	@$(PYTHON) -c "import setuptools" 2>/dev/null || $(PIP) install setuptools  # sdists among the test deps (3.12+ has none)
 	@$(PYTHON) -m pip show pyloop >/dev/null 2>&1 && $(PIP) uninstall -y pyloop || true  # the name before pyloop-uv
@@ -40,8 +39,8 @@ bench: setup
 	  || echo "uvicorn/httptools could not be installed: the HTTP rows run without them"
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
-# A self-contained wheel in dist/ (libuv built in from Debian's pinned upstream
-# tarball, see CMakeLists.txt), and the sdist.
+# A self-contained wheel in dist/ (libuv built in from vendor/libuv, see CMakeLists.txt;
+# its own build folder, build/wheel/, whatever was built before), and the sdist.
 wheel: setup
 	$(PIP) wheel --no-deps -w dist .
 sdist: setup
@@ -63,7 +62,7 @@ sanitize: setup
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "pytest-timeout>=2.3" "blockbuster>=1.5" "trustme>=1.1" "aiohttp>=3.9" \
 	  "uvicorn>=0.30" "gunicorn>=22" "mypy>=1.10"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
-	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.define.PYLOOP_LIBUV=system -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
+	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
 	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./bin/pytest -q -p no:cacheprovider --capture=sys -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \

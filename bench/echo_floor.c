@@ -5,6 +5,7 @@
  *
  *   echo_floor tcp PORT | unix PATH
  */
+#define _GNU_SOURCE /* accept4 (GCC 14+ refuses implicit declarations) */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

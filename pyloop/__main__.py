@@ -28,7 +28,8 @@ def _uv(n):
 
 def info():
     lines = [("pyloop", f"{pyloop.__version__} ({os.path.dirname(pyloop.__file__)})"),
-             ("libuv built with", f"{_uv(_core.libuv_build_version)} ({_core.libuv_linkage})"),
+             ("libuv built with", f"{_uv(_core.libuv_build_version)} "
+                                  f"({'built in' if _core.libuv_linkage == 'bundled' else 'the system library'})"),
              ("libuv running", _core.libuv_version_string())]
     size, source = pool_size()
     lines.append(("libuv pool threads", f"{size} ({source}; started at the first lookup)"))

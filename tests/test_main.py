@@ -21,7 +21,8 @@ def test_report(tmp_path):
     text = out.stdout
     assert f"pyloop              {pyloop.__version__}" in text
     v = _core.libuv_build_version
-    assert f"libuv built with    {v // 10000}.{v // 100 % 100}.{v % 100} ({_core.libuv_linkage})" in text
+    how = "built in" if _core.libuv_linkage == "bundled" else "the system library"
+    assert f"libuv built with    {v // 10000}.{v // 100 % 100}.{v % 100} ({how})" in text
     assert f"libuv running       {_core.libuv_version_string()}" in text
     assert "libuv pool threads  7 (UV_THREADPOOL_SIZE=7" in text
     assert f"Python              CPython {'.'.join(map(str, sys.version_info[:3]))}" in text
@@ -62,3 +63,10 @@ def test_repl_runs_on_pyloop(tmp_path):
     lines = "import asyncio\nawait asyncio.sleep(0)\nprint('loop:', type(asyncio.get_running_loop()).__module__)\n"
     out = pyloop_cmd("repl", input=lines, cwd=str(tmp_path), env={"TERM": "dumb", "PYTHON_BASIC_REPL": "1"})
     assert "loop: pyloop" in out.stdout + out.stderr, (out.stdout, out.stderr)
+
+
+def test_libuv_is_the_bundled_1_52_1():
+    # Every build but an explicit PYLOOP_LIBUV=system links vendor/libuv in (its README).
+    assert _core.libuv_linkage == "bundled"
+    assert _core.libuv_build_version == 15201
+    assert _core.libuv_version_string() == "1.52.1"

@@ -81,3 +81,17 @@ def test_report_header(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pytest", "--pyloop", "-p", "no:cacheprovider"], cwd=str(project),
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "async tests run on pyloop's event loop" in out.stdout
+
+
+def test_a_project_with_warnings_as_errors_starts(tmp_path):
+    # aiohttp's and AnyIO's configurations turn every warning into an error: pyloop's plugin
+    # (an entry point every pytest run loads) must not warn, installed editable (this suite
+    # runs on an editable install, make setup) or from a wheel.
+    pytest.importorskip("pytest_asyncio")
+    project = make_project(tmp_path, {"test_a.py": ASYNCIO_TESTS}, ini="filterwarnings =\n    error\n")
+    assert run_pytest(project, "-W", "error") == ["asyncio.unix_events"]
+    assert run_pytest(project, "-W", "error", "--pyloop") == ["pyloop"]
+    out = subprocess.run([sys.executable, "-W", "error", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+                         cwd=str(project), capture_output=True, text=True, timeout=120)
+    assert "PytestAssertRewriteWarning" not in out.stdout + out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,8 +1,11 @@
-"""The wheel is self-contained: libuv is built in (from Debian's pinned upstream
-tarball) with its symbols private, so the wheel installs and runs where no libuv is.
-An sdist builds too, and a wheel builds from it. (Slow: each build compiles pyloop.)"""
+"""The wheel is self-contained: libuv is built in (vendor/libuv) with its symbols private,
+so the wheel installs and runs where no libuv is, also when it is built after a
+development build (`make test`, then `make wheel`: this suite runs after the former). An
+sdist carries libuv and builds into a wheel with no network. PYLOOP_LIBUV=system, the
+opt-in for distributions, links the system's libuv. (Slow: each build compiles pyloop.)"""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,23 +14,31 @@ import zipfile
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Reused between runs, so libuv's tarball is fetched and checked once.
-BUILD_DIR = os.path.join(ROOT, "build", "wheel-test", "{wheel_tag}")
+# No network for the builds: a proxy nobody listens on, and no package index.
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "PIP_NO_INDEX": "1"}
 
 
 def run(cmd, **kw):
-    # Builds and the fresh venv run without `make sanitize`'s preloaded sanitizer.
-    kw.setdefault("env", {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")})
+    kw.setdefault("env", clean_env())
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kw)
     assert out.returncode == 0, f"{cmd} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout
 
 
+def clean_env(**extra):
+    # Builds and fresh venvs run without `make sanitize`'s preloaded sanitizer.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # What `make wheel` runs, in the source tree the editable build (make setup) used.
     out = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-         "--config-settings", f"build-dir={BUILD_DIR}", ROOT], cwd=str(out))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), ROOT],
+        cwd=str(out), env=clean_env(**OFFLINE))
     (whl,) = [p for p in out.iterdir() if p.suffix == ".whl"]
     return whl
 
@@ -89,18 +100,61 @@ def test_installs_and_runs_without_libuv(wheel, tmp_path):
     assert out[0] == "(True, b'ping')"
     assert out[1] == "[]"  # no libuv mapped in the process
     assert out[2].startswith(str(venv))
+    report = run([py, "-m", "pyloop"], cwd=str(tmp_path), env=env)
+    assert "libuv built with    1.52.1 (built in)" in report and "libuv running       1.52.1" in report, report
 
 
-def test_sdist_builds_and_a_wheel_builds_from_it(tmp_path):
+def test_sdist_carries_libuv_and_builds_offline(tmp_path):
     pytest.importorskip("build", reason="python -m build (the 'build' package) is not installed")
     out = tmp_path / "dist"
-    run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out), ROOT], cwd=str(tmp_path))
+    run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out), ROOT], cwd=str(tmp_path),
+        env=clean_env(**OFFLINE))
     (sdist,) = list(out.glob("*.tar.gz"))
     import tarfile
     with tarfile.open(sdist) as t:
         names = t.getnames()
-    for needed in ("CMakeLists.txt", "pyproject.toml", "cpp/core/loop.cpp", "pyloop/__init__.py"):
+    for needed in ("CMakeLists.txt", "pyproject.toml", "cpp/core/loop.cpp", "pyloop/__init__.py",
+                   "vendor/libuv/CMakeLists.txt", "vendor/libuv/LICENSE", "vendor/libuv/src/unix/core.c",
+                   "vendor/libuv/include/uv.h", "vendor/README.md"):
         assert any(n.endswith("/" + needed) for n in names), needed
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-         "--config-settings", f"build-dir={BUILD_DIR}", str(sdist)], cwd=str(tmp_path))
-    assert list(out.glob("*.whl"))
+         "--config-settings", f"build-dir={tmp_path / 'build'}", str(sdist)], cwd=str(tmp_path),
+        env=clean_env(**OFFLINE))
+    (whl,) = list(out.glob("*.whl"))
+    core = core_of(whl, tmp_path)
+    needed = [line for line in run(["readelf", "-d", core]).splitlines() if "NEEDED" in line]
+    assert not [n for n in needed if "libuv" in n], needed
+
+
+def system_libuv():
+    if not shutil.which("pkg-config"):
+        return None
+    out = subprocess.run(["pkg-config", "--modversion", "libuv"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+# One build more per Python: made on 3.13 (this machine's libuv1-dev) and 3.14 (the
+# sid root's newer libuv), the two in CI that have a system libuv to link.
+@pytest.mark.skipif(sys.version_info[:2] not in ((3, 13), (3, 14)), reason="built on 3.13 and 3.14 only (slow)")
+def test_system_libuv_is_an_opt_in(tmp_path):
+    version = system_libuv()
+    if version is None:
+        pytest.skip("no system libuv (pkg-config libuv): nothing to link")
+    out = tmp_path / "dist"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+         "--config-settings", "cmake.define.PYLOOP_LIBUV=system",
+         "--config-settings", f"build-dir={os.path.join(ROOT, 'build', 'system-libuv', '{wheel_tag}')}", ROOT],
+        cwd=str(tmp_path), env=clean_env(**OFFLINE))
+    (whl,) = list(out.glob("*.whl"))
+    core = core_of(whl, tmp_path / "x")
+    needed = [line for line in run(["readelf", "-d", core]).splitlines() if "NEEDED" in line]
+    assert [n for n in needed if "libuv.so" in n], needed
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    py = str(venv / "bin" / "python")
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(whl)])
+    report = run([py, "-m", "pyloop"], cwd=str(tmp_path), env=clean_env())
+    assert "(the system library)" in report, report
+    assert f"libuv running       {version}" in report, report
+    assert run([py, "-c", "import pyloop; print(pyloop.run(__import__('asyncio').sleep(0, 'ok')))"],
+               cwd=str(tmp_path), env=clean_env()).strip() == "ok"

@@ -17,14 +17,6 @@ static PyObject* g_str_context = nullptr;
 static PyObject* g_str_task_factory = nullptr;
 static PyObject* g_str_create_task_slow = nullptr;
 
-LoopCore* core_of(PyObject* loop) {
-    if (!PyObject_TypeCheck(loop, CoreLoopType)) {
-        PyErr_Format(PyExc_TypeError, "expected a pyloop loop, got %.200s", Py_TYPE(loop)->tp_name);
-        return nullptr;
-    }
-    return reinterpret_cast<CoreLoopObject*>(loop)->core;
-}
-
 static inline LoopCore* CORE(PyObject* self) { return reinterpret_cast<CoreLoopObject*>(self)->core; }
 
 static int check_closed(LoopCore* core) {

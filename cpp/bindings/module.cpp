@@ -97,7 +97,7 @@ void bind_loop(py::module_& m) {
 }  // namespace
 
 #ifndef PYLOOP_LIBUV_LINKAGE
-#define PYLOOP_LIBUV_LINKAGE "system"
+#define PYLOOP_LIBUV_LINKAGE "bundled"
 #endif
 
 // The module needs the GIL (docs/architecture.md, "Free-threaded Python"): it is not

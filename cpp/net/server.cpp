@@ -2,7 +2,7 @@
 // _accept_connection and _accept_connection2 do it, minus the task per connection.
 #include "net/server.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"

@@ -1,7 +1,7 @@
 // The sock_* hot paths in C++: see sock_wait.hpp.
 #include "net/sock_wait.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/handle.hpp"
 #include "net/sock_ops.hpp"
 

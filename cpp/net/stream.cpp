@@ -2,7 +2,7 @@
 // The libuv side (reading, writing, closing) is in stream_io.cpp.
 #include "net/stream.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/stream_io.hpp"
 #include "net/stream_methods.hpp"

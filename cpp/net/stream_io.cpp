@@ -3,7 +3,7 @@
 // the Python methods (stream.cpp) share with it.
 #include "net/stream_io.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/tls.hpp"
 #include "uv/error.hpp"

@@ -1,5 +1,5 @@
-// What the TLS state machine (tls.cpp) and TlsProtocol's Python type
-// (tls_protocol.cpp) share: the names and ssl-module objects looked up once, small
+// What the TLS state machine (tls.cpp, its incoming flow in tls_read.cpp) and
+// TlsProtocol's Python type (tls_protocol.cpp) share: the names and ssl-module objects looked up once, small
 // call helpers, and the state machine's steps (each asyncio's SSLProtocol method of
 // the same name). Private to those two files.
 #pragma once
@@ -75,6 +75,19 @@ int set_state(TlsProtocolObject* p, TlsState s);
 void wakeup_waiter(TlsProtocolObject* p, PyObject* exc);
 void fatal_error(TlsProtocolObject* p, PyObject* exc, const char* message = "Fatal error on transport");
 int transport_call(TlsProtocolObject* p, PyObject* name, PyObject* arg = nullptr);
+bool is_sys_exit(PyObject* exc);
+Py_ssize_t bio_pending(PyObject* bio);
+Py_ssize_t ssl_pending(TlsProtocolObject* p);
+int fatal_from_current(TlsProtocolObject* p, const char* message);
+constexpr long kLogThresholdConnLostWrites = 5;
+constexpr bool kPy312 = PY_VERSION_HEX >= 0x030C0000;
+constexpr bool kPy314 = PY_VERSION_HEX >= 0x030E0000;
+
+// The incoming flow (tls_read.cpp).
+void scan_records(RecordScan& sc, const unsigned char* data, size_t len);
+int call_eof_received(TlsProtocolObject* p);
+// The rest of the state machine (tls.cpp).
+int start_shutdown(TlsProtocolObject* p);
 int process_outgoing(TlsProtocolObject* p);
 int do_write(TlsProtocolObject* p);
 int do_read(TlsProtocolObject* p);

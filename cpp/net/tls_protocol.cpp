@@ -3,7 +3,7 @@
 // creation, the collector's slots. The state machine itself is tls.cpp.
 #include "net/tls_internal.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/stream.hpp"
 #include "net/stream_io.hpp"

@@ -1,7 +1,7 @@
 // DatagramBase: see udp.hpp.
 #include "net/udp.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"
@@ -219,7 +219,7 @@ PyObject* Dgram_get_loop(PyObject* o, void*) { return Py_NewRef(D(o)->loop ? D(o
 int Dgram_set_loop(PyObject* o, PyObject* v, void*) {
     DgramObject* t = D(o);
     if (!v) v = Py_None;
-    t->core = PyObject_TypeCheck(v, CoreLoopType) ? reinterpret_cast<CoreLoopObject*>(v)->core : nullptr;
+    t->core = core_if_loop(v);
     Py_XSETREF(t->loop, Py_NewRef(v));
     return 0;
 }

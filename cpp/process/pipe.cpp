@@ -3,7 +3,7 @@
 // immediate); the rest is StreamTransport's (net/stream_methods.hpp, net/stream_io.hpp).
 #include "process/pipe.hpp"
 
-#include "bindings/loop_type.hpp"
+#include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/stream_io.hpp"
 #include "net/stream_methods.hpp"
