@@ -65,8 +65,8 @@ def test_lookups_on_each_loop(tmp_path, loop):
         assert not python, python  # names resolve on libuv's C pool
         assert others, threads     # ... whose threads are OS threads
         assert all(t["started_from"] == [] for t in others)
-        if loop == "pyloop":  # libuv >= 1.50 names its pool threads (pyloop's bundled 1.52.1)
-            assert {t["comm"] for t in others} == {"libuv-worker"}, others
+        if loop == "pyloop":  # libuv 1.45+ names its pool threads (pyloop's bundled 1.52.1)
+            assert len([t for t in others if t["comm"] == "libuv-worker"]) == 4, others  # the default pool
     for t in threads:
         assert THREAD_FIELDS <= set(t), t
         assert 0 <= t["start"] <= t["end"] <= run["duration"] + 0.01
