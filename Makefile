@@ -62,7 +62,7 @@ sanitize: setup
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "pytest-timeout>=2.3" "blockbuster>=1.5" "trustme>=1.1" "aiohttp>=3.9" \
 	  "uvicorn>=0.30" "gunicorn>=22" "mypy>=1.10"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
-	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
+	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.define.PYLOOP_LIBUV=bundled -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
 	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./bin/pytest -q -p no:cacheprovider --capture=sys -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \
