@@ -518,6 +518,8 @@ CALLBACK_CASES = [(kind, cb, how) for kind, cbs in KINDS.items() for cb in cbs
 def test_misbehaving_protocol_callback_as_asyncio(kind, callback, behaviour):
     if kind.startswith("tls") and trustme is None:
         pytest.skip("trustme is not installed")
+    if kind.startswith("tls") and callback == "eof_received" and sys.version_info < (3, 11):
+        pytest.skip("3.10's sslproto (both loops run asyncio's there) never calls eof_received")
     expected = callback_outcome(asyncio.SelectorEventLoop, kind, callback, behaviour)
     assert callback in expected["trace"] or kind == "datagram", expected  # the case reaches its callback
     if (kind, callback, behaviour) == ("writer", "resume_writing", "close") and sys.version_info < (3, 14):
