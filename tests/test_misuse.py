@@ -529,4 +529,11 @@ def test_misbehaving_protocol_callback_as_asyncio(kind, callback, behaviour):
         assert expected["errors"] == [("Exception in callback", "AttributeError")]
         expected["errors"] = []
     got = callback_outcome(pyloop.new_event_loop, kind, callback, behaviour)
+    if (kind.startswith("tls") and expected["run"] == "AttributeError" and got["run"] == "ok"
+            and (sys.flags.dev_mode or bool(os.environ.get("PYTHONASYNCIODEBUG")))):
+        # In debug mode asyncio's create_connection() logs the new transport's socket; a TLS
+        # transport the protocol closed already (here in its first get_buffer) has lost its
+        # SSL protocol, and get_extra_info() fails with AttributeError. pyloop's answers
+        # after close (docs/api.md).
+        expected["run"] = "ok"
     assert got == expected

@@ -17,6 +17,7 @@ from protocols import Events
 
 trustme = pytest.importorskip("trustme")
 
+from conftest import drop_debug_accept_errors
 from test_tls import Collect, Echo, client_ctx, ca, server_ctx, tls_server  # noqa: F401 (fixtures)
 
 PY311 = sys.version_info >= (3, 11)
@@ -619,6 +620,9 @@ def test_server_handshake_timeout(loop, server_ctx):
     assert data == b""
     assert 0.25 < took < 5
     assert made == [1]  # the protocol is made at accept, before the handshake
+    # reported in debug mode only, as a failed handshake is (both loops)
+    accept = drop_debug_accept_errors(loop)
+    assert [type(c["exception"]) for c in accept] == ([ConnectionAbortedError] if loop.get_debug() else [])
     assert loop.test_errors == []
 
 

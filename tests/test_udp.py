@@ -462,7 +462,7 @@ def test_reuse_address_as_each_version_takes_it(loop, value):
         loop.run_until_complete(asyncio.sleep(0))
 
 
-def test_datagram_write_flow_control(loop, tmp_path):
+def test_datagram_write_flow_control(loop, loop_name, tmp_path):
     # A Unix datagram peer that does not read: its queue (net.unix.max_dgram_qlen) fills,
     # sendto() answers EAGAIN, the transport buffers, pauses the protocol past the high
     # water mark, and resumes it once the peer has read and the buffer has drained. No
@@ -515,7 +515,7 @@ def test_datagram_write_flow_control(loop, tmp_path):
                     got += 1
             except BlockingIOError:
                 pass
-            if got == n and tr.get_write_buffer_size() == 0:
+            if got == n:  # all delivered: the transport has sent its whole buffer
                 break
         tr.close()
         await asyncio.sleep(0.01)
@@ -524,5 +524,13 @@ def test_datagram_write_flow_control(loop, tmp_path):
 
     n, paused_at, got, same, events = loop.run_until_complete(asyncio.wait_for(main(), 30))
     assert 10 < n < 10_000 and paused_at > 4096
-    assert events == [("pause", paused_at), ("resume", 0), ("lost", None)]
+    resumed_at = events[1][1] if len(events) > 1 and events[1][0] == "resume" else None
+    if loop_name == "asyncio" and sys.version_info[:2] == (3, 13):
+        # asyncio 3.13 counts 8 header bytes more per datagram it buffers than it takes
+        # back once sent: its buffer size never returns to 0 (3.14 counts both ways;
+        # pyloop returns to 0 on every version, docs/api.md)
+        assert resumed_at is not None and 0 < resumed_at <= 8 * n
+    else:
+        assert resumed_at == 0
+    assert events == [("pause", paused_at), ("resume", resumed_at), ("lost", None)]
     assert got == n and same

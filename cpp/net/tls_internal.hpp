@@ -93,6 +93,8 @@ int do_write(TlsProtocolObject* p);
 int do_read(TlsProtocolObject* p);
 int do_handshake(TlsProtocolObject* p);
 int on_handshake_complete(TlsProtocolObject* p, PyObject* handshake_exc);
+// A server connection's handshake failed: close the app transport, report in debug mode.
+void accept_failed(TlsProtocolObject* p, PyObject* exc);
 int do_shutdown(TlsProtocolObject* p);
 int do_flush(TlsProtocolObject* p);
 

@@ -63,6 +63,10 @@ PyObject* Tls_connection_lost(PyObject* self, PyObject* exc) {
     }
     if (discard(call0(p->outgoing, s_read)) < 0) return nullptr;
     p->conn_lost++;
+    // A server connection lost with an error during its handshake (a handshake timeout,
+    // a reset): asyncio's _accept_connection2 gets it from the waiter and reports it in
+    // debug mode, as for a failed handshake.
+    if (p->accepted && p->state == TlsState::DoHandshake && exc != Py_None) accept_failed(p, exc);
     if (p->app_transport) p->app_transport->closed = true;
     if (p->state != TlsState::DoHandshake &&
         (p->app_state == AppState::ConMade || p->app_state == AppState::Eof)) {
