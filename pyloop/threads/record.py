@@ -17,6 +17,7 @@ All times are CLOCK_MONOTONIC (time.monotonic()), the same clock in both process
 import asyncio
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -189,7 +190,26 @@ def sample_process(proc, interval):
     record has comm, first and last seen, CPU ns, and busy spans [t0, t1, CPU ns]."""
     pid = proc.pid
     seen = {}
-    rounds = interrupted = 0
+    rounds = 0
+    interrupted = [0]
+
+    def on_sigint(signum, frame):
+        # Ctrl-C reached the script too (one process group): keep sampling to record its
+        # way out (a KeyboardInterrupt could land anywhere in a round). A second one stops it.
+        interrupted[0] += 1
+        if interrupted[0] > 1:
+            proc.kill()
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        return _sample(proc, pid, seen, rounds, interval)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _sample(proc, pid, seen, rounds, interval):
     while True:
         rounds += 1
         now = time.monotonic()
@@ -224,14 +244,7 @@ def sample_process(proc, interval):
                     rec["comm"] = comm.decode(errors="replace").strip()
         if proc.poll() is not None:
             return seen
-        try:
-            time.sleep(interval)
-        except KeyboardInterrupt:
-            # Ctrl-C reached the script too (one process group): record its way out.
-            # A second one stops it.
-            interrupted += 1
-            if interrupted > 1:
-                proc.kill()
+        time.sleep(interval)
 
 
 def merge(data, samples, interval):
