@@ -533,7 +533,8 @@ def test_misbehaving_protocol_callback_as_asyncio(kind, callback, behaviour):
             and (sys.flags.dev_mode or bool(os.environ.get("PYTHONASYNCIODEBUG")))):
         # In debug mode asyncio's create_connection() logs the new transport's socket; a TLS
         # transport the protocol closed already (here in its first get_buffer) has lost its
-        # SSL protocol, and get_extra_info() fails with AttributeError. pyloop's answers
-        # after close (docs/api.md).
-        expected["run"] = "ok"
+        # SSL protocol, and get_extra_info() fails with AttributeError, so asyncio's run ends
+        # early and there is nothing to compare with. pyloop's answers after close
+        # (docs/api.md).
+        pytest.skip("asyncio's create_connection() fails in debug mode here (AttributeError)")
     assert got == expected
