@@ -225,8 +225,9 @@ def _sample(proc, pid, seen, rounds, interval):
             if rec is None:
                 comm = _read(f"/proc/{pid}/task/{tid}/comm")
                 seen[tid] = {"comm": comm.decode(errors="replace").strip() if comm else "?", "first": now,
-                             "last": now, "cpu_first": cpu, "cpu": cpu, "busy": []}
+                             "last": now, "cpu_first": cpu, "cpu": cpu, "busy": [], "samples": 1}
                 continue
+            rec["samples"] += 1
             if cpu > rec["cpu"] and now > rec["last"]:
                 used = cpu - rec["cpu"]
                 frac = used / 1e9 / (now - rec["last"])
@@ -238,7 +239,10 @@ def _sample(proc, pid, seen, rounds, interval):
                     busy.append([rec["last"], now, used])
             rec["cpu"] = cpu
             rec["last"] = now
-            if rounds % 64 == 0:  # names change (3.14 names Python's threads; C code may too)
+            # Names change: a new thread usually names itself right after it starts (libuv's
+            # pool threads, 3.14's Python threads), so its first samples read it again;
+            # later, every 64th round does.
+            if rec["samples"] <= 8 or rounds % 64 == 0:
                 comm = _read(f"/proc/{pid}/task/{tid}/comm")
                 if comm:
                     rec["comm"] = comm.decode(errors="replace").strip()
