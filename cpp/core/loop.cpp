@@ -571,18 +571,16 @@ int LoopCore::close() {
     if (wakeup_active_) uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
     wakeup_active_ = false;
     uv_ready_ = false;
-    if (!run_closing()) {
-        hand_off_running_lookups();
-        return 0;
-    }
-    int r = uv_loop_close(loop_);
+    bool only_lookups_left = !run_closing();
+    int r = only_lookups_left ? UV_EBUSY : uv_loop_close(loop_);
     if (r == UV_EBUSY) {
-        // A handle we do not own a record of: close it too rather than leak the loop.
+        // A handle we do not own a record of: close it too rather than leak the loop
+        // (after the close callbacks above, which may close handles of their own).
         uv_walk(loop_, [](uv_handle_t* h, void*) {
             if (!uv_is_closing(h)) uv_close(h, nullptr);
         }, nullptr);
         if (!run_closing()) {
-            hand_off_running_lookups();
+            hand_off_running_lookups();  // lookups a pool thread runs: no waiting for them
             return 0;
         }
         r = uv_loop_close(loop_);

@@ -188,9 +188,6 @@ def _cpu_ns(pid, tid):
 def sample_process(proc, interval):
     """Reads /proc/PID/task every `interval` s until proc exits: {tid: record}, where a
     record has comm, first and last seen, CPU ns, and busy spans [t0, t1, CPU ns]."""
-    pid = proc.pid
-    seen = {}
-    rounds = 0
     interrupted = [0]
 
     def on_sigint(signum, frame):
@@ -203,13 +200,16 @@ def sample_process(proc, interval):
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return _sample(proc, pid, seen, rounds, interval)
+        return _sample(proc, interval)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _sample(proc, pid, seen, rounds, interval):
+def _sample(proc, interval):
+    pid = proc.pid
+    seen = {}
+    rounds = 0
     while True:
         rounds += 1
         now = time.monotonic()
