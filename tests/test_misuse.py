@@ -119,7 +119,10 @@ def loop_cases():
         add(f"remove_writer[{key}]", lambda e, bad=bad: e.loop.remove_writer(bad))
         add(f"add_signal_handler[{key}]", lambda e, bad=bad: e.loop.add_signal_handler(bad, _cb))
         add(f"remove_signal_handler[{key}]", lambda e, bad=bad: e.loop.remove_signal_handler(bad))
-        add(f"getaddrinfo-host[{key}]", lambda e, bad=bad: e.loop.getaddrinfo(bad, 80))
+        # AI_NUMERICHOST: a name ("text", b"bytes") must fail here without asking the network's
+        # DNS, whose answer can take longer than the case's time limit on one loop only
+        add(f"getaddrinfo-host[{key}]",
+            lambda e, bad=bad: e.loop.getaddrinfo(bad, 80, flags=socket.AI_NUMERICHOST))
         add(f"getaddrinfo-port[{key}]", lambda e, bad=bad: e.loop.getaddrinfo("127.0.0.1", bad))
         add(f"getaddrinfo-family[{key}]", lambda e, bad=bad: e.loop.getaddrinfo("127.0.0.1", 80, family=bad))
         add(f"getaddrinfo-flags[{key}]", lambda e, bad=bad: e.loop.getaddrinfo("127.0.0.1", 80, flags=bad))
@@ -135,7 +138,8 @@ def loop_cases():
         add(f"create_connection-port[{key}]",
             lambda e, bad=bad: e.loop.create_connection(asyncio.Protocol, "127.0.0.1", bad))
         add(f"create_connection-host[{key}]",
-            lambda e, bad=bad: e.loop.create_connection(asyncio.Protocol, bad, 1))
+            lambda e, bad=bad: e.loop.create_connection(asyncio.Protocol, bad, 1,
+                                                          flags=socket.AI_NUMERICHOST))
         add(f"create_server-port[{key}]", lambda e, bad=bad: _server(e, port=bad))
         add(f"create_server-backlog[{key}]", lambda e, bad=bad: _server(e, backlog=bad))
         add(f"datagram-local_addr[{key}]", lambda e, bad=bad: _datagram(e, local_addr=bad))
