@@ -140,10 +140,11 @@ static int exotic_time(PyObject* o, bool is_when) {
     return ok;
 }
 
-// The arguments of call_later(delay, ...) and call_at(when, ...): the time as a
-// double, the callback and its arguments, context=. Returns -1 with TypeError set.
+// The arguments of call_later(delay, ...) and call_at(when, ...) (is_call_at: which
+// one; their times are checked as asyncio's arithmetic on each takes them): the time as
+// a double, the callback and its arguments, context=. Returns -1 with TypeError set.
 static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* method,
-                            const char* time_name, const char* none_message, bool allow_huge_int, double* value,
+                            const char* time_name, const char* none_message, bool is_call_at, double* value,
                             PyObject** context) {
     if (parse_context(kwnames, args, nargs, method, context) < 0) return -1;
     if (nargs < 2) {
@@ -158,12 +159,12 @@ static int parse_timer_args(PyObject* const* args, Py_ssize_t nargs, PyObject* k
         PyErr_SetString(PyExc_TypeError, none_message);
         return -1;
     }
-    if (!PyFloat_Check(args[0]) && !PyLong_Check(args[0]) && exotic_time(args[0], allow_huge_int) < 0) return -1;
+    if (!PyFloat_Check(args[0]) && !PyLong_Check(args[0]) && exotic_time(args[0], is_call_at) < 0) return -1;
     *value = PyFloat_AsDouble(args[0]);
     if (*value == -1.0 && PyErr_Occurred()) {
         // An int too large for a double: asyncio keeps the int, which compares as
         // later (or earlier) than any time.
-        if (!allow_huge_int || !PyLong_Check(args[0]) || !PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        if (!is_call_at || !PyLong_Check(args[0]) || !PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
         PyErr_Clear();
         PyObject* zero = PyLong_FromLong(0);
         int positive = zero ? PyObject_RichCompareBool(args[0], zero, Py_GT) : -1;
