@@ -222,16 +222,25 @@ SLOW_RESOLVER_C = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <netdb.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
+/* A slow lookup lasts until the file named by $SLOW_GATE exists (at most 30 s): how long it
+   runs is the test's choice, not the scheduler's (a machine that stalls the main thread for
+   seconds must not let the lookups finish before close()). */
+static void slow(void) {
+    const char* gate = getenv("SLOW_GATE");
+    for (int i = 0; i < 3000 && !(gate && access(gate, F_OK) == 0); i++) usleep(10000);
+}
+
 int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints, struct addrinfo** res) {
     int (*real)(const char*, const char*, const struct addrinfo*, struct addrinfo**) =
         (int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**))dlsym(RTLD_NEXT, "getaddrinfo");
     if (node && strcmp(node, "slow.pyloop.test") == 0) {
-        sleep(3);
+        slow();
         node = "127.0.0.1";
     }
     return real(node, service, hints, res);
@@ -241,7 +250,7 @@ int getnameinfo(const struct sockaddr* sa, socklen_t salen, char* host, socklen_
                 socklen_t servlen, int flags) {
     int (*real)(const struct sockaddr*, socklen_t, char*, socklen_t, char*, socklen_t, int) =
         (int (*)(const struct sockaddr*, socklen_t, char*, socklen_t, char*, socklen_t, int))dlsym(RTLD_NEXT, "getnameinfo");
-    if (sa->sa_family == AF_INET && ((const struct sockaddr_in*)sa)->sin_port == htons(4242)) sleep(3);
+    if (sa->sa_family == AF_INET && ((const struct sockaddr_in*)sa)->sin_port == htons(4242)) slow();
     return real(sa, salen, host, hostlen, serv, servlen, flags);
 }
 """
@@ -269,8 +278,12 @@ CLOSE_WITH_RUNNING_LOOKUPS = textwrap.dedent("""
     took = time.monotonic() - t0
     print(round(took, 3), [t.done() for t in tasks])
     # (never settled: the loop is closed, as asyncio's executor futures are)
-    # the lookups end meanwhile; so does whatever finished the closed loop
-    time.sleep(4)
+    # now the lookups end; so does whatever finished the closed loop
+    open(os.environ["SLOW_GATE"], "w").close()
+    deadline = time.monotonic() + 10
+    while os_threads() > base and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
     print(os_threads() - base)
     # a new loop works, and closing one with nothing running is as before
     loop2 = asyncio.SelectorEventLoop() if sys.argv[1] == "asyncio" else pyloop.new_event_loop()
@@ -294,12 +307,13 @@ def slow_resolver(tmp_path_factory):
 
 
 @pytest.mark.parametrize("which", ["asyncio", "pyloop"])
-def test_close_returns_at_once_with_lookups_running(which, slow_resolver):
+def test_close_returns_at_once_with_lookups_running(which, slow_resolver, tmp_path):
     # asyncio's close() leaves its executor's lookups running (shutdown(wait=False)); pyloop
     # leaves libuv's pool ones running too, and frees the closed uv loop when they end
     # (a slow resolver must not make close() wait seconds).
     env = dict(os.environ)
     env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), slow_resolver]))
+    env["SLOW_GATE"] = str(tmp_path / "gate")
     out = subprocess.run([sys.executable, "-c", CLOSE_WITH_RUNNING_LOOKUPS, which], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-3000:]
