@@ -218,12 +218,15 @@ def test_busy_chain_still_sees_threads_and_timers(loop):
 def test_cancel_from_another_thread_while_a_threadsafe_callback_runs(loop):
     # 3.14: a call_soon_threadsafe() handle's cancel() and cancelled() from another
     # thread wait until its running callback has returned; before 3.14 they return at once.
-    started, finished = threading.Event(), threading.Event()
+    waits = sys.version_info >= (3, 14)
+    started, finished, checked = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
     def callback():
         started.set()
-        time.sleep(0.2)  # releases the GIL: the other thread calls cancel() meanwhile
+        # Before 3.14 the callback runs until the other thread has looked (however late the
+        # scheduler lets it); on 3.14 that thread's cancelled() waits for this one to end.
+        checked.wait(0.2 if waits else 10)
         finished.set()
 
     def canceller(handle):
@@ -233,13 +236,13 @@ def test_cancel_from_another_thread_while_a_threadsafe_callback_runs(loop):
         handle.cancel()
         seen["finished at cancel()"] = finished.is_set()
         seen["cancelled after"] = handle.cancelled()
+        checked.set()
 
     handle = loop.call_soon_threadsafe(callback)
     t = threading.Thread(target=canceller, args=(handle,))
     t.start()
     loop.run_until_complete(asyncio.sleep(0.3))
     t.join(10)
-    waits = sys.version_info >= (3, 14)
     assert seen == {"cancelled": False, "finished at cancelled()": waits, "finished at cancel()": waits,
                     "cancelled after": True}
     # A callback may cancel its own handle (3.14's lock is reentrant).
