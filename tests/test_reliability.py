@@ -967,7 +967,7 @@ def test_signal_reaches_a_busy_loop(loop):
         timer.start()
         end = loop.run_until_complete(done)
         assert got == ["usr1"]
-        assert end - sent[0] < 0.5, f"the handler ran {end - sent[0]:.2f} s after the signal"
+        assert end - sent[0] < 2, f"the handler ran {end - sent[0]:.2f} s after the signal"
     finally:
         timer.join()
         loop.remove_signal_handler(signal.SIGUSR1)

@@ -76,7 +76,7 @@ def test_sleep_duration(loop):
     t0 = loop.time()
     loop.run_until_complete(asyncio.sleep(0.1))
     dt = loop.time() - t0
-    assert 0.1 <= dt < 0.5
+    assert 0.1 <= dt < 5  # never early; late only by what a loaded machine adds
 
 
 def test_cancel_timer(loop):
