@@ -94,9 +94,13 @@ def test_signals_and_return_codes(loop, how, code):
 
 def test_child_closes_stdout_early_and_exits_later(loop):
     async def main():
-        p = await asyncio.create_subprocess_shell("echo early; exec 1>&-; sleep 0.2; exit 3", stdout=PIPE)
+        # the child exits only when told (its stdin ends): no race with a stalled machine
+        p = await asyncio.create_subprocess_shell("echo early; exec 1>&-; read x; exit 3", stdin=PIPE,
+                                                  stdout=PIPE)
         out = await p.stdout.read()
+        await asyncio.sleep(0.05)
         running = p.returncode
+        p.stdin.close()
         return out, running, await p.wait()
 
     assert run(loop, main()) == (b"early\n", None, 3)
