@@ -213,17 +213,17 @@ async def _datagram(env, local_addr, **kw):
     await asyncio.sleep(0)
 
 
-def outcome(factory, fn):
+def outcome(factory, fn, limit=0.5):
     with warnings.catch_warnings():
         # asyncio leaves sockets behind when some calls fail (create_server with a bad
         # backlog): not the subject here
         warnings.simplefilter("ignore", ResourceWarning)
-        result = _outcome(factory, fn)
+        result = _outcome(factory, fn, limit)
         gc.collect()
     return result
 
 
-def _outcome(factory, fn):
+def _outcome(factory, fn, limit):
     loop = factory()
     loop.set_exception_handler(lambda lp, ctx: None)
     env = Env(loop)
@@ -232,7 +232,7 @@ def _outcome(factory, fn):
             result = fn(env)
             if asyncio.iscoroutine(result) or asyncio.isfuture(result):
                 task = asyncio.ensure_future(result, loop=loop)
-                done, _ = loop.run_until_complete(asyncio.wait([task], timeout=0.5))
+                done, _ = loop.run_until_complete(asyncio.wait([task], timeout=limit))
                 if not done:
                     task.cancel()
                     loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
@@ -274,6 +274,13 @@ def test_same_exception_as_asyncio(name, fn):
     if expected is None:
         pytest.skip("asyncio lacks the method on this version")
     got = outcome(pyloop.new_event_loop, fn)
+    if got != expected and "waits" in (got, expected):
+        # a loaded machine can stall a quick call past the half second: the side that
+        # waited gets a long limit before the outcomes count as different
+        if expected == "waits":
+            expected = deliberate(name, outcome(asyncio.SelectorEventLoop, fn, limit=10))
+        else:
+            got = outcome(pyloop.new_event_loop, fn, limit=10)
     assert got == expected, f"{name}: asyncio {expected}, pyloop {got}"
 
 
