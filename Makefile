@@ -22,10 +22,11 @@ test: setup
 
 # The suite again in asyncio's debug mode (PYTHONASYNCIODEBUG=1, both loops), so that
 # debug-only behaviour stays asyncio's; without the stress and soak tests (millions of
-# callbacks, each recording a stack in debug mode: minutes).
+# callbacks, each recording a stack in debug mode: minutes) and the wheel builds (asyncio's
+# debug mode changes nothing in packaging; make test builds them).
 test-debug: setup
 	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(DEBUG_PYTEST_ARGS) $(PYTEST_ARGS)
-DEBUG_PYTEST_ARGS := --ignore=tests/test_stress.py --ignore=tests/test_soak.py
+DEBUG_PYTEST_ARGS := --ignore=tests/test_stress.py --ignore=tests/test_soak.py --ignore=tests/test_wheel.py
 
 # CPython's own test.test_asyncio on pyloop loops, strict against the list of expected
 # failures for this Python (tests/cpython/expected-failures-3.X.txt).
