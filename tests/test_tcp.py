@@ -497,6 +497,76 @@ def test_peer_reset(loop, data_first, paused):
     assert received == (1000 if data_first else 0)
 
 
+async def until_tcp_state(sock, state, timeout=5):
+    # The kernel's TCP state of a socket (tcp_info's first byte), polled until it is `state`.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != state:
+        assert asyncio.get_running_loop().time() < deadline, "the TCP state never came"
+        await asyncio.sleep(0.001)
+
+
+TCP_CLOSE = 7  # linux/tcp_states.h
+
+
+@pytest.mark.parametrize("writes", [1, 2])
+def test_peer_fin_then_reset_of_our_write(loop, writes):
+    # The peer sends data and FIN and closes; our write after that gets an RST back, and
+    # the kernel keeps EPIPE on our socket. asyncio's recv() still says EOF (the FIN came
+    # first): eof_received, then connection_lost(None), whatever error the socket holds
+    # (pyloop once asked SO_ERROR and reported BrokenPipeError; TLS clients hit it when a
+    # server closes right after its close_notify, as PostgreSQL does). A second write
+    # fails at once with BrokenPipeError on both, before the EOF is read.
+    async def main():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            tr, client = await loop.create_connection(lambda: Recorder(loop), *listener.getsockname())
+            tr.pause_reading()
+            peer, _ = listener.accept()
+            peer.sendall(b"hi")
+            peer.shutdown(socket.SHUT_WR)
+            peer.close()
+            await asyncio.sleep(0.01)
+            tr.write(b"x")  # the peer's kernel answers with RST
+            await until_tcp_state(tr.get_extra_info("socket"), TCP_CLOSE)
+            if writes == 2:
+                tr.write(b"y")  # EPIPE
+                await asyncio.sleep(0)
+            tr.resume_reading()
+            exc = await asyncio.wait_for(client.done, 5)
+        return exc, client.events, bytes(client.data)
+
+    exc, events, data = loop.run_until_complete(main())
+    if writes == 1:
+        assert exc is None
+        assert events == ["made", "eof", ("lost", None)]
+        assert data == b"hi"
+    else:
+        assert type(exc) is BrokenPipeError
+        assert events == ["made", ("lost", "BrokenPipeError")]
+        assert data == b""
+
+
+def test_reset_found_while_a_close_waits_in_the_queue(loop):
+    # asyncio runs a reader's callback after the callbacks queued before the poll that
+    # found it: a close() queued there runs first, and a reset found in that poll is
+    # never reported (connection_lost(None)).
+    async def main():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            tr, client = await loop.create_connection(lambda: Recorder(loop), *listener.getsockname())
+            tr.pause_reading()
+            peer, _ = listener.accept()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # RST
+            await until_tcp_state(tr.get_extra_info("socket"), TCP_CLOSE)
+            tr.resume_reading()
+            loop.call_soon(tr.close)
+            exc = await asyncio.wait_for(client.done, 5)
+        return exc, client.events
+
+    exc, events = loop.run_until_complete(main())
+    assert exc is None
+    assert events == ["made", ("lost", None)]
+
+
 def test_exception_in_data_received_goes_to_handler(loop):
     class Bad(Recorder):
         def data_received(self, data):

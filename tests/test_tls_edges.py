@@ -692,3 +692,63 @@ def test_connect_accepted_socket_with_tls(loop, server_ctx, client_ctx):
     data, (same_ctx, peercert, has_ssl_object) = loop.run_until_complete(main())
     assert data == b"hello over tls"
     assert same_ctx and peercert is None and has_ssl_object
+
+
+def _serve_then_close_notify_and_close(listener, server_ctx, count):
+    # What PostgreSQL does at the end of each TLS connection: close_notify, and the
+    # socket closed at once, never reading the client's answer (which the kernel then
+    # answers with a reset). The TLS is an SSLObject over memory BIOs, so that nothing
+    # but this script decides when the bytes go.
+    for _ in range(count):
+        sock, _ = listener.accept()
+        with sock:
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    data = sock.recv(65536)
+                    assert data, "the client went away during the handshake"
+                    incoming.write(data)
+            tls.write(b"bye")
+            try:
+                tls.unwrap()  # close_notify; the client's answer is never read
+            except ssl.SSLWantReadError:
+                pass
+            sock.sendall(outgoing.read())
+
+
+def test_server_closes_right_after_its_close_notify(loop, server_ctx, client_ctx):
+    # The client answers the close_notify to a socket already closed: its kernel holds
+    # EPIPE (or, when the answer came first, the server's close sends a reset). Neither
+    # is the application's: a clean close on both loops, every time (asyncpg's
+    # Connection.close() and Pool.close() over TLS raised BrokenPipeError on pyloop).
+    count = 40
+
+    async def main():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.settimeout(30)  # a client that never comes ends the thread
+            server = threading.Thread(target=_serve_then_close_notify_and_close, args=(listener, server_ctx, count))
+            server.start()
+            try:
+                outcomes = []
+                for _ in range(count):
+                    reader, writer = await asyncio.open_connection(
+                        "127.0.0.1", listener.getsockname()[1], ssl=client_ctx, server_hostname="localhost")
+                    try:
+                        outcomes.append(await asyncio.wait_for(reader.read(), 10))
+                    except Exception as exc:  # the difference this test looks for
+                        outcomes.append(exc)
+                    writer.close()
+                    try:
+                        await asyncio.wait_for(writer.wait_closed(), 10)
+                    except Exception as exc:
+                        outcomes.append(exc)
+                return outcomes
+            finally:
+                await loop.run_in_executor(None, server.join, 10)
+
+    assert loop.run_until_complete(main()) == [b"bye"] * count

@@ -298,9 +298,11 @@ void on_eof(TransportObject* t) {
 }
 
 // Tells the protocol what one read brought: bytes (data_received), a count
-// (buffer_updated: the bytes are in its buffer already) or None (end of file).
+// (buffer_updated: the bytes are in its buffer already), None (end of file) or False
+// (nothing: an error came, which after_deferred_delivery() reports).
 void deliver(TransportObject* t, PyObject* what) {
     if (what == Py_None) return on_eof(t);
+    if (what == Py_False) return;  // a read error's place in the queue (deferred_error)
     PyObject* r;
     if (what == Py_True) {
         // TLS: the bytes went into the incoming BIO at once; now the state machine's step.
@@ -413,16 +415,21 @@ static ssize_t pty_end(TransportObject* t) {
     return UV_EOF;  // POLLHUP came without POLLIN: nothing is left to read
 }
 
-// libuv reports EOF on POLLHUP after a partial read without calling read() again; after
-// a peer's RST (data, then the reset) the socket's pending error is ECONNRESET, which
-// asyncio's next recv() raises: ask the kernel (SO_ERROR) before calling it an EOF.
+// libuv reports EOF on POLLHUP after a partial read without calling read() again, and
+// after a peer's RST (data, then the reset) asyncio's next recv() raises
+// ConnectionResetError. So every EOF asks the kernel what asyncio's recv() would have
+// said: a peek returns 0 after the peer's FIN (EOF, whatever error the socket also holds:
+// after our write met a peer that had closed, the kernel keeps EPIPE, which recv() does
+// not report once the FIN is in), and raises the pending error when no FIN came.
 static ssize_t socket_end(TransportObject* t) {
     uv_os_fd_t fd;
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (uv_fileno(&t->h.handle, &fd) < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
-        return UV_EOF;
-    return -err;  // libuv's error codes are negative errnos on Unix
+    if (uv_fileno(&t->h.handle, &fd) < 0) return UV_EOF;
+    char byte;
+    ssize_t n;
+    do n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTSOCK) return -errno;
+    return UV_EOF;  // libuv's error codes are negative errnos on Unix
 }
 
 // A read pipe reads once per loop iteration, as asyncio's does (one read per event):
@@ -481,9 +488,13 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
                 restore_exception(exc);
                 protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
             }
-        } else if (t->read_deferred || t->held_reads) {
-            stop_reading(t);  // reported once the reads before it are delivered
+        } else if (t->read_deferred || t->held_reads || t->core->io_must_queue()) {
+            // Reported once the reads before it are delivered, and behind the callbacks
+            // queued before this poll (asyncio's reader callback runs after them: a
+            // close() among them ends the connection with None, not with this error).
+            stop_reading(t);
             t->deferred_error = static_cast<int>(nread);
+            if (!t->read_deferred && !t->held_reads) defer(t, Py_False);
         } else fatal_uv_error(t, static_cast<int>(nread), t->kind == kReadPipe ? "Fatal read error on pipe transport"
                                                                              : "Fatal read error on socket transport");
     }
