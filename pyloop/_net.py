@@ -22,7 +22,17 @@ from . import _core, _dns, _tls
 from ._sock import check_ssl_socket, send_file_chunks
 
 from ._compat import PY312 as _PY312, PY313 as _PY313, PY314 as _PY314
-_EXCEPTION_GROUP = getattr(builtins, "ExceptionGroup", None)
+
+
+def _exception_group():
+    """ExceptionGroup: the builtin (3.11+), or on 3.10 the `exceptiongroup` backport, a
+    dependency of pyloop there (the one asyncio's all_errors needs; pytest and AnyIO
+    raise the same class on 3.10)."""
+    group = getattr(builtins, "ExceptionGroup", None)
+    if group is None:
+        from exceptiongroup import ExceptionGroup as group
+    return group
+
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _ACCEPT_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -342,8 +352,8 @@ class NetworkMethods:
             if sock is None:
                 errors = [exc for sub in exceptions for exc in sub]
                 try:
-                    if all_errors and _EXCEPTION_GROUP is not None:  # ExceptionGroup is 3.11+
-                        raise _EXCEPTION_GROUP("create_connection failed", errors)
+                    if all_errors:  # asyncio 3.12+; pyloop on every version
+                        raise _exception_group()("create_connection failed", errors)
                     if len(errors) == 1:
                         raise errors[0]
                     if not errors:  # every attempt was cancelled (asyncio: gh-135836)

@@ -307,22 +307,31 @@ def test_multiple_addresses_all_refused(loop):
         assert "Multiple exceptions" in str(excinfo.value)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is 3.11+")
-def test_all_errors(loop, loop_name):
-    # asyncio has all_errors from 3.12; pyloop from 3.11, where ExceptionGroup exists
-    # (docs/api.md). Every refused attempt is in the group, each a ConnectionRefusedError.
+@pytest.mark.parametrize("happy_eyeballs", [False, True])
+def test_all_errors(loop, loop_name, happy_eyeballs):
+    # asyncio has all_errors from 3.12; pyloop on every version (docs/api.md): on 3.10
+    # the group is the `exceptiongroup` backport's. Every refused attempt is in the
+    # group, each a ConnectionRefusedError, also when there is only one.
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    kw = {"happy_eyeballs_delay": 0.05} if happy_eyeballs else {}
     if sys.version_info < (3, 12) and loop_name == "asyncio":
         with pytest.raises(TypeError, match="all_errors"):
-            loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True)
+            loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True, **kw)
         return
-    with pytest.raises(ExceptionGroup) as info:  # noqa: F821
-        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True))
+    if sys.version_info >= (3, 11):
+        group = ExceptionGroup  # noqa: F821
+    else:
+        from exceptiongroup import ExceptionGroup as group  # pyloop's dependency on 3.10
+    with pytest.raises(group) as info:
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True, **kw))
     assert str(info.value).startswith("create_connection failed")
     assert [type(e) for e in info.value.exceptions] == [ConnectionRefusedError]
+    # and without it, the error itself
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, **kw))
 
 
 def test_happy_eyeballs_and_local_addr(loop):
