@@ -564,6 +564,15 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
     def remove_reader(self, fd):
         return self._remove_poll(fd, False)
 
+    # asyncio's selector loop has these private twins (no transport check), and code of
+    # asyncio's that runs on any loop calls them: PidfdChildWatcher (3.10-3.13), which a
+    # user may set in the policy (pyloop then hands it each child, as asyncio does).
+    def _add_reader(self, fd, callback, *args):
+        self._add_poll(fd, False, callback, args)
+
+    def _remove_reader(self, fd):
+        return self._remove_poll(fd, False)
+
     def add_writer(self, fd, callback, *args):
         """Call callback(*args) whenever fd is writable."""
         self._add_poll(fd, True, callback, args)

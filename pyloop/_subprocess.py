@@ -17,6 +17,8 @@ import signal
 from asyncio import base_events, unix_events
 from asyncio.log import logger
 
+from . import _compat
+
 _POLL_DELAYS = (0.001, 0.005, 0.01, 0.05, 0.1)  # the fallback's waitpid polling, growing
 _PIPE_SIZE = 256 << 10
 
@@ -57,6 +59,26 @@ def _reap(pid):
     return os.waitstatus_to_exitcode(status)
 
 
+def _users_child_watcher():
+    """3.10-3.13: the child watcher the current policy holds, when asyncio would use it and
+    pyloop's pidfd cannot stand in for it; else None.
+
+    asyncio (before 3.14) hands every child to the policy's watcher. The ones asyncio makes
+    on its own (ThreadedChildWatcher; PidfdChildWatcher on 3.12+, which needs no loop) each
+    wait for one PID, as pyloop's pidfd does, without a thread: pyloop keeps its own then.
+    Any other watcher was chosen by the user, and may be one that reaps every child
+    (FastChildWatcher's waitpid(-1), which a pidfd would race) or one not yet attached to a
+    loop (asyncio refuses to start the child): pyloop does with it what asyncio does."""
+    if _compat.PY314:
+        return None
+    watcher = getattr(_compat.get_event_loop_policy(), "_watcher", None)  # asyncio's Unix policy
+    if watcher is None or type(watcher) is unix_events.ThreadedChildWatcher:
+        return None
+    if _compat.PY312 and type(watcher) is unix_events.PidfdChildWatcher:
+        return None
+    return watcher
+
+
 class SubprocessMethods:
     """Mixed into pyloop.Loop."""
 
@@ -75,10 +97,30 @@ class SubprocessMethods:
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None,
                                          **kwargs):
         self._check_closed()
+        watcher = _users_child_watcher()
+        if watcher is None:
+            return await self._start_subprocess(self._watch_child, protocol, args, shell, stdin, stdout, stderr,
+                                                bufsize, extra, kwargs)
+        # asyncio 3.10-3.13's unix_events, step by step (before 3.12 it uses what the
+        # watcher's __enter__ returns)
+        with watcher as entered:
+            if not _compat.PY312:
+                watcher = entered
+            if not watcher.is_active():
+                raise RuntimeError("asyncio.get_child_watcher() is not activated, "
+                                   "subprocess support is not installed.")
+
+            def watch(pid, transport):
+                watcher.add_child_handler(pid, self._child_watcher_callback, transport)
+
+            return await self._start_subprocess(watch, protocol, args, shell, stdin, stdout, stderr, bufsize, extra,
+                                                kwargs)
+
+    async def _start_subprocess(self, watch, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, kwargs):
         waiter = self.create_future()
         transport = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                              waiter=waiter, extra=extra, **kwargs)
-        self._watch_child(transport.get_pid(), transport)
+        watch(transport.get_pid(), transport)
         _widen_pipes(transport._proc)
         try:
             await waiter
@@ -89,6 +131,11 @@ class SubprocessMethods:
             await transport._wait()
             raise
         return transport
+
+    def _child_watcher_callback(self, pid, returncode, transport):
+        # asyncio's: a watcher may call it from another thread (or a signal handler);
+        # skip one iteration for the callbacks already queued.
+        self.call_soon_threadsafe(self.call_soon, transport._process_exited, returncode)
 
     def _watch_child(self, pid, transport):
         """Tell transport when the child exits (asyncio's child watcher's job)."""

@@ -511,3 +511,82 @@ def test_a_slow_reader_bounds_the_pipe_buffer(loop):
     total, peak = run(loop, main())
     assert total == 16 << 20
     assert peak < 1 << 20, peak
+
+
+needs_child_watchers = pytest.mark.skipif(sys.version_info >= (3, 14), reason="asyncio 3.14 removed child watchers")
+
+
+class _PolicysWatcher:
+    """Sets a child watcher in asyncio's policy for the test (3.10-3.13; deprecated from
+    3.12, hence the silenced warnings), and takes it out again."""
+
+    def __init__(self, kind, loop=None):
+        import warnings
+        self._warnings = warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.watcher = getattr(asyncio, kind)()
+            if loop is not None:
+                self.watcher.attach_loop(loop)
+            asyncio.get_event_loop_policy().set_child_watcher(self.watcher)
+
+    def __enter__(self):
+        return self.watcher
+
+    def __exit__(self, *exc):
+        with self._warnings.catch_warnings():
+            self._warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.get_event_loop_policy().set_child_watcher(None)  # closes it
+
+
+@needs_child_watchers
+def test_a_users_fast_child_watcher_reaps_every_child(loop):
+    # FastChildWatcher reaps every child with waitpid(-1) from its SIGCHLD handler; asyncio
+    # hands it each child, and so does pyloop (its own pidfd would race the watcher's
+    # waitpid, and the return code came out 255).
+    async def main():
+        one_by_one = []
+        for i in range(10):
+            p = await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({i})")
+            one_by_one.append(await asyncio.wait_for(p.wait(), 30))
+        procs = [await asyncio.create_subprocess_exec("sh", "-c", f"exit {20 + i}") for i in range(10)]
+        together = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 30)
+        return one_by_one, together
+
+    with _PolicysWatcher("FastChildWatcher", loop):
+        assert run(loop, main()) == (list(range(10)), list(range(20, 30)))
+
+
+@needs_child_watchers
+def test_a_users_watcher_not_attached_refuses_to_start_the_child(loop, tmp_path):
+    # A SafeChildWatcher never attached to a loop is not active: asyncio raises before it
+    # starts the child, and so does pyloop.
+    marker = tmp_path / "started"
+
+    async def main():
+        with pytest.raises(RuntimeError) as info:
+            await asyncio.create_subprocess_exec("touch", str(marker))
+        return str(info.value)
+
+    with _PolicysWatcher("SafeChildWatcher"):
+        message = run(loop, main())
+    assert message == "asyncio.get_child_watcher() is not activated, subprocess support is not installed."
+    assert not marker.exists()
+
+
+@needs_child_watchers
+def test_asyncios_own_default_watchers_leave_pyloop_its_pidfds(loop, loop_name):
+    # The watchers asyncio makes itself (ThreadedChildWatcher; PidfdChildWatcher from 3.12)
+    # wait for one PID each, as pyloop's pidfd does: pyloop starts no thread for them.
+    kind = "PidfdChildWatcher" if sys.version_info >= (3, 12) else "ThreadedChildWatcher"
+
+    async def main():
+        before = threading.active_count()
+        p = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
+        during = threading.active_count()
+        return await asyncio.wait_for(p.wait(), 30), during - before
+
+    with _PolicysWatcher(kind, loop if kind == "PidfdChildWatcher" else None):
+        code, threads = run(loop, main())
+    assert code == 3
+    assert threads == (1 if loop_name == "asyncio" and kind == "ThreadedChildWatcher" else 0)

@@ -22,16 +22,6 @@ import shim
 # loop per selector (select, poll, epoll): on pyloop they are the same loop, run once (as
 # EPollEventLoopTests).
 DUPLICATES = {"SelectEventLoopTests", "PollEventLoopTests"}
-# Classes not run, with the reason (docs/api.md says the same).
-NOT_RUN = {
-    # 3.10-3.13: FastChildWatcher reaps every child of the process with waitpid(-1) from
-    # its SIGCHLD handler, so whether pyloop (which watches its children through pidfds
-    # and uses no child watcher) or the watcher reaps first is a race; asyncio removed
-    # child watchers in 3.14.
-    "SubprocessFastWatcherTests",
-}
-
-
 EXPECTED_LIMIT = 15.0  # seconds for a test on the list of expected failures
 
 
@@ -127,7 +117,7 @@ def main():
         traceback.print_exc()
         return 3
     tests = [t for t in flatten(suite)
-             if t.id() not in skip and type(t).__name__ not in DUPLICATES and type(t).__name__ not in NOT_RUN]
+             if t.id() not in skip and type(t).__name__ not in DUPLICATES]
     # Loader errors (an import that failed) come as _FailedTest: they fail as tests.
     with open(args.json, "a", encoding="utf-8") as out:
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=1,
