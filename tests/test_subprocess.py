@@ -513,6 +513,58 @@ def test_a_slow_reader_bounds_the_pipe_buffer(loop):
     assert peak < 1 << 20, peak
 
 
+def test_nothing_arrives_between_pause_reading_and_resume_reading(loop):
+    # asyncio's pipe reads once per selector event, and pause_reading() cancels a read
+    # already queued: from pause_reading() to resume_reading() the protocol gets nothing,
+    # however many pause/resume cycles (a StreamReader's, here by hand) and however busy
+    # the loop. pyloop once delivered a read it held at the pause and a new one at the
+    # resume, before pipe_data_received could pause again: 256 KiB past the pause.
+    size = 16 << 20
+
+    class Slow(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.total = self.buffered = self.after_pause = self.pauses = 0
+            self.paused = False
+            self.exited = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def pipe_data_received(self, fd, data):
+            self.total += len(data)
+            if self.paused:
+                self.after_pause += len(data)
+            self.buffered += len(data)
+            if self.buffered > 128 * 1024 and not self.paused:
+                self.paused = True
+                self.pauses += 1
+                self.transport.get_pipe_transport(1).pause_reading()
+
+        def process_exited(self):
+            self.exited.set_result(None)
+
+    async def main():
+        writer = f"import sys\nfor _ in range({size >> 16}): sys.stdout.buffer.write(b'x' * 65536)"
+        tr, proto = await loop.subprocess_exec(Slow, sys.executable, "-c", writer, stdin=None, stderr=None)
+        while proto.total < size:
+            # The reader's task, slower than the child: the pipe fills up while it spins
+            # (never an empty ready queue: every read is queued behind callbacks).
+            for _ in range(100):
+                await asyncio.sleep(0)
+            if proto.paused:
+                proto.buffered = 0
+                proto.paused = False
+                tr.get_pipe_transport(1).resume_reading()
+        await asyncio.wait_for(proto.exited, 30)
+        tr.close()
+        return proto.total, proto.after_pause, proto.pauses
+
+    total, after_pause, pauses = run(loop, main())
+    assert total == size
+    assert pauses > 10
+    assert after_pause == 0
+
+
 needs_child_watchers = pytest.mark.skipif(sys.version_info >= (3, 14), reason="asyncio 3.14 removed child watchers")
 
 

@@ -354,11 +354,12 @@ void deliver(TransportObject* t, PyObject* what) {
 }
 
 // Whether reading stops while a read waits for its delivery: for a BufferedProtocol
-// (its buffer must not be asked for again before buffer_updated) and TLS. Other
-// transports keep libuv reading: a stop and a start would cost two epoll_ctl calls
-// per read, and the ready queue runs before the next poll anyway, so a further read
-// is rare (a read that filled the buffer, a loop stopped mid-queue) and queues behind.
-static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls; }
+// (its buffer must not be asked for again before buffer_updated), TLS, and a read pipe
+// (it reads once per iteration anyway: see one_read_per_iteration). Other transports
+// keep libuv reading: a stop and a start would cost two epoll_ctl calls per read, and
+// the ready queue runs before the next poll anyway, so a further read is rare (a read
+// that filled the buffer, a loop stopped mid-queue) and queues behind.
+static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls || t->kind == kReadPipe; }
 
 static int queue_delivery(TransportObject* t, PyObject* what) {
     static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
@@ -401,6 +402,12 @@ void after_deferred_delivery(TransportObject* t) {
                                                     : "Fatal read error on socket transport");
         return;
     }
+    if (t->kind == kReadPipe) {
+        // Behind what the delivery queued: a subprocess's pipe_data_received, which may
+        // pause reading (see one_read_per_iteration).
+        if (!t->conn_lost && call_soon_method(t, O(t), PY_NAME("_start_reading"), nullptr) < 0) report_unraisable(O(t));
+        return;
+    }
     start_reading(t);
 }
 
@@ -435,7 +442,8 @@ static ssize_t socket_end(TransportObject* t) {
 // A read pipe reads once per loop iteration, as asyncio's does (one read per event):
 // libuv would read on while data is there, and a subprocess's protocol hears of each
 // chunk only through call_soon (asyncio's base_subprocess), so a StreamReader's
-// pause_reading() would come megabytes late. Reading starts again behind those callbacks.
+// pause_reading() would come megabytes late. Reading starts again behind those callbacks:
+// here, or when the read was queued (defer() stopped reading then), behind its delivery's.
 static void one_read_per_iteration(TransportObject* t) {
     if (!t->reading || !t->handle_open) return;
     stop_reading(t);
