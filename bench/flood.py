@@ -1,12 +1,14 @@
 """Timer and I/O latency while other threads flood call_soon_threadsafe, on one loop,
 in this fresh process.
 
-    python bench/flood.py LOOP THREADS SECONDS [WORK]
+    python bench/flood.py LOOP THREADS SECONDS [WORK [before]]
 
 THREADS threads call loop.call_soon_threadsafe(cb) in a tight loop for SECONDS (cb
 counts, then runs an empty `for` WORK times); the
 loop meanwhile sleeps 10 ms again and again (asyncio.sleep: a timer) and echoes a byte
-over a socketpair (I/O). prints: timer_p50_ms timer_max_ms io_p50_ms io_max_ms
+over a socketpair (I/O). With `before`, the threads start before the loop runs, and a
+10 ms call_later made then is the first timer sample (what the flood queued before
+run_forever() began delays it). prints: timer_p50_ms timer_max_ms io_p50_ms io_max_ms
 peak_queue callbacks_per_s
   timer_*: how late each 10 ms sleep woke (ms past its 10 ms);
   io_*: a byte's round trip through the loop's reader (ms);
@@ -31,6 +33,7 @@ def main():
     ran = 0
 
     work = range(int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+    before = len(sys.argv) > 5 and sys.argv[5] == "before"
 
     def noop():
         nonlocal ran
@@ -80,22 +83,32 @@ def main():
         a.close()
         b.close()
 
-    async def run():
-        lates, rtts, peak = [], [], [0]
-        threads = [threading.Thread(target=flood) for _ in range(nthreads)]
+    lates, rtts, peak = [], [], [0]
+    threads = [threading.Thread(target=flood) for _ in range(nthreads)]
+
+    def start_threads():
         for t in threads:
             t.start()
+
+    if before:
+        start_threads()
+        t_first = loop.time()
+        loop.call_later(0.01, lambda: lates.append((loop.time() - t_first - 0.01) * 1e3))
+
+    async def run():
+        if not before:
+            start_threads()
         t0 = time.perf_counter()
         await asyncio.gather(timers(lates, peak), io(rtts))
         for t in threads:
             t.join()
         start_ran = ran
         took = time.perf_counter() - t0
-        return lates, rtts, peak[0], start_ran / took
+        return start_ran / took
 
-    lates, rtts, peak, rate = loop.run_until_complete(run())
+    rate = loop.run_until_complete(run())
     loop.close()
-    print(f"{statistics.median(lates):.2f} {max(lates):.2f} {statistics.median(rtts):.3f} {max(rtts):.2f} {peak} "
+    print(f"{statistics.median(lates):.2f} {max(lates):.2f} {statistics.median(rtts):.3f} {max(rtts):.2f} {peak[0]} "
           f"{rate:.0f}")
 
 

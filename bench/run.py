@@ -292,14 +292,15 @@ def run_scale(args, loops):
 
 def run_flood(args, loops):
     seconds = max(0.5, 3 * args.seconds)
-    cases = ((8, 0, "8 threads, empty callbacks"), (8, 100, "8 threads, callbacks of ~2 us"))
+    cases = ((8, 0, "", "8 threads, empty callbacks"), (8, 100, "", "8 threads, callbacks of ~2 us"),
+             (8, 0, "before", "8 threads started before the loop runs"))
     print(f"\nUnder a call_soon_threadsafe flood: {seconds:g} s per run, a 10 ms sleep repeated and a byte echoed "
           f"through add_reader meanwhile; median of {args.repeat} fresh processes\n")
     rows = []
-    for nthreads, work, label in cases:
+    for nthreads, work, when, label in cases:
         if args.only not in label:
             continue
-        samples = fresh_runs("flood.py", loops, args.repeat, nthreads, seconds, work)
+        samples = fresh_runs("flood.py", loops, args.repeat, nthreads, seconds, work, *([when] if when else []))
         for lp in loops:
             med = [statistics.median(x[i] for x in samples[lp]) for i in range(6)]
             rows.append({"benchmark": label, "loop": lp, "timer_late_p50_ms": med[0], "timer_late_max_ms": med[1],

@@ -482,6 +482,41 @@ def test_flooding_call_soon_threadsafe_does_not_starve_timers(loop):
     assert count[0] > 0
 
 
+def test_a_flood_started_before_the_loop_runs_lets_the_loop_start(loop, loop_name):
+    # Threads that flood call_soon_threadsafe, started before run_forever(), and a 10 ms
+    # call_later made then. asyncio's calls yield the GIL in their send() to the
+    # self-pipe: the main thread, which needs the GIL back after each Thread.start(),
+    # gets to run_forever() with a few hundred callbacks queued, and the timer fires on
+    # time. pyloop's calls never yield by themselves: the main thread waited for the GIL
+    # while the threads queued a million callbacks (25 million a second), all run before
+    # the timer (0.2-1 s late: bench/flood.py, "before"). Past 4,096 queued, a call
+    # now gives the GIL away while the loop does not run (and waits for a batch while it
+    # does). Counted, not timed: a slower machine queues fewer.
+    stop = threading.Event()
+
+    def producer():
+        call = loop.call_soon_threadsafe
+        while not stop.is_set():
+            try:
+                call(int)
+            except RuntimeError:
+                return
+
+    threads = [threading.Thread(target=producer) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        backlog = loop.metrics()["ready"] if loop_name == "pyloop" else len(loop._ready)
+        fired = loop.create_future()
+        loop.call_later(0.01, fired.set_result, None)
+        loop.run_until_complete(asyncio.wait_for(fired, 60))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert 0 < backlog < 100_000, f"{backlog:,} callbacks queued when the loop began"
+
+
 # ---- 4. same context, same errors --------------------------------------------------------
 
 VAR = contextvars.ContextVar("VAR", default="unset")

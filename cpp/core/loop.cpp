@@ -2,6 +2,7 @@
 
 #include "uv/error.hpp"
 
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <cmath>
@@ -271,6 +272,12 @@ void LoopCore::wait_for_batch() {
     }
     Py_END_ALLOW_THREADS
     batch_waiters_.fetch_sub(1);
+}
+
+void LoopCore::yield_gil() {
+    Py_BEGIN_ALLOW_THREADS
+    sched_yield();
+    Py_END_ALLOW_THREADS
 }
 
 void LoopCore::batch_done() {

@@ -44,14 +44,18 @@ class LoopCore {
     void push_timer(HandleObject* h);
     void timer_cancelled() { timer_cancelled_count_++; }
     void wakeup() { uv_async_send(&async_); }  // any thread
-    // call_soon_threadsafe from another thread, while the loop runs and is already
-    // kThreadsafeBacklog callbacks behind: wait (without the GIL, at most 1 ms) for the
-    // loop to run a batch. Without it, threads that only queue callbacks (C calls that
-    // never yield the GIL) outpace the loop without bound and starve its timers and I/O;
-    // asyncio's call_soon_threadsafe yields the GIL in its send() to the self-pipe.
+    // call_soon_threadsafe with kThreadsafeBacklog callbacks already waiting. From
+    // another thread while the loop runs: wait (without the GIL, at most 1 ms) for the
+    // loop to run a batch. While it does not run (threads started before run_forever()):
+    // let the other threads have the GIL, as asyncio's call_soon_threadsafe does in its
+    // send() to the self-pipe, so the thread about to run the loop gets to it. Without
+    // either, threads that only queue callbacks (C calls that never yield the GIL)
+    // outpace the loop without bound (a million before run_forever() began) and starve
+    // its timers and I/O.
     void throttle_foreign_thread() {
-        if (ready_.size() > kThreadsafeBacklog && running_ && PyThread_get_thread_ident() != thread_id_)
-            wait_for_batch();
+        if (ready_.size() <= kThreadsafeBacklog) return;
+        if (!running_) yield_gil();
+        else if (PyThread_get_thread_ident() != thread_id_) wait_for_batch();
     }
 
     // --- the clock ---
@@ -203,6 +207,7 @@ class LoopCore {
     bool run_closing();
     void hand_off_running_lookups();
     void wait_for_batch();
+    static void yield_gil();
     void batch_done();
     void retake_gil();
     void pass_started(double t) {
