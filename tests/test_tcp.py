@@ -1253,19 +1253,44 @@ def test_a_refused_connection_leaves_no_garbage_cycles(loop, loop_name):
         assert garbage == 0
 
 
+_GET_BUFFER_FAILS = "Fatal error: protocol.get_buffer() call failed."
+_RECV_INTO_FAILS = "Fatal read error on socket transport"
+_BAD_BUFFERS = {
+    # what get_buffer() returns: (it, the exception asyncio gives, its text, the report)
+    "raises": (None, ZeroDivisionError, "no buffer", _GET_BUFFER_FAILS),
+    "empty": (bytearray, RuntimeError, "get_buffer() returned an empty buffer", _GET_BUFFER_FAILS),
+    "no-len": (lambda: 5, TypeError, "object of type 'int' has no len()", _GET_BUFFER_FAILS),
+    # asyncio's len() takes these; its sock.recv_into(buf) does not: a read error
+    "bytes": (lambda: b"x" * 100, TypeError,
+              "recv_into() argument 1 must be read-write bytes-like object, not bytes", _RECV_INTO_FAILS),
+    "read-only": (lambda: memoryview(b"x" * 100), TypeError,
+                  "recv_into() argument 1 must be read-write bytes-like object, not memoryview", _RECV_INTO_FAILS),
+    "strided": (lambda: memoryview(bytearray(200))[::2], TypeError,
+                "recv_into() argument 1 must be read-write bytes-like object, not memoryview", _RECV_INTO_FAILS),
+    "str": (lambda: "x" * 100, TypeError,
+            "recv_into() argument 1 must be read-write bytes-like object, not str", _RECV_INTO_FAILS),
+}
+
+
 @pytest.mark.parametrize("family", ["tcp", "unix"])
-@pytest.mark.parametrize("failure", ["raises", "empty"])
+@pytest.mark.parametrize("failure", list(_BAD_BUFFERS))
 def test_buffered_protocol_whose_get_buffer_fails(loop, family, failure, tmp_path):
     # asyncio reports the error to the exception handler, calls connection_lost(exc) and
     # goes on (this crashed pyloop: reading was stopped inside libuv's allocation callback).
+    # Which report and which exception depends on where asyncio's reader fails: in
+    # get_buffer(-1) or its len(), or in recv_into() (pyloop said BufferError there).
+    make, expected, text, message = _BAD_BUFFERS[failure]
+    hints = []
+
     class Broken(asyncio.BufferedProtocol):
         def __init__(self):
             self.lost = loop.create_future()
 
         def get_buffer(self, sizehint):
-            if failure == "raises":
+            hints.append(sizehint)
+            if make is None:
                 raise ZeroDivisionError("no buffer")
-            return bytearray()
+            return make()
 
         def buffer_updated(self, nbytes):
             raise AssertionError("no buffer, no data")
@@ -1299,10 +1324,10 @@ def test_buffered_protocol_whose_get_buffer_fails(loop, family, failure, tmp_pat
         return exc
 
     exc = loop.run_until_complete(main())
-    expected = ZeroDivisionError if failure == "raises" else RuntimeError
     assert type(exc) is expected
-    assert [(c["message"], type(c["exception"])) for c in loop.test_errors] == [
-        ("Fatal error: protocol.get_buffer() call failed.", expected)]
+    assert str(exc) == text
+    assert hints == [-1]  # asyncio's sizehint for a socket: "any size"
+    assert [(c["message"], c["exception"]) for c in loop.test_errors] == [(message, exc)]
     loop.test_errors.clear()
 
 

@@ -464,8 +464,20 @@ def test_tls_connections_dropped_open_when_the_loop_closes(server_ctx, client_ct
     assert any(issubclass(w.category, ResourceWarning) and "unclosed transport" in str(w.message) for w in caught)
 
 
+_TLS_BAD_BUFFERS = {
+    # what get_buffer() returns: the TypeError's text from asyncio's len(buf) or
+    # self._sslobj.read(len(buf), buf)
+    "no-len": (lambda: 5, "object of type 'int' has no len()"),
+    "bytes": (lambda: b"x" * 100, "read() argument 2 must be read-write bytes-like object, not bytes"),
+    "read-only": (lambda: memoryview(b"x" * 100), "read() argument 2 must be read-write bytes-like object, not memoryview"),
+    "strided": (lambda: memoryview(bytearray(200))[::2],
+                "read() argument 2 must be read-write bytes-like object, not memoryview"),
+    "str": (lambda: "x" * 100, "read() argument 2 must be read-write bytes-like object, not str"),
+}
+
+
 @needs_311
-@pytest.mark.parametrize("failure", ["raises", "empty"])
+@pytest.mark.parametrize("failure", ["raises", "empty", *_TLS_BAD_BUFFERS])
 def test_buffered_protocol_whose_get_buffer_fails(loop, server_ctx, client_ctx, failure):
     # asyncio's SSLProtocol: a get_buffer() that raises is a fatal error (reported, then
     # connection_lost(exc)); an empty buffer reads 0 bytes, which it takes for the peer's
@@ -487,6 +499,8 @@ def test_buffered_protocol_whose_get_buffer_fails(loop, server_ctx, client_ctx, 
             self.events.append("get_buffer")
             if failure == "raises":
                 raise ZeroDivisionError("no buffer")
+            if failure in _TLS_BAD_BUFFERS:
+                return _TLS_BAD_BUFFERS[failure][0]()
             return bytearray()
 
         def buffer_updated(self, nbytes):
@@ -521,6 +535,12 @@ def test_buffered_protocol_whose_get_buffer_fails(loop, server_ctx, client_ctx, 
         assert p.events == ["made", "get_buffer", ("lost", ZeroDivisionError)]
         assert [(c["message"], type(c["exception"])) for c in loop.test_errors] == [
             ("Fatal error on SSL protocol", ZeroDivisionError)]
+        loop.test_errors.clear()
+    elif failure in _TLS_BAD_BUFFERS:
+        assert p.events == ["made", "get_buffer", ("lost", TypeError)]
+        assert str(p.lost.result()) == _TLS_BAD_BUFFERS[failure][1]
+        assert [(c["message"], c["exception"]) for c in loop.test_errors] == [
+            ("Fatal error on SSL protocol", p.lost.result())]
         loop.test_errors.clear()
     else:
         assert p.events == ["made", "get_buffer", "eof", "get_buffer", ("lost", ssl.SSLError)]

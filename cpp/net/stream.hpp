@@ -63,6 +63,7 @@ struct TransportObject {
     // stop asked for there (close(), pause_reading()) happens in that on_read.
     bool in_alloc;
     bool stop_after_alloc;
+    bool buffer_unusable;  // get_buffer_error is the read's (asyncio's recv_into refused the buffer)
     bool read_started;   // connection_made has run and reading may begin
     bool eof_requested;  // write_eof() was called
     bool eof_sent;       // uv_shutdown issued

@@ -236,16 +236,28 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     }
     *buf = uv_buf_init(nullptr, 0);
     InContext in_context(t->context);
+    // asyncio's _read_ready__get_buffer: get_buffer(-1), `if not len(buf)` (both failures
+    // are get_buffer()'s), then sock.recv_into(buf), whose refusal of the buffer (bytes,
+    // str, a read-only or strided view) is a read error.
     static PyObject* s_get_buffer = PyUnicode_InternFromString("get_buffer");
-    static PyObject* s_hint = PyLong_FromLong(65536);
+    static PyObject* s_hint = PyLong_FromLong(-1);
     PyObject* args[2] = {t->protocol, s_hint};
     t->in_alloc = true;
     PyObject* b = PyObject_VectorcallMethod(s_get_buffer, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
     t->in_alloc = false;
     if (!b) return defer_get_buffer_failure(t);
-    int r = PyObject_GetBuffer(b, &t->read_buf, PyBUF_WRITABLE);
+    Py_ssize_t len = PyObject_Size(b);
+    if (len <= 0) {
+        Py_DECREF(b);
+        if (len == 0) PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return defer_get_buffer_failure(t);
+    }
+    int r = get_read_buffer(b, &t->read_buf, "w*:recv_into", nullptr);
     Py_DECREF(b);
-    if (r < 0) return defer_get_buffer_failure(t);
+    if (r < 0) {
+        t->buffer_unusable = true;
+        return defer_get_buffer_failure(t);
+    }
     if (t->read_buf.len == 0) {
         PyBuffer_Release(&t->read_buf);
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
@@ -494,7 +506,9 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
             if (PyObject* exc = t->get_buffer_error) {
                 t->get_buffer_error = nullptr;
                 restore_exception(exc);
-                protocol_failed(t, "Fatal error: protocol.get_buffer() call failed.");
+                protocol_failed(t, t->buffer_unusable ? "Fatal read error on socket transport"
+                                                      : "Fatal error: protocol.get_buffer() call failed.");
+                t->buffer_unusable = false;
             }
         } else if (t->read_deferred || t->held_reads || t->core->io_must_queue()) {
             // Reported once the reads before it are delivered, and behind the callbacks

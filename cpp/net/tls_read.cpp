@@ -135,8 +135,11 @@ int do_read_buffered(TlsProtocolObject* p) {
     if (!n) return -1;
     Ref buf(call1(app.get(), s_get_buffer, n.get()));
     if (!buf) return -1;
+    // asyncio: wants = len(buf); self._sslobj.read(wants, buf)
+    Py_ssize_t len = PyObject_Size(buf.get());
+    if (len < 0) return -1;
     Py_buffer view;
-    if (PyObject_GetBuffer(buf.get(), &view, PyBUF_WRITABLE) < 0) return -1;
+    if (get_read_buffer(buf.get(), &view, "nw*:read", &len) < 0) return -1;
     Py_ssize_t wants = view.len;
     Py_ssize_t offset = 0;
     Py_ssize_t count = 1;

@@ -43,4 +43,28 @@ inline void restore_exception(PyObject* exc) {
 #endif
 }
 
+// The buffer of `obj` to read into (writable, C-contiguous), as a C function that takes
+// it with "w*" sees it. When it is not one, raises the error that function raises,
+// word for word: `format` is that function's arguments up to the buffer ("w*:recv_into"
+// for sock.recv_into(buf); "nw*:read" for SSLObject.read(n, buf), with `n` the count
+// before it).
+inline int get_read_buffer(PyObject* obj, Py_buffer* view, const char* format, const Py_ssize_t* n = nullptr) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) == 0) {
+        if (PyBuffer_IsContiguous(view, 'C')) return 0;
+        PyBuffer_Release(view);
+    }
+    PyErr_Clear();
+    PyObject* args = n ? Py_BuildValue("(nO)", *n, obj) : PyTuple_Pack(1, obj);
+    if (!args) return -1;
+    Py_ssize_t ignored;
+    int ok = n ? PyArg_ParseTuple(args, format, &ignored, view) : PyArg_ParseTuple(args, format, view);
+    Py_DECREF(args);
+    if (ok) {  // taken after all (a buffer that changed its mind): keep it
+        if (PyBuffer_IsContiguous(view, 'C')) return 0;
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_BufferError, "the buffer is not contiguous");
+    }
+    return -1;
+}
+
 }  // namespace pyloop
