@@ -41,7 +41,7 @@ class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
         self.send_signal(signal.SIGKILL)
 
 
-def _reap(pid):
+def _reap(pid, transport, by_pidfd):
     """The exit status of a child that has exited, as asyncio reports it (a negative
     signal number for a signalled child); None if it is still running.
 
@@ -51,12 +51,28 @@ def _reap(pid):
     try:
         got, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        # Somebody else reaped it (a user's own SIGCHLD handler): asyncio says the same.
-        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
-        return 255
+        return _reaped_elsewhere(pid, transport, by_pidfd)
     if got == 0:
         return None
     return os.waitstatus_to_exitcode(status)
+
+
+def _reaped_elsewhere(pid, transport, by_pidfd):
+    """Somebody reaped the child first (a user's own SIGCHLD handler; the transport's own
+    close(), whose Popen.poll() reaps a child that was killed): what asyncio's default
+    child watcher says then. From 3.12, where pidfds work, its watcher waits on a pidfd
+    as pyloop does: return code 255, with that watcher's warning. Before 3.12 (and
+    wherever pidfds do not work) it is a thread blocked in waitpid() for the child, which
+    reaps it the moment it exits: a Popen.poll() after that finds nothing, so when the
+    transport's own Popen has the status, that is the return code asyncio gets."""
+    if by_pidfd and _compat.PY312:
+        logger.warning("child process pid %d exit status already read:  will report returncode 255", pid)
+        return 255
+    popen = getattr(transport, "_proc", None)
+    if popen is not None and popen.returncode is not None:
+        return popen.returncode
+    logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+    return 255
 
 
 def _users_child_watcher():
@@ -149,7 +165,7 @@ class SubprocessMethods:
             self._remove_poll(pidfd, False)
             del self._child_pidfds[pidfd]
             os.close(pidfd)
-            returncode = _reap(pid)
+            returncode = _reap(pid, transport, True)
             if returncode is None:  # not possible once the pidfd is readable; be safe
                 return self._poll_child(pid, transport, 0)
             transport._process_exited(returncode)
@@ -157,7 +173,7 @@ class SubprocessMethods:
         self._add_poll(pidfd, False, exited, (), "process")
 
     def _poll_child(self, pid, transport, attempt):
-        returncode = _reap(pid)
+        returncode = _reap(pid, transport, False)
         if returncode is not None:
             transport._process_exited(returncode)
             return

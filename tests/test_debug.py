@@ -147,12 +147,27 @@ def test_handle_traceback_in_default_handler(loop, caplog):
 
 
 def test_a_cancelled_handle_says_so_in_debug_mode(loop):
+    # asyncio keeps the repr taken at cancel(), callback and arguments included (a slow
+    # callback's warning names it); the handle itself lets them go. Outside debug mode
+    # nothing is kept.
+    def callback(*args):
+        pass
+
     loop.set_debug(True)
-    handle = loop.call_soon(print, "never")
-    timer = loop.call_later(10, print, "never")
+    handle = loop.call_soon(callback, 1, "x")
+    timer = loop.call_later(10, callback, 2, "y")
     handle.cancel()
     timer.cancel()
-    assert "cancelled" in repr(handle) and "cancelled" in repr(timer)
+    where = f"at {__file__}:{callback.__code__.co_firstlineno}"
+    assert repr(handle).startswith(f"<Handle cancelled test_a_cancelled_handle_says_so_in_debug_mode.<locals>."
+                                   f"callback(1, 'x') {where} created at {__file__}:")
+    assert repr(timer).startswith(f"<TimerHandle cancelled when={timer.when()} test_a_cancelled_handle_says_so_in_"
+                                  f"debug_mode.<locals>.callback(2, 'y') {where} created at {__file__}:")
+    assert (handle._callback, handle._args, timer._callback, timer._args) == (None, None, None, None)
+    loop.set_debug(False)
+    quiet = loop.call_soon(callback, 3)
+    quiet.cancel()
+    assert repr(quiet) == "<Handle cancelled>"
 
 
 @pytest.mark.parametrize("method", ["sock_recv", "sock_recv_into", "sock_sendall", "sock_accept", "sock_connect"])

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 
 import pytest
@@ -642,3 +643,37 @@ def test_asyncios_own_default_watchers_leave_pyloop_its_pidfds(loop, loop_name):
         code, threads = run(loop, main())
     assert code == 3
     assert threads == (1 if loop_name == "asyncio" and kind == "ThreadedChildWatcher" else 0)
+
+
+def test_kill_then_close_reaps_in_close_as_asyncio(loop, caplog):
+    # kill(), then close() once the child is a zombie: close()'s Popen.poll() reaps it
+    # before the loop hears of the exit. asyncio 3.12+ (a pidfd watcher) then reports
+    # return code 255 with its watcher's warning; before 3.12 asyncio's watcher thread,
+    # blocked in waitpid(), reaped the child first, and the code is -9 with no warning.
+    # pyloop once gave 3.11's warning on every version.
+    async def main():
+        p = await asyncio.create_subprocess_exec("sleep", "30")
+        transport = p._transport
+        p.kill()
+        # Until it is a zombie (or reaped by asyncio's watcher thread), without letting
+        # the loop run: neither loop may see the exit before close().
+        for _ in range(5000):
+            try:
+                with open(f"/proc/{p.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+            except (FileNotFoundError, ProcessLookupError):  # reaped
+                break
+            time.sleep(0.001)
+        transport.close()
+        return await asyncio.wait_for(p.wait(), 30), p.pid
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        code, pid = run(loop, main())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    if sys.version_info >= (3, 12):
+        assert code == 255
+        assert warnings == [f"child process pid {pid} exit status already read:  will report returncode 255"]
+    else:
+        assert code == -signal.SIGKILL
+        assert warnings == []

@@ -104,6 +104,44 @@ def test_protocol_round_trip_and_transport_api(loop):
     assert loop.run_until_complete(main()) == b"back"
 
 
+def test_a_written_bytearray_is_the_callers_again(loop, loop_name):
+    # What the kernel did not take of a written bytearray waits in the transport. asyncio
+    # 3.12+ keeps a view of the caller's bytearray (resizing it raises BufferError while
+    # that waits; changing it in place changes what is sent); asyncio before 3.12 and
+    # pyloop copy it: the caller may reuse or clear it at once, and the peer gets what
+    # was written (docs/api.md).
+    payload = os.urandom(8 << 20)
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos:
+            await asyncio.sleep(0.001)
+        protos[0].transport.pause_reading()  # the kernel's buffers fill: the rest waits
+        ba = bytearray(payload)
+        tr.write(ba)
+        assert tr.get_write_buffer_size() > 0
+        try:
+            ba.clear()
+            outcome = "cleared"
+        except BufferError:
+            outcome = "BufferError"
+        protos[0].transport.resume_reading()
+        await wait_for_data(protos[0], len(payload), timeout=30)
+        tr.close()
+        await client.done
+        server.close()
+        await server.wait_closed()
+        return outcome, hashlib.sha256(protos[0].data).digest()
+
+    outcome, digest = loop.run_until_complete(main())
+    if loop_name == "asyncio" and sys.version_info >= (3, 12):
+        assert outcome == "BufferError"
+    else:
+        assert outcome == "cleared"
+    assert digest == hashlib.sha256(payload).digest()
+
+
 # asyncio 3.14 changed the message.
 WRITE_TYPE_MESSAGE = ("data argument must be a bytes, bytearray, or memoryview object, not 'str'"
                       if sys.version_info >= (3, 14) else "data argument must be a bytes-like object, not 'str'")

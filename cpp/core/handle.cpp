@@ -196,7 +196,9 @@ static PyObject* TimerHandle_when(PyObject* self, PyObject*) {
 static PyObject* Handle_get_args(PyObject* self, void*) {
     auto* h = reinterpret_cast<HandleObject*>(self);
     if (h->args) return Py_NewRef(h->args);
-    if (h->cancelled) Py_RETURN_NONE;
+    // None once cancel() dropped them (asyncio's _args = None); not while cancel() takes
+    // debug mode's repr, which shows them
+    if (h->cancelled && !h->callback) Py_RETURN_NONE;
     PyObject* t = PyTuple_New(h->nargs);
     if (!t) return nullptr;
     for (Py_ssize_t i = 0; i < h->nargs; i++) PyTuple_SET_ITEM(t, i, Py_NewRef(h->inline_args[i]));
