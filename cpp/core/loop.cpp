@@ -322,6 +322,15 @@ void LoopCore::run_flushes() {
     }
 }
 
+void LoopCore::check_write_progress() {
+    std::vector<std::pair<PyObject*, WatchFn>> watches;
+    watches.swap(write_watches_);
+    for (auto& [owner, fn] : watches) {
+        if (!closed_ && fn(owner)) write_watches_.push_back({owner, fn});  // (fn may add more)
+        else Py_DECREF(owner);
+    }
+}
+
 void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
     if (self->saved_tstate_) self->retake_gil();  // (the open group of callbacks goes on)
@@ -364,6 +373,10 @@ void LoopCore::on_check(uv_check_t* handle) {
     // once this iteration's I/O callbacks have run, as asyncio's run_forever does.
     auto* self = static_cast<LoopCore*>(handle->data);
     self->run_flushes();  // what the I/O callbacks wrote
+    if (!self->write_watches_.empty()) {
+        self->ensure_gil();
+        self->check_write_progress();
+    }
     if (self->stopping_ || self->fatal_) uv_stop(self->loop_);
 }
 
@@ -480,12 +493,15 @@ void LoopCore::clear_queues() {
     heap.swap(heap_);
     std::vector<std::pair<PyObject*, FlushFn>> flushes;
     flushes.swap(flushes_);
+    std::vector<std::pair<PyObject*, WatchFn>> watches;
+    watches.swap(write_watches_);
     timer_cancelled_count_ = 0;
     for (HandleObject* h : heap) h->heap_index = -1;
     // Dropping references can run arbitrary Python code (__del__): do it last.
     for (HandleObject* h : ready) Py_DECREF(h);
     for (HandleObject* h : heap) Py_DECREF(h);
     for (auto& f : flushes) Py_DECREF(f.first);
+    for (auto& w : watches) Py_DECREF(w.first);
 }
 
 void LoopCore::clear_all() {
@@ -501,6 +517,7 @@ int LoopCore::traverse(visitproc visit, void* arg) {
     for (HandleObject* h : ready_) Py_VISIT(h);
     for (HandleObject* h : heap_) Py_VISIT(h);
     for (auto& f : flushes_) Py_VISIT(f.first);
+    for (auto& w : write_watches_) Py_VISIT(w.first);
     for (auto& kv : signals_) Py_VISIT(kv.second);
     // libuv's pointers to open transports stand for one reference each (their
     // self-reference): the loop holds them, so a dropped loop and its transports are

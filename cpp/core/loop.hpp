@@ -130,6 +130,16 @@ class LoopCore {
         flushes_.push_back({owner, fn});
     }
     void run_flushes();
+    // A stream whose protocol paused writing: libuv writes its queue in parts without a
+    // callback per part, so after each poll fn(owner) looks at what is left (asyncio
+    // resumes the protocol after the send that brings its buffer down to the low-water
+    // mark). fn returns false when it needs no more looks; a reference to owner is held
+    // until then.
+    using WatchFn = bool (*)(PyObject*);
+    void watch_write_progress(PyObject* owner, WatchFn fn) {
+        Py_INCREF(owner);
+        write_watches_.push_back({owner, fn});
+    }
     // Is the loop running its ready queue (callbacks, task steps) now, rather than
     // libuv's I/O callbacks?
     bool running_callbacks() const { return running_callbacks_; }
@@ -231,6 +241,8 @@ class LoopCore {
     std::deque<HandleObject*> ready_;
     std::vector<HandleObject*> heap_;
     std::vector<std::pair<PyObject*, FlushFn>> flushes_;
+    std::vector<std::pair<PyObject*, WatchFn>> write_watches_;
+    void check_write_progress();
     size_t timer_cancelled_count_ = 0;
     uint64_t timer_seq_ = 0;
     PyThreadState* saved_tstate_ = nullptr;

@@ -306,7 +306,7 @@ PyObject* Transport_get_protocol(PyObject* self, PyObject*) {
 }
 
 PyObject* Transport_get_write_buffer_size(PyObject* self, PyObject*) {
-    return PyLong_FromSize_t(T(self)->write_buffer_size);
+    return PyLong_FromSize_t(unsent_bytes(T(self)));
 }
 
 PyObject* Transport_get_write_buffer_limits(PyObject* self, PyObject*) {

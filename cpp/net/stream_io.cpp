@@ -207,16 +207,48 @@ void settle_drain_waiter(TransportObject* t, PyObject* exc) {
     Py_DECREF(fut);
 }
 
+// What write() took and the kernel has not: asyncio's get_write_buffer_size(). libuv
+// writes a request in parts, and its queue size counts what is left of each.
+size_t unsent_bytes(TransportObject* t) {
+    if (t->write_buffer_size == 0 || !t->handle_open) return t->write_buffer_size;
+    return uv_stream_get_write_queue_size(&t->h.stream);
+}
+
+static bool watch_write_progress(PyObject* owner);
+
 void maybe_pause_protocol(TransportObject* t) {
-    if (t->write_buffer_size <= t->high_water || t->protocol_paused) return;
+    if (t->protocol_paused || unsent_bytes(t) <= t->high_water) return;
     t->protocol_paused = true;
+    // A socket's protocol resumes once the queue is down to the low-water mark, which
+    // libuv reaches between two of its writes (watched after each poll); a pipe's, as
+    // asyncio's, only once everything is written (on_write sees that).
+    if (t->kind == kStream && !t->progress_watched) {
+        t->progress_watched = true;
+        t->core->watch_write_progress(O(t), watch_write_progress);
+    }
     call_protocol_flow(t, PY_NAME("pause_writing"), "protocol.pause_writing() failed");
 }
 
 void maybe_resume_protocol(TransportObject* t) {
-    if (!t->protocol_paused || t->write_buffer_size > t->low_water) return;
+    if (!t->protocol_paused) return;
+    size_t left = unsent_bytes(t);
+    if (t->kind == kWritePipe ? left != 0 : left > t->low_water) return;
     t->protocol_paused = false;
     call_protocol_flow(t, PY_NAME("resume_writing"), "protocol.resume_writing() failed");
+}
+
+// The loop's look after a poll at a paused socket transport (see maybe_pause_protocol).
+static bool watch_write_progress(PyObject* owner) {
+    TransportObject* t = T(owner);
+    if (t->protocol_paused && !t->conn_lost && t->handle_open) {
+        // As asyncio's writer callback: in the context of the write() that began
+        // buffering (3.15: of the transport's creation).
+        InContext in_context(t->write_context && !callbacks_in_own_context(t) ? t->write_context : t->context);
+        maybe_resume_protocol(t);
+        if (t->protocol_paused) return true;
+    }
+    t->progress_watched = false;
+    return false;
 }
 
 // ---- reading ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ int requeue_held_reads(TransportObject* t);
 void after_deferred_delivery(TransportObject* t);
 void settle_drain_waiter(TransportObject* t, PyObject* exc);
 void maybe_pause_protocol(TransportObject* t);
+size_t unsent_bytes(TransportObject* t);  // asyncio's get_write_buffer_size()
 void send_eof(TransportObject* t);
 // Writes len (<= kMaxWriteChunk) bytes: what the kernel takes now, the rest copied
 // into a uv_write request. -1 with MemoryError set; write errors close the transport.
