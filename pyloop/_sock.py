@@ -137,7 +137,7 @@ class SocketMethods:
         op = _sock_sendto(self, sock, data, address)
         if op.__class__ is not _SockOp:
             if op is NotImplemented:  # an address to resolve, a Unix path, odd arguments
-                return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
+                return await self._sock_wait(sock, True, lambda: sock.sendto(data, socket.MSG_NOSIGNAL, address))
             return op
         return await op
 

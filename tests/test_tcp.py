@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -1546,3 +1547,101 @@ def test_happy_eyeballs_moves_on_from_an_address_that_does_not_answer(loop):
         stalled.close()
     assert peer == ("127.0.0.1", port)
     assert 0.15 < took < 5
+
+
+def _nodelay(sock):
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+@pytest.mark.parametrize("how", ["client", "client-sock-proto-0", "accepted", "connect_accepted_socket"])
+def test_tcp_nodelay_on_every_tcp_stream(loop, loop_name, how):
+    # asyncio sets TCP_NODELAY on a TCP transport's socket when its proto is IPPROTO_TCP
+    # (what getaddrinfo gives: create_connection(host, port), create_server's sockets and
+    # what they accept); pyloop on every TCP transport, also one over socket.socket()'s
+    # proto 0 (docs/api.md). Read back from the kernel.
+    async def main():
+        server, protos, port = await make_server(loop)
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            if how == "client":
+                tr, _ = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+                sock = tr.get_extra_info("socket")
+            elif how == "client-sock-proto-0":
+                raw = socket.socket()
+                raw.connect(("127.0.0.1", port))
+                assert raw.proto == 0
+                tr, _ = await loop.create_connection(lambda: Recorder(loop), sock=raw)
+                sock = tr.get_extra_info("socket")
+            elif how == "accepted":
+                tr, _ = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+                while not protos:
+                    await asyncio.sleep(0.001)
+                sock = protos[0].transport.get_extra_info("socket")
+            else:
+                client = socket.create_connection(listener.getsockname())
+                accepted, _ = listener.accept()
+                assert accepted.proto == 0
+                tr, _ = await loop.connect_accepted_socket(lambda: Recorder(loop), accepted)
+                sock = tr.get_extra_info("socket")
+            nodelay = _nodelay(sock)
+            tr.close()
+            if how == "connect_accepted_socket":
+                client.close()
+            else:
+                while not protos:
+                    await asyncio.sleep(0.001)
+                await asyncio.wait_for(protos[0].done, 10)  # the server's end saw the close
+        server.close()
+        await server.wait_closed()
+        return nodelay
+
+    nodelay = loop.run_until_complete(main())
+    proto_0 = how in ("client-sock-proto-0", "connect_accepted_socket")
+    assert nodelay is (loop_name == "pyloop" or not proto_0)
+
+
+_SIGPIPE_CHILD = r"""
+import asyncio, signal, socket, sys
+import pyloop
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as a program that restores it does
+
+async def main(method, kind):
+    loop = asyncio.get_running_loop()
+    if kind == "tcp":
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            mine = socket.create_connection(listener.getsockname())
+            theirs, _ = listener.accept()
+        address = theirs.getsockname()
+    else:
+        mine, theirs = socket.socketpair()
+        address = None
+    mine.setblocking(False)
+    theirs.close()
+    try:
+        for _ in range(100):  # the first send may still be taken; then EPIPE
+            if method == "sock_sendall":
+                await loop.sock_sendall(mine, b"x" * 1000)
+            else:
+                await loop.sock_sendto(mine, b"x" * 1000, address)
+            await asyncio.sleep(0.001)
+        print("no error")
+    except OSError as exc:
+        print(type(exc).__name__)
+
+loop = pyloop.new_event_loop() if sys.argv[1] == "pyloop" else asyncio.SelectorEventLoop()
+loop.run_until_complete(main(sys.argv[2], sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("method,kind", [("sock_sendall", "tcp"), ("sock_sendall", "unix"), ("sock_sendto", "tcp")])
+def test_sock_send_to_a_gone_peer_is_broken_pipe_never_sigpipe(loop_name, method, kind):
+    # In a child interpreter with SIGPIPE at its default action: pyloop sends with
+    # MSG_NOSIGNAL, so the call raises BrokenPipeError; asyncio's sock.send() lets the
+    # kernel's SIGPIPE end the process (docs/api.md).
+    out = subprocess.run([sys.executable, "-c", _SIGPIPE_CHILD, loop_name, method, kind],
+                         capture_output=True, text=True, timeout=60)
+    if loop_name == "pyloop":
+        assert (out.returncode, out.stdout) == (0, "BrokenPipeError\n"), out.stderr
+    else:
+        assert out.returncode == -signal.SIGPIPE, (out.returncode, out.stdout, out.stderr)

@@ -130,7 +130,9 @@ int attempt(SockOpObject* op, PyObject** result) {
                 r = ::recvfrom(op->fd, op->buf.buf, op->n, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
                 break;
             case kSendTo:
-                r = ::sendto(op->fd, op->buf.buf, op->buf.len, 0, reinterpret_cast<sockaddr*>(&op->addr),
+                // MSG_NOSIGNAL as sock_sendall's: a stream socket whose peer has gone
+                // gives EPIPE, not a SIGPIPE that kills a process at its default action
+                r = ::sendto(op->fd, op->buf.buf, op->buf.len, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&op->addr),
                              op->addr_len);
                 break;
             default:
