@@ -489,32 +489,46 @@ def test_reuse_port(loop):
     loop.run_until_complete(main())
 
 
-def test_close_clients_and_abort_clients(loop):
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_close_clients_and_abort_clients(loop, how):
+    # close_clients() closes each client's transport: what the server wrote before it
+    # still reaches the client, then EOF. abort_clients() aborts them: what waited in the
+    # server's transport is dropped. (asyncio 3.13+; pyloop on every version.)
     if not isinstance(loop, pyloop.Loop) and sys.version_info < (3, 13):
         pytest.skip("asyncio has close_clients/abort_clients from 3.13")
+    payload = os.urandom(4 << 20)
 
     async def main():
         server, protos, port = await make_server(loop)
         clients = []
         for _ in range(3):
-            clients.append(await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port))
+            tr, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+            tr.pause_reading()  # what the server writes waits in its transports
+            clients.append((tr, proto))
         while len(protos) < 3:
             await asyncio.sleep(0.001)
+        for p in protos:
+            p.transport.write(payload)
+            assert p.transport.get_write_buffer_size() > 0
         server.close()
-        server.close_clients()
-        await asyncio.wait_for(server.wait_closed(), 5)
+        getattr(server, how)()
+        for tr, _ in clients:
+            tr.resume_reading()
+        await asyncio.wait_for(server.wait_closed(), 10)
+        outcomes = []
         for tr, proto in clients:
-            await proto.done
-        server2, protos2, port2 = await make_server(loop)
-        tr, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port2)
-        while not protos2:
-            await asyncio.sleep(0.001)
-        server2.abort_clients()
-        await proto.done
-        server2.close()
-        await server2.wait_closed()
+            exc = await asyncio.wait_for(proto.done, 10)
+            outcomes.append((type(exc).__name__ if exc else None, len(proto.data),
+                             bytes(proto.data) == payload, proto.events))
+        return outcomes
 
-    loop.run_until_complete(main())
+    outcomes = loop.run_until_complete(main())
+    if how == "close_clients":
+        assert outcomes == [(None, len(payload), True, ["made", "eof", ("lost", None)])] * 3
+    else:
+        for exc, received, _, events in outcomes:
+            assert received < len(payload)  # what waited in the server's transport is gone
+            assert events[0] == "made" and events[-1] == ("lost", exc)
 
 
 @pytest.mark.parametrize("data_first", [False, True])
