@@ -161,11 +161,22 @@ def test_write_errors_and_write_after_close(loop):
             tr.write(b"x")
         tr.close()
         await client.done
-        tr.write  # still there
+        # after the connection is lost too: write_eof() is checked before anything else
+        for data in (b"x", b""):
+            with pytest.raises(RuntimeError) as info:
+                tr.write(data)
+            assert str(info.value) == "Cannot call write() after write_eof()"
+        with pytest.raises(TypeError):
+            tr.write("text")
+        while not protos:
+            await asyncio.sleep(0.001)
+        await asyncio.wait_for(protos[0].done, 10)
         server.close()
         await server.wait_closed()
+        return protos[0].events, bytes(protos[0].data)
 
-    loop.run_until_complete(main())
+    # the server got the EOF and nothing else
+    assert loop.run_until_complete(main()) == (["made", "eof", ("lost", None)], b"")
 
 
 def test_write_after_connection_lost_is_ignored(loop, caplog):
@@ -478,15 +489,41 @@ def test_bind_error_message(loop):
 
 
 def test_reuse_port(loop):
+    # Two servers on one port (SO_REUSEPORT, read back): the kernel spreads connections
+    # over both, and what each client writes reaches the server that took it.
     async def main():
-        s1 = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, reuse_port=True)
+        got = {1: [], 2: []}
+
+        def factory(n):
+            class Sink(asyncio.Protocol):
+                def data_received(self, data):
+                    got[n].append(data)
+            return Sink
+
+        s1 = await loop.create_server(factory(1), "127.0.0.1", 0, reuse_port=True)
         port = s1.sockets[0].getsockname()[1]
-        s2 = await loop.create_server(asyncio.Protocol, "127.0.0.1", port, reuse_port=True)
+        s2 = await loop.create_server(factory(2), "127.0.0.1", port, reuse_port=True)
+        assert [s.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0 for s in (s1, s2)] == [True] * 2
+        sent = []
+        for i in range(64):  # ports differ, so the kernel's hash sends some to each
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            sent.append(b"%02d" % i)
+            writer.write(sent[-1])
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        for _ in range(1000):
+            if len(got[1]) + len(got[2]) == len(sent):
+                break
+            await asyncio.sleep(0.005)
         for s in (s1, s2):
             s.close()
             await s.wait_closed()
+        return sent, got
 
-    loop.run_until_complete(main())
+    sent, got = loop.run_until_complete(main())
+    assert sorted(got[1] + got[2]) == sent
+    assert got[1] and got[2]
 
 
 @pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
@@ -767,15 +804,26 @@ def test_unix_abstract_namespace(loop):
     name = "\0pyloop-test-%d" % os.getpid()
 
     async def main():
-        server = await loop.create_unix_server(lambda: Recorder(loop), name)
+        protos = []
+
+        def factory():
+            protos.append(Recorder(loop))
+            return protos[-1]
+
+        server = await loop.create_unix_server(factory, name)
+        assert server.sockets[0].getsockname() == name.encode()  # no file: the abstract name
         tr, proto = await loop.create_unix_connection(lambda: Recorder(loop), name)
         tr.write(b"abc")
         tr.close()
         await proto.done
+        while not protos:
+            await asyncio.sleep(0.001)
+        await asyncio.wait_for(protos[0].done, 10)
         server.close()
         await server.wait_closed()
+        return bytes(protos[0].data), protos[0].events
 
-    loop.run_until_complete(main())
+    assert loop.run_until_complete(main()) == (b"abc", ["made", "eof", ("lost", None)])
 
 
 def test_1000_concurrent_connections(loop):
