@@ -443,8 +443,12 @@ def test_close_with_lookups_on_the_pool_does_not_hold_the_gil(loop):
     th.join()
     for t in tasks:
         t._log_destroy_pending = False  # the loop closed under them, on purpose
-    if elapsed > 0.05:
-        assert n1 > n0, "close() held the GIL while it waited"
+    # close() cancels the lookups no pool thread has started and does not wait for the
+    # others (test_dns.py holds some running with a slow resolver); whatever it waits
+    # for, it waits without the GIL: the 1 ms ticker ticks through anything longer.
+    assert elapsed < 1.0, f"close() took {elapsed:.2f} s with 200 lookups queued"
+    assert n1 > n0 or elapsed < 0.005, "close() held the GIL while it waited"
+    assert all(t.done() or not t.cancelled() for t in tasks)
 
 
 def test_flooding_call_soon_threadsafe_does_not_starve_timers(loop):

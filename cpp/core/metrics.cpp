@@ -8,12 +8,18 @@ const char* const kHandleKindNames[kKindCount] = {"poller", "tcp", "unix", "udp"
 
 void LoopMetrics::timed_one(PyObject* handle, double d) {
     if (d <= slowest) return;
-    slowest = d;
-    slowest_count = 1;
     // Rare (a new maximum), and only in debug mode: the repr now, while the callback
-    // and its arguments are what they were when it ran.
+    // and its arguments are what they were when it ran. Taken before the time is set:
+    // a repr may run Python code that reads the metrics (or starts a new period), which
+    // must then see a time and a repr of the same callback.
     PyObject* r = PyObject_Repr(handle);
     if (!r) PyErr_Clear();
+    if (d <= slowest) {  // that code ran a slower callback meanwhile
+        Py_XDECREF(r);
+        return;
+    }
+    slowest = d;
+    slowest_count = 1;
     Py_XSETREF(slowest_repr, r);
 }
 
