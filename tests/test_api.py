@@ -144,10 +144,13 @@ def test_handles_cannot_be_made_directly():
 @pytest.mark.asyncio
 async def test_async_tests_run_on_both_loops(request):
     # pytest-asyncio parametrizes async tests through pytest_asyncio_loop_factories.
+    # Each run is one of the two, on its own loop, and the session holds both runs.
     name = request.node.callspec.id if hasattr(request.node, "callspec") else ""
     loop = asyncio.get_running_loop()
-    if "pyloop" in name:
-        assert isinstance(loop, pyloop.Loop)
-    else:
-        assert not isinstance(loop, pyloop.Loop)
+    assert name in ("asyncio", "pyloop")
+    assert isinstance(loop, pyloop.Loop) == (name == "pyloop")
+    assert type(loop).__module__.startswith("asyncio") == (name == "asyncio")
+    runs = sorted(item.callspec.id for item in request.session.items
+                  if item.originalname == request.node.originalname and hasattr(item, "callspec"))
+    assert runs == ["asyncio", "pyloop"]
     await asyncio.sleep(0.001)

@@ -101,6 +101,31 @@ def test_writer_flow_until_full(loop, pair):
     total = loop.run_until_complete(asyncio.wait_for(fut, 5))
     assert total > 0
 
+    # Full: a writer added now is not called until the peer has read; then it is.
+    calls = []
+    writable = loop.create_future()
+
+    def on_writable():
+        calls.append(1)
+        loop.remove_writer(a)
+        writable.set_result(None)
+
+    async def drain():
+        loop.add_writer(a, on_writable)
+        await asyncio.sleep(0.05)
+        before = len(calls)
+        got = 0
+        while got < total:
+            try:
+                got += len(b.recv(1 << 20))
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        await asyncio.wait_for(writable, 5)
+        return before, got
+
+    before, got = loop.run_until_complete(drain())
+    assert (before, got, calls) == (0, total, [1])
+
 
 def test_bad_fds(loop):
     with pytest.raises(ValueError):

@@ -115,12 +115,11 @@ def test_soak_200_clients(loop):
     assert blocks - base_blocks < 20000, f"{blocks - base_blocks} more memory blocks than at the start"
 
 
-trustme = pytest.importorskip("trustme")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts fds in /proc")
 def test_soak_tls_clients(loop):
     # 90 TLS clients: echo and close, reset right after the handshake, slow readers.
+    # (trustme is imported here: a module-level importorskip skipped the plain soak too)
+    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_ctx)

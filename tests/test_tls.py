@@ -639,15 +639,26 @@ def test_peer_without_close_notify(loop, server_ctx, client_ctx):
         tls.sendall(b"bye")
         tls.close()  # closes the TCP connection without a TLS close_notify (no unwrap())
 
+    class Seen(Collect):
+        eof = 0
+
+        def eof_received(self):
+            self.eof += 1
+
     async def main(port):
-        tr, proto = await loop.create_connection(lambda: Collect(loop, 3), "127.0.0.1", port, ssl=client_ctx,
+        tr, proto = await loop.create_connection(lambda: Seen(loop, 3), "127.0.0.1", port, ssl=client_ctx,
                                                  server_hostname="localhost")
         assert await asyncio.wait_for(proto.done, 10) == b"bye"
-        await asyncio.wait_for(proto.lost, 10)
+        exc = await asyncio.wait_for(proto.lost, 10)
         tr.close()
+        return proto.eof, exc
 
     with thread_peer(server_ctx, serve) as port:
-        loop.run_until_complete(main(port))
+        eof, exc = loop.run_until_complete(main(port))
+    # asyncio: the raw EOF with no close_notify is still an EOF to the application, once
+    # (the SSL layer does not treat the missing close_notify as an error), then
+    # connection_lost(None)
+    assert (eof, exc) == (1, None)
 
 
 def test_buffered_protocol_and_flow_control_over_tls(loop, server_ctx, client_ctx):
