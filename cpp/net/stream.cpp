@@ -174,8 +174,12 @@ PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc) {
     // asyncio's _call_connection_lost: tell the protocol, then release the socket
     // (libuv closes the fd) and leave the server.
     TransportObject* t = T(self);
-    PyObject* r = t->protocol != Py_None ? PyObject_CallMethodOneArg(t->protocol, PY_NAME("connection_lost"), exc)
-                                         : Py_NewRef(Py_None);
+    // Once (asyncio before 3.14 could run it twice: gh-156512), and whatever the protocol
+    // is: a protocol the user set to None fails with asyncio's AttributeError.
+    bool first = !t->lost_called;
+    t->lost_called = true;
+    PyObject* r = first ? PyObject_CallMethodOneArg(t->protocol, PY_NAME("connection_lost"), exc)
+                        : Py_NewRef(Py_None);
     PyObject* exc_state = r ? nullptr : fetch_exception();
     if (t->drain_waiter) {
         PyObject* lost = PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
