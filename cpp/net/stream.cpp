@@ -8,7 +8,6 @@
 #include "net/stream_methods.hpp"
 #include "net/server.hpp"
 #include "net/tls.hpp"
-#include "process/pipe.hpp"
 #include "uv/error.hpp"
 
 #include <fcntl.h>
@@ -586,11 +585,10 @@ PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protoco
 }
 
 PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
-                                PyObject* protocol, PyObject* extra, PyObject* server, bool own, uint8_t kind) {
+                                PyObject* protocol, PyObject* extra, PyObject* server, bool own, uint8_t kind,
+                                PyTypeObject* type) {
     int uv_fd = fd;
-    PyTypeObject* type = kind == kReadPipe    ? ReadPipeTransportType
-                         : kind == kWritePipe ? WritePipeTransportType
-                                              : StreamTransportType;
+    if (!type) type = StreamTransportType;
     if (!own) {
         uv_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (uv_fd < 0) return PyErr_SetFromErrno(PyExc_OSError);

@@ -111,9 +111,10 @@ PyTypeObject* new_transport_type(PyObject* module, PyType_Spec* spec, size_t ext
 // I/O callbacks run in a copy of the current context. Returns a new reference or nullptr.
 PyObject* stream_transport_new(PyObject* loop, PyObject* sock, PyObject* protocol, PyObject* extra,
                                PyObject* server, bool own);
-// The same when the caller knows the socket's fd and family already.
+// The same when the caller knows the socket's fd and family already. A pipe transport
+// (process/pipe.cpp) passes its kind and its type, which must lay out a TransportObject.
 PyObject* stream_transport_open(LoopCore* core, PyObject* loop, PyObject* sock, int fd, int family,
                                 PyObject* protocol, PyObject* extra, PyObject* server, bool own,
-                                uint8_t kind = kStream);
+                                uint8_t kind = kStream, PyTypeObject* type = nullptr);
 
 }  // namespace pyloop

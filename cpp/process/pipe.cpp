@@ -219,7 +219,7 @@ PyObject* pipe_transport_new(PyObject* loop, PyObject* pipe, PyObject* protocol,
     Py_DECREF(fileno);
     if (fd == -1 && PyErr_Occurred()) return nullptr;
     return stream_transport_open(core, loop, pipe, fd, AF_UNIX, protocol, extra, Py_None, false,
-                                 write ? kWritePipe : kReadPipe);
+                                 write ? kWritePipe : kReadPipe, write ? WritePipeTransportType : ReadPipeTransportType);
 }
 
 int init_pipe_types(PyObject* module) {
