@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test test-debug cpython-tests bench sanitize wheel sdist clean
+.PHONY: setup build test test-debug cpython-tests mutation-check bench sanitize wheel sdist clean
 
 # libuv is built in from vendor/libuv (CMakeLists.txt): a C++ compiler and Python are all
 # a build needs (pip brings CMake and Ninja when the machine lacks them).
@@ -32,6 +32,12 @@ DEBUG_PYTEST_ARGS := --ignore=tests/test_stress.py --ignore=tests/test_soak.py -
 # failures for this Python (tests/cpython/expected-failures-3.X.txt).
 cpython-tests: setup
 	$(PYTHON) tests/cpython/run.py $(CPYTHON_ARGS)
+
+# Does the suite catch what it claims? One-line changes to pyloop (tests/mutation/
+# mutations.py), each rebuilt in a scratch copy under build/mutation/ and run against the
+# tests that must fail: by hand before a release, not in CI (minutes of rebuilds).
+mutation-check: setup
+	$(PYTHON) tests/mutation/run.py $(MUTATION_ARGS)
 
 bench: setup
 	@command -v wrk >/dev/null || { echo "wrk is missing: installing it with apt-get"; \

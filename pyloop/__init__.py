@@ -10,7 +10,26 @@ import asyncio as _asyncio
 import sys as _sys
 from asyncio import coroutines as _coroutines, events as _events
 
-from . import _compat, _core
+from . import _compat
+
+try:
+    from . import _core
+except ImportError as _exc:
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if "_core" in str(_exc) and not any(n.startswith("_core.") and n.endswith((".so", ".pyd"))
+                                        for n in _os.listdir(_here)):
+        # The folder imported is pyloop's sources (a checkout: the current directory
+        # comes first on sys.path), which hold no compiled _core; the installed package,
+        # if any, is hidden behind it. Python's own message blames a circular import.
+        raise ImportError(
+            f"pyloop was imported from {_here}, a source folder with no compiled pyloop._core: "
+            f"Python found it before the installed package because {_os.path.dirname(_here)} is "
+            "on sys.path (the current directory, when you run python there). Run from another "
+            "folder to use the installed pyloop, or build this checkout in place first "
+            "(make build, or pip install -e .).", name="pyloop._core", path=_here) from None
+    raise
 from ._core import Handle, TimerHandle
 from ._loop import Loop
 

@@ -83,16 +83,30 @@ def repl():
     runpy.run_module("asyncio", run_name="__main__", alter_sys=True)
 
 
+def print_out(text):
+    """Prints to stdout; a reader that went away (`python -m pyloop | head -1`) ends the
+    program quietly, as a command-line tool does, not with a BrokenPipeError traceback."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and fail the same way: point it at
+        # /dev/null first (the recipe of Python's signal module documentation).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("info", "--version"):
-        print(info())
+        print_out(info())
     elif argv[0] == "run":
         run_script(argv[1:])
     elif argv[0] == "repl":
         repl()
     elif argv[0] in ("-h", "--help", "help"):
-        print(__doc__.strip())
+        print_out(__doc__.strip())
     else:
         sys.exit(f"python -m pyloop: unknown command {argv[0]!r} (info, run SCRIPT, repl)\n\n{__doc__.strip()}")
 

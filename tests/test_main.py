@@ -1,6 +1,7 @@
 """python -m pyloop: the report, `run SCRIPT`, `repl`."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -70,3 +71,36 @@ def test_libuv_is_the_bundled_1_52_1():
     assert _core.libuv_linkage == "bundled"
     assert _core.libuv_build_version == 15201
     assert _core.libuv_version_string() == "1.52.1"
+
+
+def test_run_from_a_source_folder_says_what_happened(tmp_path):
+    # A checkout's top folder holds pyloop's sources without the compiled _core; run from
+    # there, Python finds them before the installed package. Python's own message blames
+    # a circular import; pyloop says what happened and what to do. (-S: no site-packages,
+    # so no installed pyloop could be found first.)
+    src = os.path.dirname(pyloop.__file__)
+    dst = tmp_path / "pyloop"
+    dst.mkdir()
+    for name in os.listdir(src):
+        if name.endswith(".py"):
+            shutil.copyfile(os.path.join(src, name), dst / name)
+    out = subprocess.run([sys.executable, "-S", "-m", "pyloop"], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1
+    assert "circular import" not in out.stderr
+    assert (f"ImportError: pyloop was imported from {dst}, a source folder with no compiled pyloop._core"
+            in out.stderr), out.stderr
+    assert "Run from another folder to use the installed pyloop, or build this checkout in place" in out.stderr
+
+
+def test_report_into_a_closed_pipe_ends_quietly(tmp_path):
+    # `python -m pyloop | head -1`: the reader goes away; no BrokenPipeError traceback.
+    r, w = os.pipe()
+    os.close(r)  # gone before the report is written: every write fails with EPIPE
+    try:
+        out = subprocess.run([sys.executable, "-m", "pyloop"], stdout=w, stderr=subprocess.PIPE, text=True,
+                             cwd=str(tmp_path), timeout=60)
+    finally:
+        os.close(w)
+    assert out.returncode == 1
+    assert out.stderr == ""

@@ -254,3 +254,17 @@ def test_ctrl_c_reaches_the_script_and_the_report_follows(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "interrupted" in out and "pyloop: 0 Python threads" in out
+
+
+def test_a_failing_script_is_reported_as_failed(tmp_path):
+    # A script that fails (here: a module it needs is missing, as aiohttp for README's
+    # example) gets its table, marked as a failure with the error, and the tool says so
+    # on stderr and exits with 1.
+    proc = tool(tmp_path, """
+        import no_such_module_here
+    """, check=False)
+    assert proc.returncode == 1
+    failed = ("the script FAILED on pyloop (exit code 1: ModuleNotFoundError: "
+              "No module named 'no_such_module_here')")
+    assert f"  {failed}: below is what it did until then" in proc.stdout
+    assert f"pyloop.threads: {failed}" in proc.stderr

@@ -96,6 +96,8 @@ def main(argv=None):
             sys.exit("pyloop.threads: drawing needs matplotlib (pip install matplotlib)")
         print(f"diagram: {ns.output}", file=sys.stderr)
     failed = [r for r in runs if r["exit_code"]]
+    for r in failed:  # said again where it cannot be missed (the table may be long, or JSON)
+        print(f"pyloop.threads: {draw.failure(r)}", file=sys.stderr)
     return 1 if failed else 0
 
 

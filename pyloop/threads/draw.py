@@ -5,12 +5,22 @@ _KIND_LABEL = {"main": "main", "python": "Python", "os": "OS"}
 _COLORS = {"main": "#1f77b4", "python": "#d62728", "os": "#2ca02c"}
 
 
+def failure(run):
+    """What went wrong in a run whose script failed, in a line; None if it did not."""
+    if not run.get("exit_code"):
+        return None
+    error = run.get("error")
+    return f"the script FAILED on {run['loop']} (exit code {run['exit_code']}" + (f": {error})" if error else ")")
+
+
 def summary(run):
     n_py = sum(t["kind"] == "python" for t in run["threads"])
     n_os = sum(t["kind"] == "os" for t in run["threads"])
-    return (f"{run['loop']}: {n_py} Python thread{'s' * (n_py != 1)}, "
+    line = (f"{run['loop']}: {n_py} Python thread{'s' * (n_py != 1)}, "
             f"{n_os} other OS thread{'s' * (n_os != 1)} (Python {run['python']}; "
             f"script {run['script_time'] * 1e3:.0f} ms, process {run['duration'] * 1e3:.0f} ms)")
+    failed = failure(run)
+    return f"{line}\n  {failed}: below is what it did until then" if failed else line
 
 
 def _ms(v):

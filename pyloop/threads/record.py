@@ -127,17 +127,21 @@ def run_recorded(loop_name, out_path, argv):
     recorder.write("run", loop=loop_name, pid=os.getpid(), python=sys.version.split()[0],
                    main_tid=threading.get_native_id(), script_start=time.monotonic())
     exit_code = 0
+    error = None
     try:
         exec_script(argv)
     except SystemExit as exc:
         code = exc.code
         exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        if exit_code and not isinstance(code, int):
+            error = str(code)
         raise
-    except BaseException:
+    except BaseException as exc:
         exit_code = 1
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise
     finally:
-        recorder.write("end", script_end=time.monotonic(), exit_code=exit_code)
+        recorder.write("end", script_end=time.monotonic(), exit_code=exit_code, error=error)
         out.close()
 
 
@@ -307,7 +311,7 @@ def merge(data, samples, interval):
                         "start": round(max(rec["first"] - t0, 0.0), 6), "end": round(max(t_end, 0.0), 6),
                         "cpu": cpu(rec), "busy": spans(rec), "started_from": [], "executor": None})
     return {"loop": data["loop"], "python": data["python"], "exit_code": data["exit_code"],
-            "script_time": round(data["script_end"] - t0, 6), "duration": round(end, 6), "interval": interval,
+            "error": data.get("error"), "script_time": round(data["script_end"] - t0, 6), "duration": round(end, 6), "interval": interval,
             "threads": threads}
 
 
