@@ -67,7 +67,7 @@ sanitize: setup
 	@test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)
 	@$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install "scikit-build-core>=0.10" "pybind11>=2.12" \
 	  "pytest>=8.4" "pytest-asyncio>=1.4" "pytest-timeout>=2.3" "blockbuster>=1.5" "trustme>=1.1" "aiohttp>=3.9" \
-	  "uvicorn>=0.30" "gunicorn>=22" "mypy>=1.10"
+	  "uvicorn>=0.30" "gunicorn>=22" "mypy>=1.10" "matplotlib>=3.5" "auditwheel>=6" "build>=1.0"
 	$(SAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation \
 	  -Ccmake.define.PYLOOP_SANITIZE=ON -Ccmake.define.PYLOOP_LIBUV=bundled -Ccmake.build-type=Debug -Cbuild-dir=build/sanitize .
 	cd $(SAN_VENV) && LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from conftest import missing
+
 RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "run.py")
 
 SUITES = {  # suite: the smallest case of it
@@ -27,7 +29,7 @@ SUITES = {  # suite: the smallest case of it
 @pytest.mark.parametrize("suite", SUITES)
 def test_a_bench_suite_runs_and_writes_its_results(suite, tmp_path):
     if suite == "http" and not shutil.which("wrk"):
-        pytest.skip("wrk is not installed (make bench installs it)")
+        missing("wrk is not installed (make bench installs it)")
     out = subprocess.run([sys.executable, RUN, "--suite", suite, "--repeat", "1", "--results", str(tmp_path),
                           *SUITES[suite]], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

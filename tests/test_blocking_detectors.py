@@ -11,7 +11,9 @@ import pytest
 
 import pyloop
 
-blockbuster = pytest.importorskip("blockbuster")
+from conftest import needs_module
+
+blockbuster = needs_module("blockbuster")
 
 
 def test_unix_server_and_sendfile_under_blockbuster(loop, tmp_path):

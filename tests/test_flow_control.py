@@ -21,7 +21,9 @@ import pytest
 
 from test_tls import ca, client_ctx, server_ctx  # noqa: F401 (fixtures)
 
-trustme = pytest.importorskip("trustme")
+from conftest import needs_module
+
+trustme = needs_module("trustme")
 
 
 class Flow(asyncio.BaseProtocol):

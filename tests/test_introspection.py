@@ -11,6 +11,8 @@ import textwrap
 
 import pytest
 
+from conftest import missing
+
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio's introspection is 3.14+")
 
 PROGRAM = textwrap.dedent("""
@@ -52,7 +54,7 @@ def _inspect(loop_name, tool):
 def test_ps_and_pstree_see_pyloops_tasks_as_asyncios(tool):
     reference = _inspect("asyncio", tool)
     if reference.returncode != 0:
-        pytest.skip(f"`python -m asyncio {tool}` cannot attach here, on asyncio either: {reference.stderr.strip()}")
+        missing(f"`python -m asyncio {tool}` cannot attach here, on asyncio either: {reference.stderr.strip()}")
     ours = _inspect("pyloop", tool)
     assert ours.returncode == 0, ours.stderr
     for name in ("Task-1", "middle-task", "leaf-task"):

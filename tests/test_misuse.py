@@ -21,6 +21,7 @@ import warnings
 import pytest
 
 import pyloop
+from conftest import missing
 
 BAD = {
     "None": None,
@@ -563,7 +564,7 @@ CALLBACK_CASES = [(kind, cb, how) for kind, cbs in KINDS.items() for cb in cbs
                          ids=[f"{k}-{c}-{b}" for k, c, b in CALLBACK_CASES])
 def test_misbehaving_protocol_callback_as_asyncio(kind, callback, behaviour):
     if kind.startswith("tls") and trustme is None:
-        pytest.skip("trustme is not installed")
+        missing("trustme is not installed")
     if kind.startswith("tls") and callback == "eof_received" and sys.version_info < (3, 11):
         pytest.skip("3.10's sslproto (both loops run asyncio's there) never calls eof_received")
     expected = callback_outcome(asyncio.SelectorEventLoop, kind, callback, behaviour)

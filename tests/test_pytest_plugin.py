@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from conftest import needs_module
+
 ASYNCIO_TESTS = textwrap.dedent("""
     import asyncio
     import pytest
@@ -57,20 +59,20 @@ def make_project(tmp_path, files, ini=""):
 
 
 def test_pytest_asyncio_project(tmp_path):
-    pytest.importorskip("pytest_asyncio")
+    needs_module("pytest_asyncio")
     project = make_project(tmp_path, {"test_a.py": ASYNCIO_TESTS})
     assert run_pytest(project, "--pyloop") == ["pyloop"]
     assert run_pytest(project) == ["asyncio.unix_events"]
 
 
 def test_ini_option(tmp_path):
-    pytest.importorskip("pytest_asyncio")
+    needs_module("pytest_asyncio")
     project = make_project(tmp_path, {"test_a.py": ASYNCIO_TESTS}, ini="pyloop = true\n")
     assert run_pytest(project) == ["pyloop"]
 
 
 def test_aiohttp_project(tmp_path):
-    pytest.importorskip("aiohttp")
+    needs_module("aiohttp")
     project = make_project(tmp_path, {"conftest.py": AIOHTTP_CONFTEST, "test_b.py": AIOHTTP_TESTS})
     assert run_pytest(project, "--pyloop", "-p", "no:asyncio") == ["pyloop"]
     assert run_pytest(project, "-p", "no:asyncio") == ["asyncio.unix_events"]
@@ -87,7 +89,7 @@ def test_a_project_with_warnings_as_errors_starts(tmp_path):
     # aiohttp's and AnyIO's configurations turn every warning into an error: pyloop's plugin
     # (an entry point every pytest run loads) must not warn, installed editable (this suite
     # runs on an editable install, make setup) or from a wheel.
-    pytest.importorskip("pytest_asyncio")
+    needs_module("pytest_asyncio")
     project = make_project(tmp_path, {"test_a.py": ASYNCIO_TESTS}, ini="filterwarnings =\n    error\n")
     assert run_pytest(project, "-W", "error") == ["asyncio.unix_events"]
     assert run_pytest(project, "-W", "error", "--pyloop") == ["pyloop"]

@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+from conftest import needs_module
+
 ASGI_APP = textwrap.dedent("""
     import asyncio
 
@@ -60,7 +62,7 @@ def serve_and_get(cmd, port, cwd, timeout=30):
 
 
 def test_uvicorn_cli(tmp_path):
-    pytest.importorskip("uvicorn")
+    needs_module("uvicorn")
     (tmp_path / "asgi.py").write_text(ASGI_APP)
     port = free_port()
     body = serve_and_get([sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port),
@@ -69,7 +71,7 @@ def test_uvicorn_cli(tmp_path):
 
 
 def test_uvicorn_run(tmp_path):
-    pytest.importorskip("uvicorn")
+    needs_module("uvicorn")
     port = free_port()
     (tmp_path / "serve.py").write_text(ASGI_APP + textwrap.dedent(f"""
         import uvicorn
@@ -79,7 +81,7 @@ def test_uvicorn_run(tmp_path):
 
 
 def test_aiohttp_run_app(tmp_path):
-    pytest.importorskip("aiohttp")
+    needs_module("aiohttp")
     port = free_port()
     (tmp_path / "serve.py").write_text(textwrap.dedent(f"""
         import asyncio
@@ -97,7 +99,7 @@ def test_aiohttp_run_app(tmp_path):
 
 
 def test_policy_given_as_a_loop_factory_says_what_to_write(tmp_path):
-    pytest.importorskip("uvicorn")
+    needs_module("uvicorn")
     (tmp_path / "asgi.py").write_text(ASGI_APP)
     out = subprocess.run([sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(free_port()),
                           "--loop", "pyloop:EventLoopPolicy"], cwd=str(tmp_path), capture_output=True,
@@ -126,8 +128,8 @@ def test_policy_in_asyncio_runner():
 def test_gunicorn_aiohttp_worker_on_every_worker(tmp_path):
     """gunicorn with pyloop's aiohttp worker class, 2 worker processes: each answers
     from a pyloop loop (the answer names the worker's pid)."""
-    pytest.importorskip("gunicorn")
-    pytest.importorskip("aiohttp")
+    needs_module("gunicorn")
+    needs_module("aiohttp")
     port = free_port()
     (tmp_path / "app.py").write_text(textwrap.dedent("""
         import asyncio, os

@@ -12,6 +12,8 @@ import threading
 
 import pytest
 
+from conftest import needs_module
+
 PAYLOAD = os.urandom(64 * 1024)
 
 
@@ -119,7 +121,7 @@ def test_soak_200_clients(loop):
 def test_soak_tls_clients(loop):
     # 90 TLS clients: echo and close, reset right after the handshake, slow readers.
     # (trustme is imported here: a module-level importorskip skipped the plain soak too)
-    trustme = pytest.importorskip("trustme")
+    trustme = needs_module("trustme")
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_ctx)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import pyloop
-from conftest import LOOP_FACTORIES
+from conftest import LOOP_FACTORIES, missing
 
 
 def pair():
@@ -298,7 +298,7 @@ def test_datagram_operations_wait_then_complete(loop, family, host):
     try:
         a, b = udp(family, host), udp(family, host)
     except OSError:
-        pytest.skip("no IPv6 here")
+        missing("no IPv6 here")
 
     async def main():
         t = loop.create_task(loop.sock_recvfrom(a, 100))

@@ -12,6 +12,8 @@ import pytest
 from pyloop.threads import draw
 from pyloop.threads.record import condensed_stack
 
+from conftest import missing
+
 LOOPS = ["asyncio", "pyloop"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 THREAD_FIELDS = {"tid", "kind", "name", "comm", "start", "end", "cpu", "busy", "started_from", "executor"}
 
@@ -133,7 +135,7 @@ def test_python_threads_exactly(tmp_path):
 
 def test_png_and_compare(tmp_path):
     if importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("matplotlib is not installed")
+        missing("matplotlib is not installed")
     png = tmp_path / "d.png"
     data, proc = run_json(tmp_path, DNS3, "--compare", "-o", str(png))
     assert [r["loop"] for r in data["runs"]] == [loop for loop in ("asyncio", "uvloop", "pyloop") if loop in LOOPS]

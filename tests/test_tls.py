@@ -11,9 +11,9 @@ import sys
 import threading
 
 import pytest
-from conftest import drop_debug_accept_errors
+from conftest import needs_module, drop_debug_accept_errors
 
-trustme = pytest.importorskip("trustme")
+trustme = needs_module("trustme")
 
 if sys.version_info < (3, 11):
     # asyncio 3.10's SSLProtocol never closes the TLS transport of a server-side
@@ -703,7 +703,7 @@ def test_buffered_protocol_and_flow_control_over_tls(loop, server_ctx, client_ct
 
 
 def test_aiohttp_https_client_and_server(loop, server_ctx, client_ctx):
-    aiohttp = pytest.importorskip("aiohttp")
+    aiohttp = needs_module("aiohttp")
     from aiohttp import web
 
     async def hello(request):

@@ -15,9 +15,9 @@ import pytest
 
 from protocols import Events
 
-trustme = pytest.importorskip("trustme")
+from conftest import needs_module, drop_debug_accept_errors
 
-from conftest import drop_debug_accept_errors
+trustme = needs_module("trustme")
 from test_tls import Collect, Echo, client_ctx, ca, server_ctx, tls_server  # noqa: F401 (fixtures)
 
 PY311 = sys.version_info >= (3, 11)

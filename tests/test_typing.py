@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from conftest import needs_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -31,7 +33,7 @@ def test_readme_examples_pass_mypy_strict(tmp_path, version):
     # an editable install's path), found by mypy as PEP 561 says; not through MYPYPATH,
     # which would check the stubs as the user's own code (where mypy asks a class deriving
     # from AbstractEventLoop to define its abstract methods again).
-    pytest.importorskip("mypy")
+    needs_module("mypy")
     with open(os.path.join(ROOT, "README.md")) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
     assert blocks

@@ -13,6 +13,8 @@ import zipfile
 
 import pytest
 
+from conftest import missing, needs_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # No network for the builds: a proxy nobody listens on, and no package index.
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
@@ -59,7 +61,7 @@ def test_core_needs_no_libuv_and_exports_none_of_it(wheel, tmp_path):
 
 
 def test_auditwheel_finds_only_system_libraries(wheel):
-    pytest.importorskip("auditwheel")
+    needs_module("auditwheel")
     out = run([sys.executable, "-m", "auditwheel", "show", str(wheel)])
     assert "consistent with" in out and "manylinux" in out, out
     assert "external shared libraries are required" not in out and "libuv" not in out, out
@@ -142,7 +144,7 @@ def system_libuv():
 def test_system_libuv_is_an_opt_in(tmp_path):
     version = system_libuv()
     if version is None:
-        pytest.skip("no system libuv (pkg-config libuv): nothing to link")
+        missing("no system libuv (pkg-config libuv): nothing to link")
     out = tmp_path / "dist"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
          "--config-settings", "cmake.define.PYLOOP_LIBUV=system",

@@ -1,21 +1,28 @@
 """One test.test_asyncio module on pyloop loops (started by run.py).
 
-    python child.py --json OUT [--timeout S] [--skip FILE] test.test_asyncio.MODULE
+    python child.py --json OUT [--timeout S] [--skip FILE] [--only FILE] [--stock]
+                    test.test_asyncio.MODULE
 
 Writes a JSON line per test to OUT: {"id", "outcome", "detail"}, with an "started"
 line first, so that the parent knows which test was running if this process dies.
 A test that runs past --timeout seconds ends the process (faulthandler prints every
 thread's stack); the parent records it and starts the module again past it.
+--only runs just the test ids in FILE; --stock runs them on asyncio's own loops (no shim:
+does a test skip there too?).
+
+A test that leaves a file in / (as root, a test whose mocks pyloop does not go through
+binds a real socket at /test) has it removed, and its outcome says so.
 """
 
 import argparse
 import faulthandler
 import json
+import os
+import signal
+import stat
 import sys
 import traceback
 import unittest
-
-import shim
 
 
 # test_events, test_sendfile and test_sock_lowlevel run one mixin of tests on a selector
@@ -39,6 +46,7 @@ class JsonResult(unittest.TextTestResult):
 
     def startTest(self, test):
         self._write(test, "started")
+        self._root = set(os.listdir("/"))
         # A test expected to fail may fail by hanging: it gets less time.
         limit = min(self._timeout, EXPECTED_LIMIT) if test.id() in self.expected else self._timeout
         faulthandler.dump_traceback_later(limit, exit=True)
@@ -46,6 +54,16 @@ class JsonResult(unittest.TextTestResult):
 
     def stopTest(self, test):
         faulthandler.cancel_dump_traceback_later()
+        litter = sorted(set(os.listdir("/")) - self._root)
+        for name in litter:
+            path = "/" + name
+            try:
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue  # not ours to remove (a mount point, a tool's)
+                os.unlink(path)
+            except OSError:
+                continue
+            self._write(test, "littered", f"left {path} behind (removed)")
         super().stopTest(test)
 
     def addSuccess(self, test):
@@ -98,9 +116,17 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--skip", help="a file of test ids already run")
     ap.add_argument("--expected", help="a file of the test ids expected to fail")
+    ap.add_argument("--only", help="a file of the test ids to run (no other)")
+    ap.add_argument("--stock", action="store_true", help="on asyncio's own loops")
     ap.add_argument("module")
     args = ap.parse_args()
-    shim.install()
+    # Started from a shell's background job, the process inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: tests that interrupt themselves
+    # (test_runners) would hang. A test process gets Python's default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not args.stock:
+        import shim
+        shim.install()
     if args.expected:
         with open(args.expected, encoding="utf-8") as f:
             JsonResult.expected = frozenset(line.strip() for line in f if line.strip())
@@ -116,8 +142,12 @@ def main():
     except Exception:
         traceback.print_exc()
         return 3
+    only = None
+    if args.only:
+        with open(args.only, encoding="utf-8") as f:
+            only = {line.strip() for line in f if line.strip()}
     tests = [t for t in flatten(suite)
-             if t.id() not in skip and type(t).__name__ not in DUPLICATES]
+             if t.id() not in skip and type(t).__name__ not in DUPLICATES and (only is None or t.id() in only)]
     # Loader errors (an import that failed) come as _FailedTest: they fail as tests.
     with open(args.json, "a", encoding="utf-8") as out:
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=1,
