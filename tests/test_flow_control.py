@@ -62,7 +62,8 @@ KERNEL_BUFFER = 65536  # fixed socket buffers: no autotuning that takes more as 
 
 
 class StreamPeer:
-    """The far end of a stream: reads nothing until asked."""
+    """The far end of a stream: reads nothing until asked. read(limit) takes up to limit
+    bytes of what waits; `received` counts what the application was sent."""
 
     def __init__(self, sock):
         self.sock = sock
@@ -70,17 +71,23 @@ class StreamPeer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, KERNEL_BUFFER)
         self.received = 0
 
+    def recv(self, n):
+        return self.sock.recv(n)
+
+    def take(self, data):
+        self.received += len(data)
+
     def read(self, limit):
         got = 0
         while got < limit:
             try:
-                data = self.sock.recv(min(65536, limit - got))
+                data = self.recv(min(65536, limit - got))
             except BlockingIOError:
                 break
             if not data:
                 break
             got += len(data)
-        self.received += got
+            self.take(data)
         return got
 
     def close(self):
@@ -93,18 +100,8 @@ class PipePeer(StreamPeer):
         self.fd = fd
         self.received = 0
 
-    def read(self, limit):
-        got = 0
-        while got < limit:
-            try:
-                data = os.read(self.fd, min(65536, limit - got))
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            got += len(data)
-        self.received += got
-        return got
+    def recv(self, n):
+        return os.read(self.fd, n)
 
     def close(self):
         os.close(self.fd)
@@ -133,23 +130,13 @@ class TlsPeer(StreamPeer):
         if self.outgoing.pending:
             await loop.sock_sendall(self.sock, self.outgoing.read())
 
-    def read(self, limit):
-        got = 0
-        while got < limit:
-            try:
-                data = self.sock.recv(min(65536, limit - got))
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            got += len(data)
-            self.incoming.write(data)
+    def take(self, data):
+        self.incoming.write(data)
         while True:
             try:
                 self.received += len(self.tls.read(1 << 20))
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 break
-        return got
 
 
 async def tcp_pair(loop, family, tmp_path, server_ctx, client_ctx):
