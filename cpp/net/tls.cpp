@@ -440,6 +440,11 @@ int abort(TlsProtocolObject* p, PyObject* exc) {
     return transport_call(p, s_force_close, exc ? exc : Py_None);
 }
 
+void append_backlog(TlsProtocolObject* p, PyObject* data, Py_ssize_t len) {
+    p->backlog->push_back(Py_NewRef(data));
+    p->write_buffer_size += len;
+}
+
 int write_appdata(TlsProtocolObject* p, PyObject* const* items, Py_ssize_t n) {
     if (p->state == TlsState::Flushing || p->state == TlsState::Shutdown || p->state == TlsState::Unwrapped) {
         if (p->conn_lost >= kLogThresholdConnLostWrites) {
@@ -453,8 +458,7 @@ int write_appdata(TlsProtocolObject* p, PyObject* const* items, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t len = PyObject_Size(items[i]);
         if (len < 0) return -1;
-        p->backlog->push_back(Py_NewRef(items[i]));
-        p->write_buffer_size += len;
+        append_backlog(p, items[i], len);
     }
     if (p->state != TlsState::Wrapped) return 0;
     Ref keep(Py_NewRef(O(p)));

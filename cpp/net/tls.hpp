@@ -116,6 +116,7 @@ int tls_received(PyObject* proto);
 // What the app transport (tls_transport.cpp) calls on the protocol (tls.cpp).
 namespace tls {
 int write_appdata(TlsProtocolObject* p, PyObject* const* items, Py_ssize_t n);
+void append_backlog(TlsProtocolObject* p, PyObject* data, Py_ssize_t len);  // no write step
 int start_shutdown(TlsProtocolObject* p);
 int abort(TlsProtocolObject* p, PyObject* exc);
 int control_app_writing(TlsProtocolObject* p);

@@ -179,6 +179,17 @@ PyObject* TlsT_write(PyObject* self, PyObject* data) {
     return p ? done(tls::write_appdata(p, &data, 1)) : nullptr;
 }
 
+// asyncio's test hook (its own test_ssl fills the backlog with it): the data joins the
+// backlog as if written while the handshake ran, and goes out with the next write step.
+PyObject* TlsT_test_append_write_backlog(PyObject* self, PyObject* data) {
+    TlsProtocolObject* p = proto_of(self);
+    if (!p) return nullptr;
+    Py_ssize_t len = PyObject_Size(data);
+    if (len < 0) return nullptr;
+    tls::append_backlog(p, data, len);
+    Py_RETURN_NONE;
+}
+
 PyObject* TlsT_writelines(PyObject* self, PyObject* list_of_data) {
     TlsProtocolObject* p = proto_of(self);
     if (!p) return nullptr;
@@ -281,6 +292,7 @@ PyMethodDef TlsT_methods[] = {
     {"write", TlsT_write, METH_O, "Encrypt and send bytes (buffered until the handshake completes)."},
     {"writelines", TlsT_writelines, METH_O, nullptr},
     {"write_eof", TlsT_write_eof, METH_NOARGS, nullptr},
+    {"_test__append_write_backlog", TlsT_test_append_write_backlog, METH_O, nullptr},
     {"can_write_eof", TlsT_can_write_eof, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
