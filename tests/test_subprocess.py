@@ -638,8 +638,9 @@ def test_asyncios_own_default_watchers_leave_pyloop_its_pidfds(loop, loop_name):
 
     async def main():
         before = threading.active_count()
-        p = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
-        during = threading.active_count()
+        p = await asyncio.create_subprocess_exec("sh", "-c", "read line; exit 3", stdin=PIPE)
+        during = threading.active_count()  # the child waits for its stdin: still running
+        p.stdin.close()
         return await asyncio.wait_for(p.wait(), 30), during - before
 
     with _PolicysWatcher(kind, loop if kind == "PidfdChildWatcher" else None):
