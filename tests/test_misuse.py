@@ -117,9 +117,12 @@ def describe(value):
         return type(value).__name__ + "(" + ", ".join(describe(v) for v in value) + ")"
     if isinstance(value, socket.socket):
         return "socket"
-    for role in ("TimerHandle", "Handle"):
-        if type(value).__name__ == role:
-            return role
+    # (asyncio 3.14's call_soon_threadsafe returns a _ThreadSafeHandle; pyloop's handles
+    # are its own types)
+    if isinstance(value, asyncio.TimerHandle) or type(value).__name__ == "TimerHandle":
+        return "TimerHandle"
+    if isinstance(value, asyncio.Handle) or type(value).__name__ == "Handle":
+        return "Handle"
     for role in (asyncio.Task, asyncio.Future, asyncio.DatagramTransport, asyncio.Transport):
         if isinstance(value, role):
             return role.__name__
