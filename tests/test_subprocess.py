@@ -649,7 +649,7 @@ def test_asyncios_own_default_watchers_leave_pyloop_its_pidfds(loop, loop_name):
     assert threads == (1 if loop_name == "asyncio" and kind == "ThreadedChildWatcher" else 0)
 
 
-def test_kill_then_close_reaps_in_close_as_asyncio(loop, caplog):
+def test_kill_then_close_reaps_in_close_as_asyncio(loop, loop_name, caplog):
     # kill(), then close() once the child is a zombie: close()'s Popen.poll() reaps it
     # before the loop hears of the exit. asyncio 3.12+ (a pidfd watcher) then reports
     # return code 255 with its watcher's warning; before 3.12 asyncio's watcher thread,
@@ -659,12 +659,15 @@ def test_kill_then_close_reaps_in_close_as_asyncio(loop, caplog):
         p = await asyncio.create_subprocess_exec("sleep", "30")
         transport = p._transport
         p.kill()
-        # Until it is a zombie (or reaped by asyncio's watcher thread), without letting
-        # the loop run: neither loop may see the exit before close().
+        # Until it is a zombie (asyncio before 3.12: until its watcher thread, blocked in
+        # waitpid(), has reaped it, which it does at once: else close() and the thread
+        # race), without letting the loop run: the loop may not see the exit before
+        # close().
+        reaped_by_a_thread = loop_name == "asyncio" and sys.version_info < (3, 12)
         for _ in range(5000):
             try:
                 with open(f"/proc/{p.pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z" and not reaped_by_a_thread:
                         break
             except (FileNotFoundError, ProcessLookupError):  # reaped
                 break

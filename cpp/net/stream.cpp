@@ -234,10 +234,41 @@ PyObject* Transport_deliver_deferred(PyObject* self, PyObject* what) {
     if (!t->read_deferred) Py_RETURN_NONE;
     t->read_deferred--;
     if (!t->conn_lost) {  // as asyncio's reader, unless the connection is gone
-        if (t->paused && !t->closing) {
+        // Held while paused; and a pipe's reads stay behind those it still holds (they
+        // go out one per pass: see Transport_deliver_held).
+        bool behind = t->kind == kReadPipe && (t->dripping || t->held_reads);
+        if ((t->paused && !t->closing) || behind) {
             if (hold_read(t, what) < 0) return nullptr;
         } else {
             deliver(t, what);
+        }
+    }
+    after_deferred_delivery(t);
+    Py_RETURN_NONE;
+}
+
+// A read pipe's held read, given back after resume_reading(): one per pass over the
+// ready queue, so that the pipe_data_received its delivery queues (a subprocess's,
+// which may pause again) runs before the next read is delivered, as asyncio reads once
+// per event and a pause cancels the read after it. Reads that come meanwhile are held
+// behind (Transport_deliver_deferred); the drip ends with a pass that brought none
+// (what is Py_Ellipsis then).
+PyObject* Transport_deliver_held(PyObject* self, PyObject* what) {
+    TransportObject* t = T(self);
+    if (!t->read_deferred) Py_RETURN_NONE;
+    t->read_deferred--;
+    t->dripping = false;
+    if (!t->conn_lost) {
+        if (what == Py_Ellipsis) {
+            if (!t->paused && drip_held_read(t) < 0) return nullptr;
+        } else if (t->paused && !t->closing) {
+            if (!t->held_reads && !(t->held_reads = PyList_New(0))) return nullptr;
+            if (PyList_Insert(t->held_reads, 0, what) < 0) return nullptr;  // first again
+        } else {
+            deliver(t, what);
+            if (!t->paused && !t->conn_lost &&
+                (t->held_reads ? drip_held_read(t) : queue_held(t, Py_Ellipsis)) < 0)
+                return nullptr;
         }
     }
     after_deferred_delivery(t);
@@ -282,7 +313,11 @@ PyObject* Transport_resume_reading(PyObject* self, PyObject*) {
     TransportObject* t = T(self);
     if (t->closing || !t->paused) Py_RETURN_NONE;
     t->paused = false;
-    if (t->held_reads && requeue_held_reads(t) < 0) return nullptr;
+    if (t->held_reads) {
+        // a pipe's one per pass (Transport_deliver_held), a socket's all at once (its
+        // protocol's data_received pauses at once when it does)
+        if ((t->kind == kReadPipe ? drip_held_read(t) : requeue_held_reads(t)) < 0) return nullptr;
+    }
     if (t->read_deferred == 0 && t->deferred_error) after_deferred_delivery(t);
     else start_reading(t);
     Py_RETURN_NONE;

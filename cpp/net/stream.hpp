@@ -83,6 +83,7 @@ struct TransportObject {
     bool user_closing;
     bool buffered_at_close;
     bool watching_reader;  // a write pipe's fd is watched for its reader going away (watch_fd)
+    bool dripping;          // a read pipe's held read is in the ready queue (Transport_deliver_held)
     bool lost_called;       // _call_connection_lost ran (it tells the protocol once)
     bool progress_watched;  // the loop looks at libuv's write queue after each poll (paused writer)
     bool cork_queued;    // the loop will flush the cork before its next poll

@@ -398,12 +398,11 @@ void deliver(TransportObject* t, PyObject* what) {
 }
 
 // Whether reading stops while a read waits for its delivery: for a BufferedProtocol
-// (its buffer must not be asked for again before buffer_updated), TLS, and a read pipe
-// (it reads once per iteration anyway: see one_read_per_iteration). Other transports
-// keep libuv reading: a stop and a start would cost two epoll_ctl calls per read, and
-// the ready queue runs before the next poll anyway, so a further read is rare (a read
-// that filled the buffer, a loop stopped mid-queue) and queues behind.
-static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls || t->kind == kReadPipe; }
+// (its buffer must not be asked for again before buffer_updated) and TLS. Other
+// transports keep libuv reading: a stop and a start would cost two epoll_ctl calls
+// per read, and the ready queue runs before the next poll anyway, so a further read
+// is rare (a read that filled the buffer, a loop stopped mid-queue) and queues behind.
+static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls; }
 
 static int queue_delivery(TransportObject* t, PyObject* what) {
     static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
@@ -429,6 +428,34 @@ int hold_read(TransportObject* t, PyObject* what) {
     return PyList_Append(t->held_reads, what);
 }
 
+// Queues Transport_deliver_held(what): a held read, or Py_Ellipsis, the end of the drip.
+int queue_held(TransportObject* t, PyObject* what) {
+    static PyObject* s_deliver_held = PyUnicode_InternFromString("_deliver_held");
+    PyObject* m = PyObject_GetAttr(O(t), s_deliver_held);
+    HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
+    Py_XDECREF(m);
+    if (!h) return -1;
+    t->read_deferred++;
+    t->dripping = true;
+    t->core->push_ready(h);
+    return 0;
+}
+
+int drip_held_read(TransportObject* t) {
+    PyObject* held = t->held_reads;
+    if (!held || t->dripping) return 0;
+    if (PyList_GET_SIZE(held) == 0) {
+        Py_CLEAR(t->held_reads);
+        return 0;
+    }
+    PyObject* what = Py_NewRef(PyList_GET_ITEM(held, 0));
+    int r = PyList_SetSlice(held, 0, 1, nullptr);
+    if (r == 0 && PyList_GET_SIZE(held) == 0) Py_CLEAR(t->held_reads);
+    if (r == 0) r = queue_held(t, what);
+    Py_DECREF(what);
+    return r;
+}
+
 int requeue_held_reads(TransportObject* t) {
     PyObject* held = t->held_reads;
     t->held_reads = nullptr;
@@ -444,12 +471,6 @@ void after_deferred_delivery(TransportObject* t) {
         t->deferred_error = 0;
         fatal_uv_error(t, err, t->kind == kReadPipe ? "Fatal read error on pipe transport"
                                                     : "Fatal read error on socket transport");
-        return;
-    }
-    if (t->kind == kReadPipe) {
-        // Behind what the delivery queued: a subprocess's pipe_data_received, which may
-        // pause reading (see one_read_per_iteration).
-        if (!t->conn_lost && call_soon_method(t, O(t), PY_NAME("_start_reading"), nullptr) < 0) report_unraisable(O(t));
         return;
     }
     start_reading(t);
@@ -486,8 +507,9 @@ static ssize_t socket_end(TransportObject* t) {
 // A read pipe reads once per loop iteration, as asyncio's does (one read per event):
 // libuv would read on while data is there, and a subprocess's protocol hears of each
 // chunk only through call_soon (asyncio's base_subprocess), so a StreamReader's
-// pause_reading() would come megabytes late. Reading starts again behind those callbacks:
-// here, or when the read was queued (defer() stopped reading then), behind its delivery's.
+// pause_reading() would come megabytes late. Reading starts again behind those callbacks
+// (a queued read's delivery starts it at once: the next read queues behind the callbacks,
+// and one that comes after a pause is held until resume_reading()).
 static void one_read_per_iteration(TransportObject* t) {
     if (!t->reading || !t->handle_open) return;
     stop_reading(t);

@@ -39,6 +39,8 @@ void deliver(TransportObject* t, PyObject* what);
 // then it is queued again, ahead of any new read. -1 with an exception set.
 int hold_read(TransportObject* t, PyObject* what);
 int requeue_held_reads(TransportObject* t);
+int drip_held_read(TransportObject* t);  // a read pipe's next held read, one per pass
+int queue_held(TransportObject* t, PyObject* what);
 // After a queued read was delivered: the read error that waited behind it, or reading on.
 void after_deferred_delivery(TransportObject* t);
 void settle_drain_waiter(TransportObject* t, PyObject* exc);

@@ -10,6 +10,7 @@ PyObject* Transport_abort(PyObject* self, PyObject*);
 PyObject* Transport_force_close(PyObject* self, PyObject* exc);
 PyObject* Transport_call_connection_lost(PyObject* self, PyObject* exc);
 PyObject* Transport_deliver_deferred(PyObject* self, PyObject* what);
+PyObject* Transport_deliver_held(PyObject* self, PyObject* what);
 PyObject* Transport_start_reading(PyObject* self, PyObject*);
 PyObject* Transport_is_closing(PyObject* self, PyObject*);
 PyObject* Transport_is_reading(PyObject* self, PyObject*);

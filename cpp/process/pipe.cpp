@@ -139,6 +139,7 @@ static PyMethodDef ReadPipe_methods[] = {
     {"_force_close", Transport_force_close, METH_O, nullptr},
     {"_start_reading", Transport_start_reading, METH_NOARGS, nullptr},
     {"_deliver_deferred", Transport_deliver_deferred, METH_O, nullptr},
+    {"_deliver_held", Transport_deliver_held, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
