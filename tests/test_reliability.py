@@ -761,22 +761,19 @@ def test_write_during_native_sendfile_is_refused(loop, tmp_path):
     errors = []
 
     async def main():
-        peers = []
-
-        class NeverReads(asyncio.Protocol):
-            def connection_made(self, transport):
-                transport.pause_reading()
-                peers.append(transport)
-
+        # The peer is a plain socket that never reads (a server transport paused in
+        # connection_made would read anyway on 3.10, whose asyncio starts reading after it).
         lsock = socket.socket()
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lsock.bind(("127.0.0.1", 0))
-        server = await loop.create_server(NeverReads, sock=lsock)
+        lsock.listen(1)
+        lsock.setblocking(False)
         port = lsock.getsockname()[1]
         csock = socket.socket()
         csock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         csock.setblocking(False)
         await loop.sock_connect(csock, ("127.0.0.1", port))
+        peer, _ = await loop.sock_accept(lsock)
         tr, pr = await loop.create_connection(asyncio.Protocol, sock=csock)
         with open(path, "rb") as f:
             task = asyncio.ensure_future(loop.sendfile(tr, f))
@@ -792,9 +789,8 @@ def test_write_during_native_sendfile_is_refused(loop, tmp_path):
             except (asyncio.CancelledError, OSError):
                 pass
         tr.abort()
-        for peer in peers:
-            peer.abort()
-        server.close()
+        peer.close()
+        lsock.close()
         await asyncio.sleep(0.01)
 
     loop.run_until_complete(main())
