@@ -3,7 +3,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: setup build test test-debug cpython-tests mutation-check bench sanitize wheel sdist clean
+.PHONY: setup build test test-debug cpython-tests mutation-check bench sanitize wheel wheels wheels-test wheel-tools sdist clean
 
 # libuv is built in from vendor/libuv (CMakeLists.txt): a C++ compiler and Python are all
 # a build needs (pip brings CMake and Ninja when the machine lacks them).
@@ -50,6 +50,22 @@ bench: setup
 # its own build folder, build/wheel/, whatever was built before), and the sdist.
 wheel: setup
 	$(PIP) wheel --no-deps -w dist .
+# manylinux2014 wheels, x86_64 and aarch64, CPython 3.10-3.15, in dist/ (docs/wheels.md):
+# compiled by zig for glibc 2.17 from a tools venv of their own (build/wheel-tools:
+# ziglang, CMake, Ninja, pybind11, scikit-build-core, auditwheel from PyPI). WHEELS_ARGS
+# narrows them: WHEELS_ARGS="--arch x86_64 --python 3.12 3.13".
+WHEEL_TOOLS := build/wheel-tools
+wheel-tools:
+	@test -x $(WHEEL_TOOLS)/bin/python || $(PYTHON) -m venv $(WHEEL_TOOLS)
+	@$(WHEEL_TOOLS)/bin/python -c "import ziglang, cmake, ninja, pybind11, scikit_build_core, auditwheel" 2>/dev/null \
+	  || $(WHEEL_TOOLS)/bin/python -m pip --disable-pip-version-check -q install "ziglang>=0.13" cmake ninja \
+	     "pybind11>=2.12" "scikit-build-core>=0.10" "auditwheel>=6"
+wheels: wheel-tools
+	$(WHEEL_TOOLS)/bin/python tools/wheels.py build $(WHEELS_ARGS)
+# Each wheel of dist/ installed in a fresh venv of its Python and the suite run on it:
+# x86_64 here (3.14/3.15 in the sid root), aarch64 in the arm64 roots through qemu.
+wheels-test: wheel-tools
+	$(WHEEL_TOOLS)/bin/python tools/wheels.py test-all $(WHEELS_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 sdist: setup
 	cd dist 2>/dev/null || mkdir -p dist; cd dist && $(PYTHON) -m build --sdist --outdir . $(CURDIR)
 

@@ -11,6 +11,7 @@
                                          (docs/observability.md)
 """
 
+import json
 import os
 import platform
 import runpy
@@ -28,6 +29,8 @@ def _uv(n):
 
 def info():
     lines = [("pyloop", f"{pyloop.__version__} ({os.path.dirname(pyloop.__file__)})"),
+             ("installed from", installed_from()),
+             ("compiled by", getattr(_core, "compiler", "unknown")),
              ("libuv built with", f"{_uv(_core.libuv_build_version)} "
                                   f"({'built in' if _core.libuv_linkage == 'bundled' else 'the system library'})"),
              ("libuv running", _core.libuv_version_string())]
@@ -42,6 +45,22 @@ def info():
         lines.append(("uvloop", "not installed"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def installed_from():
+    """The wheel pyloop was installed from, by its platform tag (make wheels: manylinux_2_17;
+    a wheel built here from the sdist: linux_<arch>), or how else it got here."""
+    from importlib import metadata
+    try:
+        dist = metadata.distribution("pyloop-uv")
+        wheel = dist.read_text("WHEEL") or ""
+        direct = dist.read_text("direct_url.json") or ""
+    except metadata.PackageNotFoundError:
+        return "not installed (sources on sys.path)"
+    tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
+    if json.loads(direct or "{}").get("dir_info", {}).get("editable"):
+        return "an editable build (pip install -e)"
+    return f"a wheel: {', '.join(tags)}" if tags else "unknown (no WHEEL record)"
 
 
 def use_loop(name="pyloop"):

@@ -16,6 +16,7 @@ class CoreLoop:
 
 libuv_build_version: int
 libuv_linkage: str
+compiler: str
 
 def libuv_version() -> int: ...
 def libuv_version_string() -> str: ...

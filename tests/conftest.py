@@ -24,6 +24,12 @@ import pyloop
 # test that cannot run for want of one fails instead of skipping.
 REQUIRE_TOOLS = os.environ.get("PYLOOP_REQUIRE_TOOLS") == "1"
 
+# make wheels-test (tools/wheels.py test) runs the suite against a wheel installed in a
+# venv of its own: pyloop must come from there, never from the checkout's sources.
+INSTALLED = os.environ.get("PYLOOP_TEST_INSTALLED")
+if INSTALLED and not os.path.realpath(pyloop.__file__).startswith(os.path.realpath(INSTALLED) + os.sep):
+    raise pytest.UsageError(f"PYLOOP_TEST_INSTALLED={INSTALLED}, but pyloop comes from {pyloop.__file__}")
+
 
 def missing(reason):
     """This machine lacks what the test needs (a program, a kernel feature): a skip on

@@ -1,6 +1,7 @@
 """python -m pyloop: the report, `run SCRIPT`, `repl`."""
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,16 @@ def test_report(tmp_path):
     assert "libuv pool threads  7 (UV_THREADPOOL_SIZE=7" in text
     assert f"Python              CPython {'.'.join(map(str, sys.version_info[:3]))}" in text
     assert "uvloop" in text
+    tag, machine = f"cp{sys.version_info[0]}{sys.version_info[1]}", platform.machine()
+    installed = next(line for line in text.splitlines() if line.startswith("installed from"))
+    if os.environ.get("PYLOOP_TEST_INSTALLED"):  # make wheels-test: a wheel of make wheels
+        assert installed == (f"installed from      a wheel: {tag}-{tag}-manylinux_2_17_{machine}, "
+                             f"{tag}-{tag}-manylinux2014_{machine}")
+        assert ", libc++ " in _core.compiler and "clang" in _core.compiler.lower(), _core.compiler
+    else:  # make setup's editable build, or make sanitize's wheel built here
+        assert installed in ("installed from      an editable build (pip install -e)",
+                             f"installed from      a wheel: {tag}-{tag}-linux_{machine}"), installed
+    assert f"compiled by         {_core.compiler}\n" in text and _core.compiler
 
 
 def test_run_script(tmp_path):

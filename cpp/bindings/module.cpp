@@ -114,6 +114,21 @@ PYBIND11_MODULE(_core, m) {
     m.def("libuv_version", []() { return uv_version(); }, "The running libuv's version number (major*10000+minor*100+patch).");
     m.def("libuv_version_string", []() { return std::string(uv_version_string()); });
     m.attr("libuv_linkage") = PYLOOP_LIBUV_LINKAGE;
+    // and the compiler and C++ library that built it (make wheels: zig's clang and libc++,
+    // linked in; a build from source: the machine's compiler, usually GCC and libstdc++)
+#if defined(__clang__)
+    std::string compiler = __VERSION__;  // "Clang 20.1.2 (...)"
+#elif defined(__GNUC__)
+    std::string compiler = "GCC " __VERSION__;  // GCC's is the bare number
+#else
+    std::string compiler = __VERSION__;
+#endif
+#if defined(_LIBCPP_VERSION)
+    compiler += ", libc++ " + std::to_string(_LIBCPP_VERSION);
+#elif defined(_GLIBCXX_RELEASE)
+    compiler += ", libstdc++ " + std::to_string(_GLIBCXX_RELEASE);
+#endif
+    m.attr("compiler") = compiler;
     bind_handles(m);
     bind_loop(m);
     bind_dns(m);
