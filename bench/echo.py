@@ -13,7 +13,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.join(HERE, "build")
+# one folder per architecture: the checkout is shared with the arm64 root (make wheels-test)
+BUILD = os.path.join(HERE, "build", os.uname().machine)
 LOAD = os.path.join(BUILD, "echo_load")
 FLOOR = os.path.join(BUILD, "echo_floor")
 FLOOR_NAME = "C floor"

@@ -12,6 +12,8 @@ teardown fails if any are left.
 """
 
 import asyncio
+import asyncio.selector_events
+import asyncio.unix_events
 import gc
 import importlib
 import os
@@ -23,6 +25,20 @@ import pyloop
 # CI (.ci/run) installs every tool and package the tests use and sets this: there, a
 # test that cannot run for want of one fails instead of skipping.
 REQUIRE_TOOLS = os.environ.get("PYLOOP_REQUIRE_TOOLS") == "1"
+
+# What the running asyncio's own transports can do. Some came in 3.11 point releases
+# (Debian 12's 3.11.2 has neither of these; pyenv's 3.11.7 has both), so tests ask the
+# classes, not the version.
+ASYNCIO_DATAGRAM_PAUSES = (asyncio.selector_events._SelectorDatagramTransport.pause_reading
+                           is not asyncio.ReadTransport.pause_reading)
+ASYNCIO_READ_PIPE_IS_READING = (asyncio.unix_events._UnixReadPipeTransport.is_reading
+                                is not asyncio.ReadTransport.is_reading)
+
+# make wheels-test runs the aarch64 wheels in an arm64 root through qemu-user (tools/wheels.py
+# sets this there). qemu gives every process one OS thread of its own (its RCU thread,
+# named as the main thread), which the tests that count a process's threads leave out.
+EMULATED = os.environ.get("PYLOOP_EMULATED") == "1"
+EMULATOR_THREADS = 1 if EMULATED else 0
 
 # make wheels-test (tools/wheels.py test) runs the suite against a wheel installed in a
 # venv of its own: pyloop must come from there, never from the checkout's sources.

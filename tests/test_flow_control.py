@@ -208,9 +208,16 @@ def test_stream_write_flow_control_at_its_thresholds(loop, kind, tmp_path, serve
         # Fill the kernel's buffers: from now on everything written stays in the transport.
         tr.set_write_buffer_limits(high=1 << 30)
         if kind == "tls":
-            # what TLS writes goes down to the socket transport until that one pauses
-            while tr.get_write_buffer_size() == 0:
+            # What TLS writes goes down to the socket transport, which sends while the
+            # kernel takes it and, whenever it drains, lets TLS hand down all it holds.
+            # Write until the kernel is full and what TLS holds stays there (on a slow or
+            # emulated machine the kernel takes a while to fill).
+            for _ in range(200):
                 write(b"f" * 65536)
+                if await settle(tr) > 0:
+                    await asyncio.sleep(0.1)
+                    if tr.get_write_buffer_size() > 0:
+                        break
             write(b"f" * (2 << 20))
         else:
             write(b"f" * (3 << 20))  # one write, more than the kernel takes: the rest waits

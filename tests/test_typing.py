@@ -15,8 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_package_is_marked_typed():
+    import pyloop  # as installed (a wheel's files, when make wheels-test runs this)
     for name in ("py.typed", "__init__.pyi", "_core.pyi"):
-        assert os.path.exists(os.path.join(ROOT, "pyloop", name)), name
+        assert os.path.exists(os.path.join(os.path.dirname(pyloop.__file__), name)), name
 
 
 def cache_dir():

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import pyloop
+from conftest import ASYNCIO_DATAGRAM_PAUSES
 
 
 class Dgram(asyncio.DatagramProtocol):
@@ -228,7 +229,7 @@ def test_pause_and_close_inside_datagram_received_stop_the_batch(loop):
         await proto.lost
         c.close()
 
-    if isinstance(loop, pyloop.Loop) or sys.version_info >= (3, 11):  # asyncio 3.10's cannot pause
+    if isinstance(loop, pyloop.Loop) or ASYNCIO_DATAGRAM_PAUSES:  # asyncio 3.10's (and 3.11.2's) cannot pause
         loop.run_until_complete(main("pause_reading"))
     loop.run_until_complete(main("close"))
 
@@ -449,8 +450,8 @@ def test_datagram_received_after_resume_stays_in_the_creation_context(loop):
 
     async def main():
         tr, proto = await asyncio.ensure_future(make())
-        if sys.version_info < (3, 11) and not isinstance(loop, pyloop.Loop):
-            tr.close()  # asyncio 3.10's datagram transport cannot pause
+        if not ASYNCIO_DATAGRAM_PAUSES and not isinstance(loop, pyloop.Loop):
+            tr.close()  # asyncio 3.10's (and 3.11.2's) datagram transport cannot pause
             await proto.lost
             return None
         c = _raw_udp()

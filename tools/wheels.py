@@ -371,7 +371,7 @@ def test_all(args):
                 sys.exit(f"wheels: no {tag} {arch} wheel in {args.dist} (make wheels)")
             wheel = os.path.relpath(max(found, key=os.path.getmtime), ROOT)
             inner = (f"python{version} tools/wheels.py test --wheel {wheel} --python python{version} "
-                     f"--venv /tmp/pyloop-wheel-test-{tag} " + " ".join(args.pytest))
+                     f"--venv /tmp/pyloop-wheel-test-{tag} -- " + " ".join(args.pytest))
             env = dict(os.environ)
             if arch == "x86_64" and version in ("3.14", "3.15"):
                 cmd = [os.path.join(tools, "newer-pythons"), "run", f"{require} {inner}"]
@@ -381,7 +381,7 @@ def test_all(args):
                     untested.append(f"{tag} {arch}: no Python {version} on this machine")
                     continue
                 cmd = [sys.executable, __file__, "test", "--wheel", os.path.join(ROOT, wheel), "--python", py,
-                       "--venv", os.path.join(ROOT, "build", f"wheel-test-{tag}-{arch}")] + args.pytest
+                       "--venv", os.path.join(ROOT, "build", f"wheel-test-{tag}-{arch}"), "--"] + args.pytest
             elif version in ARM64_PYTHONS:
                 env["ARM64_SUITE"] = ARM64_PYTHONS[version]
                 cmd = [os.path.join(tools, "arm64-root"), "run", f"{require} PYLOOP_EMULATED=1 {inner}"]
