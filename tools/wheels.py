@@ -384,7 +384,9 @@ def test_all(args):
                        "--venv", os.path.join(ROOT, "build", f"wheel-test-{tag}-{arch}"), "--"] + args.pytest
             elif version in ARM64_PYTHONS:
                 env["ARM64_SUITE"] = ARM64_PYTHONS[version]
-                cmd = [os.path.join(tools, "arm64-root"), "run", f"{require} PYLOOP_EMULATED=1 {inner}"]
+                # (the arm64 roots lack the tools some tests use, wrk among them: those skip
+                # there, each skip listed with -rfEs, and run on x86_64)
+                cmd = [os.path.join(tools, "arm64-root"), "run", f"PYLOOP_EMULATED=1 {inner} -rfEs"]
             else:
                 untested.append(f"{tag} {arch}: Debian has no aarch64 Python {version} to run it")
                 continue
