@@ -36,7 +36,11 @@ def build_load_generator():
         if os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(src):
             continue
         os.makedirs(BUILD, exist_ok=True)
-        subprocess.run(["cc", "-O2", "-o", binary, src], check=True)
+        # built beside and renamed into place: two runs at once (CI's legs) never run a
+        # half-written binary
+        tmp = f"{binary}.{os.getpid()}.tmp"
+        subprocess.run(["cc", "-O2", "-o", tmp, src], check=True)
+        os.replace(tmp, binary)
 
 
 def cpu_seconds(pid):
