@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import missing
+from conftest import missing, needs_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -95,3 +95,21 @@ def test_aarch64_pyconfig_leaves_the_rest_alone():
     assert wheels.pyconfig_for(text, "aarch64") == (
         "/* #undef HAVE_GCC_ASM_FOR_X64 */\n#define SIZEOF_LONG 8\n#define HAVE_USABLE_WCHAR_T 1\n")
     assert wheels.pyconfig_for(text, "x86_64") == text
+
+
+def test_the_module_check_tells_a_manylinux_build_from_a_local_one():
+    # tools/wheels.py checks each module before zipping it. On the module this suite runs:
+    # a make-wheels wheel (zig, libc++) passes; a build by this machine's GCC (make test's
+    # editable build, make wheel) needs libstdc++ and a newer glibc, and is refused.
+    needs_module("elftools")
+    import platform
+
+    from pyloop import _core
+    if ", libc++ " in _core.compiler:
+        wheels.check_module(_core.__file__, platform.machine())
+        return
+    with pytest.raises(SystemExit) as info:
+        wheels.check_module(_core.__file__, platform.machine())
+    message = str(info.value)
+    assert "would not run on every manylinux2014 machine" in message
+    assert "libstdc++.so.6" in message and "@GLIBC_2." in message, message
