@@ -350,7 +350,11 @@ def test(args):
     cmd = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.path.join(ROOT, "pyproject.toml"),
            "--rootdir", ROOT] + given
     say(f"pyloop's suite on {os.path.basename(wheel)} installed in {venv}")
-    return subprocess.run(cmd, cwd=venv, env=env).returncode
+    try:
+        return subprocess.run(cmd, cwd=venv, env=env).returncode
+    finally:
+        if args.remove_venv:
+            shutil.rmtree(venv, ignore_errors=True)
 
 
 def test_all(args):
@@ -371,7 +375,7 @@ def test_all(args):
                 sys.exit(f"wheels: no {tag} {arch} wheel in {args.dist} (make wheels)")
             wheel = os.path.relpath(max(found, key=os.path.getmtime), ROOT)
             inner = (f"python{version} tools/wheels.py test --wheel {wheel} --python python{version} "
-                     f"--venv /tmp/pyloop-wheel-test-{tag} -- " + " ".join(args.pytest))
+                     f"--venv /tmp/pyloop-wheel-test-{tag}-{os.getpid()} --remove-venv -- " + " ".join(args.pytest))
             env = dict(os.environ)
             if arch == "x86_64" and version in ("3.14", "3.15"):
                 cmd = [os.path.join(tools, "newer-pythons"), "run", f"{require} {inner}"]
@@ -427,6 +431,7 @@ def main():
     t.add_argument("--wheel", required=True)
     t.add_argument("--python", default=sys.executable)
     t.add_argument("--venv", default=os.path.join(ROOT, "build", "wheel-test-venv"))
+    t.add_argument("--remove-venv", action="store_true", help="remove the venv when the suite ends")
     t.add_argument("pytest", nargs="*", help="pytest's arguments (default: the whole suite)")
     a = sub.add_parser("test-all")
     a.add_argument("--arch", nargs="+", default=ARCHES, choices=ARCHES)
