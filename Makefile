@@ -52,13 +52,16 @@ wheel: setup
 	$(PIP) wheel --no-deps -w dist .
 # manylinux2014 wheels, x86_64 and aarch64, CPython 3.10-3.15, in dist/ (docs/wheels.md):
 # compiled by zig for glibc 2.17 from a tools venv of their own (build/wheel-tools:
-# ziglang, CMake, Ninja, pybind11, scikit-build-core, auditwheel from PyPI). WHEELS_ARGS
+# ziglang (pinned: the compiler is part of what a release is), CMake, Ninja, pybind11,
+# scikit-build-core, auditwheel from PyPI). WHEELS_ARGS
 # narrows them: WHEELS_ARGS="--arch x86_64 --python 3.12 3.13".
 WHEEL_TOOLS := build/wheel-tools
+ZIG_VERSION := 0.17.1
 wheel-tools:
 	@test -x $(WHEEL_TOOLS)/bin/python || $(PYTHON) -m venv $(WHEEL_TOOLS)
-	@$(WHEEL_TOOLS)/bin/python -c "import ziglang, cmake, ninja, pybind11, scikit_build_core, auditwheel" 2>/dev/null \
-	  || $(WHEEL_TOOLS)/bin/python -m pip --disable-pip-version-check -q install "ziglang>=0.13" cmake ninja \
+	@$(WHEEL_TOOLS)/bin/python -c "import cmake, ninja, pybind11, scikit_build_core, auditwheel; \
+	  from importlib.metadata import version; assert version('ziglang') == '$(ZIG_VERSION)'" 2>/dev/null \
+	  || $(WHEEL_TOOLS)/bin/python -m pip --disable-pip-version-check -q install "ziglang==$(ZIG_VERSION)" cmake ninja \
 	     "pybind11>=2.12" "scikit-build-core>=0.10" "auditwheel>=6"
 wheels: wheel-tools
 	$(WHEEL_TOOLS)/bin/python tools/wheels.py build $(WHEELS_ARGS)
