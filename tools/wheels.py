@@ -91,16 +91,10 @@ def x86_64_headers(version):
     pyenv; else Debian's python3.X-dev in the sid root of shared/tools/newer-pythons."""
     env = os.environ.get("PYLOOP_HEADERS_" + version.replace(".", "_"))
     candidates = [env] if env else []
-    pythons = [shutil.which(f"python{version}")]
-    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    pythons += sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin/python{version}"))
-    for py in filter(None, pythons):
-        out = subprocess.run([py, "-c", "import sysconfig, sys; print(sysconfig.get_paths()['include']);"
-                              "print(sys.version_info[:2] == (%s) and not sysconfig.get_config_var('Py_GIL_DISABLED'))"
-                              % version.replace(".", ", ")], capture_output=True, text=True)
-        lines = out.stdout.split()
-        if out.returncode == 0 and lines[1:] == ["True"]:
-            candidates.append(lines[0])
+    py = host_python(version)
+    if py:
+        candidates.append(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+                                         capture_output=True, text=True, check=True).stdout.strip())
     sid = os.environ.get("NEWER_PYTHONS_ROOT", "/opt/sidroot")
     candidates.append(f"{sid}/usr/include/python{version}")
     for inc in candidates:
@@ -406,11 +400,12 @@ def test_all(args):
 
 
 def host_python(version):
+    """This machine's interpreter of `version` (on PATH, or pyenv's), not a free-threaded one."""
     pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     for py in [shutil.which(f"python{version}")] + sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin/python{version}")):
         if py and subprocess.run([py, "-c", "import sys, sysconfig; sys.exit(sys.version_info[:2] != (%s) or "
-                                  "bool(sysconfig.get_config_var('Py_GIL_DISABLED')))" % version.replace(".", ", ")]
-                                 ).returncode == 0:
+                                  "bool(sysconfig.get_config_var('Py_GIL_DISABLED')))" % version.replace(".", ", ")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
             return py
     return None
 
