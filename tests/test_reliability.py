@@ -25,6 +25,7 @@ from unittest import mock
 import pytest
 
 import pyloop
+from conftest import EMULATED
 
 _PY312 = sys.version_info >= (3, 12)
 
@@ -451,7 +452,11 @@ def test_close_with_lookups_on_the_pool_does_not_hold_the_gil(loop):
     assert all(t.done() or not t.cancelled() for t in tasks)
 
 
-def test_flooding_call_soon_threadsafe_does_not_starve_timers(loop):
+def test_flooding_call_soon_threadsafe_does_not_starve_timers(loop, loop_name):
+    if EMULATED and loop_name == "asyncio":
+        # Under qemu (make wheels-test's aarch64 runs) 8 flooding threads starved asyncio's
+        # own loop past the 300 s limit on 3.14: the reference is measured natively.
+        pytest.skip("asyncio's loop starves under this flood when emulated")
     stop = threading.Event()
     count = [0]
 
