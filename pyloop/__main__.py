@@ -30,7 +30,7 @@ def _uv(n):
 def info():
     lines = [("pyloop", f"{pyloop.__version__} ({os.path.dirname(pyloop.__file__)})"),
              ("installed from", installed_from()),
-             ("compiled by", getattr(_core, "compiler", "unknown")),
+             ("compiled by", _core.compiler),
              ("libuv built with", f"{_uv(_core.libuv_build_version)} "
                                   f"({'built in' if _core.libuv_linkage == 'bundled' else 'the system library'})"),
              ("libuv running", _core.libuv_version_string())]

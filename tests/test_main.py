@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pyloop
+from conftest import INSTALLED
 from pyloop import _core
 
 
@@ -31,7 +32,7 @@ def test_report(tmp_path):
     assert "uvloop" in text
     tag, machine = f"cp{sys.version_info[0]}{sys.version_info[1]}", platform.machine()
     installed = next(line for line in text.splitlines() if line.startswith("installed from"))
-    if os.environ.get("PYLOOP_TEST_INSTALLED"):  # make wheels-test: a wheel of make wheels
+    if INSTALLED:  # make wheels-test: a wheel of make wheels
         assert installed == (f"installed from      a wheel: {tag}-{tag}-manylinux_2_17_{machine}, "
                              f"{tag}-{tag}-manylinux2014_{machine}")
         assert ", libc++ " in _core.compiler and "clang" in _core.compiler.lower(), _core.compiler

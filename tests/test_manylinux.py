@@ -51,9 +51,9 @@ def deb_member(deb, suffix):
         data = deb[pos + 60:pos + 60 + size]
         pos += 60 + size + (size & 1)
         if name.startswith("data.tar"):
-            raw = lzma.decompress(data) if name.endswith(".xz") else data
             if name.endswith(".zst"):
                 missing("a zstd-compressed .deb (no zstd in the standard library)")
+            raw = lzma.decompress(data) if name.endswith(".xz") else data
             with tarfile.open(fileobj=io.BytesIO(raw)) as t:
                 for m in t.getmembers():
                     if m.name.endswith(suffix):

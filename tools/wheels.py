@@ -11,6 +11,8 @@ choice). `make wheels` runs `build`; `make wheels-test` runs `test`.
       Installs the wheel (and its test extra) into a fresh venv of Python P and runs
       pyloop's suite against that installed copy (never the sources). Standard library
       only: it runs inside the sid and arm64 roots as well, on their Pythons.
+  wheels.py test-all [--arch A ...] [--python 3.X ...] [-- pytest args]
+      `test` for each wheel in dist/, where it runs (here, the sid root, the arm64 roots).
 
 Run `build` with the Python of a tools venv that has ziglang, cmake, ninja, pybind11,
 scikit-build-core and auditwheel (the Makefile makes one: build/wheel-tools).
@@ -39,7 +41,7 @@ ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 # pyconfig.h is the one header of CPython's that configure writes per machine. Between
 # x86_64 and aarch64 builds of one CPython version, Debian's packages (3.11, 3.13, 3.14,
-# 3.15: tests/test_wheels.py compares them) differ in these macros only, none of which
+# 3.15: tests/test_manylinux.py compares them) differ in these macros only, none of which
 # changes a type, a struct or an inline function an extension compiles against (x87/x64
 # inline assembly for CPython's own float code, the hash library's SIMD, whether wchar.h
 # is included, the support tier, the platform in SOABI). The aarch64 headers are the
@@ -69,6 +71,11 @@ def run(cmd, quiet=False, **kw):
         if quiet:
             print(exc.stdout[-5000:])
         sys.exit(f"wheels: failed ({exc.returncode}): {' '.join(map(str, cmd))}")
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 # ---------------------------------------------------------------------------- headers
@@ -104,7 +111,7 @@ def x86_64_headers(version):
             multiarch = os.path.join(os.path.dirname(inc), "x86_64-linux-gnu", f"python{version}", "pyconfig.h")
             if os.path.isfile(multiarch):
                 pyconfig = multiarch
-            text = open(pyconfig).read()
+            text = read(pyconfig).decode()
             if "#define HAVE_GCC_ASM_FOR_X64 1" not in text:
                 continue  # not an x86_64 build's
             return inc, text
@@ -165,7 +172,7 @@ def compile_core(version, arch, work, jobs):
            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_INCLUDE_DIR={include}",
            f"-DPYTHON_MODULE_EXT_SUFFIX={suffix}", "-DPYTHON_IS_DEBUG=OFF", "-DPYTHON_MODULE_DEBUG_POSTFIX=",
            # stripped: no symbol table and no debug information in the wheel
-           "-DCMAKE_MODULE_LINKER_FLAGS=-s", "-DCMAKE_SHARED_LINKER_FLAGS=-s"]
+           "-DCMAKE_MODULE_LINKER_FLAGS=-s"]
     if ninja:
         cmd += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
     say(f"{tag} {arch}: headers of {source}")
@@ -269,15 +276,15 @@ def write_wheel(core, dist_info, version, arch, out):
     info = os.path.basename(dist_info)
     name, ver = info[: -len(".dist-info")].rsplit("-", 1)
     path = os.path.join(out, f"{name}-{ver}-{tag}-{tag}-{plat}.whl")
-    entries = [(f, open(os.path.join(ROOT, f), "rb").read()) for f in package_files()]
-    entries.append((f"pyloop/{os.path.basename(core)}", open(core, "rb").read()))
+    entries = [(f, read(os.path.join(ROOT, f))) for f in package_files()]
+    entries.append((f"pyloop/{os.path.basename(core)}", read(core)))
     for top, _, files in sorted(os.walk(dist_info)):
         for f in sorted(files):
             rel = os.path.relpath(os.path.join(top, f), dist_info)
             if rel not in ("WHEEL", "RECORD"):
-                entries.append((f"{info}/{rel}", open(os.path.join(top, f), "rb").read()))
+                entries.append((f"{info}/{rel}", read(os.path.join(top, f))))
     # libuv is in the module: its license goes with it
-    entries.append((f"{info}/licenses/vendor/libuv/LICENSE", open(os.path.join(ROOT, "vendor/libuv/LICENSE"), "rb").read()))
+    entries.append((f"{info}/licenses/vendor/libuv/LICENSE", read(os.path.join(ROOT, "vendor/libuv/LICENSE"))))
     lines = ["Wheel-Version: 1.0", "Generator: pyloop tools/wheels.py", "Root-Is-Purelib: false"]
     lines += [f"Tag: {tag}-{tag}-{p}" for p in plat.split(".")]
     entries.append((f"{info}/WHEEL", ("\n".join(lines) + "\n").encode()))
@@ -303,7 +310,6 @@ def build(args):
     os.makedirs(out, exist_ok=True)
     work = os.path.join(ROOT, "build", "wheels")
     dist_info = metadata(work)
-    made = []
     for arch in args.arch:
         for version in args.python:
             target = os.path.join(work, f"cp{version.replace('.', '')}-{arch}")
@@ -312,8 +318,6 @@ def build(args):
             wheel = write_wheel(core, dist_info, version, arch, out)
             check_wheel(wheel, arch)
             say(f"{os.path.relpath(wheel)}: manylinux_2_17_{arch}, {os.path.getsize(wheel) // 1024} KiB")
-            made.append(wheel)
-    return made
 
 
 # ---------------------------------------------------------------------------- testing

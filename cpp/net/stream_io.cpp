@@ -404,15 +404,21 @@ void deliver(TransportObject* t, PyObject* what) {
 // is rare (a read that filled the buffer, a loop stopped mid-queue) and queues behind.
 static bool stops_while_deferred(TransportObject* t) { return t->buffered || t->tls; }
 
-static int queue_delivery(TransportObject* t, PyObject* what) {
-    static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
-    PyObject* m = PyObject_GetAttr(O(t), s_deliver);
+// Queues the transport's method `name`(what), in its context, as a read that waits for
+// its delivery (read_deferred counts them).
+static int queue_read(TransportObject* t, PyObject* name, PyObject* what) {
+    PyObject* m = PyObject_GetAttr(O(t), name);
     HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
     Py_XDECREF(m);
     if (!h) return -1;
     t->read_deferred++;
     t->core->push_ready(h);
     return 0;
+}
+
+static int queue_delivery(TransportObject* t, PyObject* what) {
+    static PyObject* s_deliver = PyUnicode_InternFromString("_deliver_deferred");
+    return queue_read(t, s_deliver, what);
 }
 
 // asyncio runs a reader's callback after the callbacks queued before the poll found
@@ -431,13 +437,8 @@ int hold_read(TransportObject* t, PyObject* what) {
 // Queues Transport_deliver_held(what): a held read, or Py_Ellipsis, the end of the drip.
 int queue_held(TransportObject* t, PyObject* what) {
     static PyObject* s_deliver_held = PyUnicode_InternFromString("_deliver_held");
-    PyObject* m = PyObject_GetAttr(O(t), s_deliver_held);
-    HandleObject* h = m ? handle_new(HandleType, m, &what, 1, t->context, t->loop, t->core) : nullptr;
-    Py_XDECREF(m);
-    if (!h) return -1;
-    t->read_deferred++;
+    if (queue_read(t, s_deliver_held, what) < 0) return -1;
     t->dripping = true;
-    t->core->push_ready(h);
     return 0;
 }
 
