@@ -5,6 +5,7 @@
 #include <structmember.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 
 namespace pyloop {
@@ -27,11 +28,89 @@ static HandleObject* alloc_handle(PyTypeObject* type) {
     return PyObject_GC_New(HandleObject, type);
 }
 
+// ---- contexts ------------------------------------------------------------------------
+//
+// asyncio gives each handle made without context= a copy of the current context
+// (contextvars.copy_context()): an object the garbage collector tracks, one per
+// call_soon/call_later. A copy is a new Context over the same immutable mapping of
+// variables, so copies made while that mapping stays the same are interchangeable as
+// long as none of them is run in (running a callback in it may set variables) or handed
+// out. The loop keeps one such copy, the shared snapshot, and gives it to every handle
+// made while the current context holds the same mapping. When the handle runs, or its
+// context is asked for (get_context()), it gets a copy of its own: made then, it
+// comes from CPython's context free list, lives as long as the handle (most run once
+// and go) and is never old enough to cost the collector work. The snapshot itself is
+// never run in and never handed out.
+//
+// Whether two contexts hold the same mapping is read from the Context struct: its
+// layout (CPython's internal pycore_context.h) is the same in 3.10-3.15 and checked
+// at import; on any other Python, or if the check fails, every handle gets its own
+// copy as in asyncio.
+
+namespace {
+struct ContextLayout {  // CPython's struct _pycontextobject, 3.10-3.15
+    PyObject_HEAD
+    PyObject* ctx_prev;
+    PyObject* ctx_vars;
+    PyObject* ctx_weakreflist;
+    int ctx_entered;
+};
+
+inline PyObject* vars_of(PyObject* ctx) { return reinterpret_cast<ContextLayout*>(ctx)->ctx_vars; }
+
+bool check_context_layout() {
+#if PY_VERSION_HEX >= 0x03100000
+    return false;  // a layout not checked yet
+#else
+    PyObject* c = PyContext_New();
+    if (!c) {
+        PyErr_Clear();
+        return false;
+    }
+    auto* v = reinterpret_cast<ContextLayout*>(c);
+    bool ok = PyContext_CheckExact(c) && v->ctx_prev == nullptr && v->ctx_vars != nullptr &&
+              std::strcmp(Py_TYPE(v->ctx_vars)->tp_name, "hamt") == 0 && v->ctx_entered == 0;
+    if (ok && PyContext_Enter(c) == 0) {
+        ok = v->ctx_entered == 1;
+        PyContext_Exit(c);
+        ok = ok && v->ctx_entered == 0;
+    } else {
+        PyErr_Clear();
+        ok = false;
+    }
+    PyObject* copy = ok ? PyContext_Copy(c) : nullptr;
+    if (copy) ok = vars_of(copy) == v->ctx_vars;
+    else ok = false, PyErr_Clear();
+    Py_XDECREF(copy);
+    Py_DECREF(c);
+    return ok;
+#endif
+}
+
+bool g_contexts_shareable = false;
+}  // namespace
+
+bool contexts_shareable() { return g_contexts_shareable; }
+
+bool same_context_vars(PyObject* a, PyObject* b) { return vars_of(a) == vars_of(b); }
+
+// The context for a new handle made without context=: a new reference.
+static PyObject* context_for_handle(LoopCore* core, bool* shared) {
+    if (core && g_contexts_shareable) {
+        PyObject* ctx = core->shared_context();
+        *shared = ctx != nullptr;
+        return ctx;
+    }
+    *shared = false;
+    return PyContext_CopyCurrent();
+}
+
 HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const* args,
                          Py_ssize_t nargs, PyObject* context, PyObject* loop, LoopCore* core) {
     PyObject* ctx;
+    bool ctx_shared = false;
     if (context == nullptr || context == Py_None) {
-        ctx = PyContext_CopyCurrent();
+        ctx = context_for_handle(core, &ctx_shared);
         if (!ctx) return nullptr;
     } else {
         ctx = Py_NewRef(context);
@@ -69,8 +148,20 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
     h->running_in = 0;
     h->cancelled = false;
     h->threadsafe = false;
+    h->ctx_shared = ctx_shared;
     PyObject_GC_Track(h);
     return h;
+}
+
+// A handle holding the shared snapshot gets a copy of its own before its context is
+// handed out or run in. -1 with an exception set.
+static int own_context(HandleObject* h) {
+    if (!h->ctx_shared) return 0;
+    PyObject* copy = PyContext_Copy(h->context);
+    if (!copy) return -1;
+    Py_SETREF(h->context, copy);
+    h->ctx_shared = false;
+    return 0;
 }
 
 static inline PyObject* call_callback(HandleObject* h) {
@@ -120,7 +211,9 @@ static void wait_until_not_running(HandleObject* h) {
 int handle_run(HandleObject* h) {
     if (!h->callback) return 0;
     PyObject* res = nullptr;
-    if (PyContext_Enter(h->context) == 0) {
+    // A shared snapshot is replaced by a private copy, the context the callback runs in
+    // and the handle keeps (as asyncio's handle keeps the one its callback changed).
+    if ((!h->ctx_shared || own_context(h) == 0) && PyContext_Enter(h->context) == 0) {
         if (h->threadsafe) {
             h->running_in = PyThread_get_thread_ident();
             Py_INCREF(h);  // a waiter reads it until threadsafe_run_ended
@@ -181,8 +274,13 @@ static PyObject* Handle_cancelled(PyObject* self, PyObject*) {
 }
 
 static PyObject* Handle_get_context(PyObject* self, PyObject*) {
-    return Py_NewRef(reinterpret_cast<HandleObject*>(self)->context);
+    auto* h = reinterpret_cast<HandleObject*>(self);
+    if (!h->context) Py_RETURN_NONE;  // (only after the collector cleared it)
+    if (own_context(h) < 0) return nullptr;
+    return Py_NewRef(h->context);
 }
+
+static PyObject* Handle_get_context_attr(PyObject* self, void*) { return Handle_get_context(self, nullptr); }
 
 static PyObject* Handle_run(PyObject* self, PyObject*) {
     if (handle_run(reinterpret_cast<HandleObject*>(self)) < 0) return nullptr;
@@ -249,9 +347,8 @@ static PyObject* Handle_repr(PyObject* self) {
     return r;
 }
 
-static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
-    auto* h = reinterpret_cast<HandleObject*>(self);
-    Py_VISIT(Py_TYPE(self));
+int handle_traverse(HandleObject* h, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(h));
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
     Py_VISIT(h->inline_args[0]);
@@ -260,6 +357,10 @@ static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
     return 0;
+}
+
+static int Handle_traverse(PyObject* self, visitproc visit, void* arg) {
+    return handle_traverse(reinterpret_cast<HandleObject*>(self), visit, arg);
 }
 
 static int Handle_clear(PyObject* self) {
@@ -339,11 +440,11 @@ static PyGetSetDef Handle_getset[] = {
     {"_cancelled", Handle_get_cancelled, nullptr, nullptr, nullptr},
     {"_source_traceback", Handle_get_source_traceback, Handle_set_source_traceback, nullptr, nullptr},
     {"_repr", Handle_get_repr, nullptr, nullptr, nullptr},
+    {"_context", Handle_get_context_attr, nullptr, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
 static PyMemberDef Handle_members[] = {
-    {"_context", T_OBJECT, offsetof(HandleObject, context), READONLY, nullptr},
     {"_loop", T_OBJECT, offsetof(HandleObject, loop), READONLY, nullptr},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(HandleObject, weakrefs), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
@@ -396,6 +497,7 @@ static PyType_Spec TimerHandle_spec = {
 };
 
 int init_handle_types(PyObject* module) {
+    g_contexts_shareable = check_context_layout();
     HandleType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Handle_spec, nullptr));
     if (!HandleType) return -1;
     TimerHandleType = reinterpret_cast<PyTypeObject*>(

@@ -29,6 +29,7 @@ struct HandleObject {
     unsigned long running_in;    // thread running the callback of a thread-safe handle, else 0
     bool cancelled;
     bool threadsafe;             // from call_soon_threadsafe on 3.14+ (see handle_cancel)
+    bool ctx_shared;             // `context` is the loop's shared snapshot (see shared_context)
 };
 
 extern PyTypeObject* HandleType;
@@ -38,9 +39,20 @@ extern PyTypeObject* TimerHandleType;
 int init_handle_types(PyObject* module);
 
 // A new Handle (or TimerHandle when `type` says so). `context` may be nullptr or None
-// (then the current context is copied). Returns a new reference or nullptr.
+// (then the current context is copied: the loop's shared snapshot of it, see
+// LoopCore::shared_context). Returns a new reference or nullptr.
 HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const* args,
                          Py_ssize_t nargs, PyObject* context, PyObject* loop, LoopCore* core);
+
+// What a Handle refers to, for the loop's tp_traverse of the handles only its queues
+// hold (they are part of the loop then, see LoopCore::traverse).
+int handle_traverse(HandleObject* h, visitproc visit, void* arg);
+
+// Can contexts be shared between handles on this Python (checked once at import)?
+// The check reads the one field of a Context it needs (see handle.cpp).
+bool contexts_shareable();
+// Do two Context objects hold the same variables (the same immutable mapping)?
+bool same_context_vars(PyObject* a, PyObject* b);
 
 // Runs the callback in its context. Exceptions go to the loop's exception handler;
 // returns -1 (exception left set) only for SystemExit and KeyboardInterrupt, which

@@ -37,12 +37,28 @@ class LoopCore {
     int init();  // -1 with an exception set
 
     // --- scheduling (the GIL is held by the caller) ---
+    //
+    // Handles the queues alone hold are not tracked by the garbage collector: a queue
+    // of many (500k call_soon, 200k pending timers) would otherwise be walked by every
+    // collection that reaches them, and push everything else into the oldest
+    // generation. A handle is tracked when made; when the next one is queued, the one
+    // queued before it is untracked if the queue's reference is its only one (the
+    // caller dropped what call_soon returned). Nothing can reach it then until the
+    // queue lets it go (drop()), which tracks it again if its callback kept a
+    // reference to it. The loop's tp_traverse visits what such a handle refers to as
+    // the loop's own references, so a dropped loop and its queued callbacks are still
+    // one cycle the collector frees.
     void push_ready(HandleObject* h) {  // takes a new reference
         ready_.push_back(h);
+        note_queued(h);
     }
     // Adds `h` (a TimerHandle, h->when set) to the heap; takes a new reference.
     void push_timer(HandleObject* h);
     void timer_cancelled() { timer_cancelled_count_++; }
+    // The context a handle made without context= gets: a copy of the current one that
+    // handles made while the current context holds the same variables share (see
+    // core/handle.cpp). New reference, or nullptr with an exception set.
+    PyObject* shared_context();
     void wakeup() { uv_async_send(&async_); }  // any thread
     // call_soon_threadsafe with kThreadsafeBacklog callbacks already waiting. From
     // another thread while the loop runs: wait (without the GIL, at most 1 ms) for the
@@ -204,6 +220,17 @@ class LoopCore {
     void run_once_ready();
     void schedule_due_timers();
     void heap_push(HandleObject* h);
+    void note_queued(HandleObject* h) {
+        if (fresh_ && Py_REFCNT(fresh_) == 1) PyObject_GC_UnTrack(fresh_);
+        fresh_ = h;
+    }
+    // Releases a queue's (or the heap's) reference to h.
+    void drop(HandleObject* h) {
+        if (h == fresh_) fresh_ = nullptr;
+        else if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked(reinterpret_cast<PyObject*>(h)))
+            PyObject_GC_Track(h);
+        Py_DECREF(h);
+    }
     HandleObject* heap_pop();
     void sift_up(size_t i);
     void sift_down(size_t i);
@@ -239,6 +266,8 @@ class LoopCore {
 
     PyObject* py_loop_;
     std::deque<HandleObject*> ready_;
+    HandleObject* fresh_ = nullptr;        // the last handle queued (borrowed), still tracked
+    PyObject* context_snapshot_ = nullptr;  // shared_context()'s copy
     std::vector<HandleObject*> heap_;
     std::vector<std::pair<PyObject*, FlushFn>> flushes_;
     std::vector<std::pair<PyObject*, WatchFn>> write_watches_;

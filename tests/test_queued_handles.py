@@ -1,0 +1,216 @@
+"""What the loop's queues hold: each handle's context, and handles the garbage collector
+sees as asyncio's (pyloop shares one copy of the context between handles made while it
+holds the same variables, and does not have the collector walk handles only its queues
+hold: docs/architecture.md, "Hot paths"). Each test compares with asyncio."""
+
+import asyncio
+import contextvars
+import gc
+import weakref
+
+import pytest
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def run_briefly(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def context_of(handle):
+    # asyncio's Handle has get_context() from 3.12; _context on every version
+    return handle._context
+
+
+def test_handles_made_alike_run_in_contexts_of_their_own(loop):
+    seen = []
+
+    def setter(tag):
+        seen.append((tag, VAR.get()))
+        VAR.set(tag)
+
+    token = VAR.set("outer")
+    try:
+        handles = [loop.call_soon(setter, f"h{i}") for i in range(3)]
+        timer = loop.call_later(0, setter, "t")
+    finally:
+        VAR.reset(token)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    # no callback saw what another set, and each handle keeps the context its callback changed
+    assert seen == [("h0", "outer"), ("h1", "outer"), ("h2", "outer"), ("t", "outer")]
+    contexts = [context_of(h) for h in handles + [timer]]
+    assert [ctx[VAR] for ctx in contexts] == ["h0", "h1", "h2", "t"]
+    assert len({id(ctx) for ctx in contexts}) == 4
+    assert VAR.get() == "unset"
+
+
+def test_the_context_asked_for_before_the_run_is_the_one_it_runs_in(loop):
+    seen = []
+    VAR.set("outer")
+    h1 = loop.call_soon(lambda: seen.append(("h1", VAR.get())))
+    h2 = loop.call_soon(lambda: seen.append(("h2", VAR.get())))
+    ctx = context_of(h1)
+    assert context_of(h1) is ctx
+    assert ctx is not context_of(h2)
+    assert ctx[VAR] == "outer"
+    ctx.run(VAR.set, "changed through the handle's context")
+    assert context_of(h2)[VAR] == "outer"
+    run_briefly(loop)
+    assert seen == [("h1", "changed through the handle's context"), ("h2", "outer")]
+    assert context_of(h1) is ctx
+
+
+def test_a_variable_set_between_calls_is_seen_by_the_later_ones_only(loop):
+    seen = []
+    values = [["a"], ["b"], ["a"]]  # the third equals the first and is another object
+    for v in values:
+        VAR.set(v)
+        loop.call_soon(lambda: seen.append(VAR.get()))
+    VAR.set("last")
+    run_briefly(loop)
+    assert seen == values
+    assert [id(v) for v in seen] == [id(v) for v in values]
+
+
+def test_a_callback_that_sets_a_variable_then_schedules_passes_it_on(loop):
+    seen = []
+
+    def first():
+        VAR.set("from first")
+        loop.call_soon(lambda: seen.append(("child", VAR.get())))
+
+    VAR.set("outer")
+    loop.call_soon(first)
+    loop.call_soon(lambda: seen.append(("sibling", VAR.get())))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == [("sibling", "outer"), ("child", "from first")]
+
+
+def test_threadsafe_callbacks_get_the_calling_threads_context(loop):
+    import threading
+    seen = []
+
+    def thread_main():
+        VAR.set("thread")
+        loop.call_soon_threadsafe(lambda: seen.append(VAR.get()))
+
+    VAR.set("loop")
+    loop.call_soon(lambda: seen.append(VAR.get()))
+    t = threading.Thread(target=thread_main)
+    t.start()
+    t.join(10)
+    loop.call_soon(lambda: seen.append(VAR.get()))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["loop", "thread", "loop"]
+
+
+class Node:
+    def __init__(self, i):
+        self.me = self  # a cycle only the handle holding it keeps alive
+        self.i = i
+
+
+def test_queued_callbacks_and_arguments_survive_collections(loop):
+    """Objects only queued handles refer to, each in a cycle of its own, through full
+    collections: nothing of them may be cleared before the callbacks run."""
+    checked = []
+
+    def check(node, i):
+        assert node.me is node and node.i == i
+        checked.append(i)
+
+    def closure(i):
+        def cb():
+            assert cb.me is cb
+            checked.append(-i)
+        cb.me = cb
+        return cb
+
+    n = 3000
+    for i in range(n):
+        loop.call_soon(check, Node(i), i)
+        loop.call_later(0.001, closure(i + 1))
+    for _ in range(3):
+        gc.collect()
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert not loop.test_errors
+    assert sorted(checked) == sorted(list(range(n)) + [-(i + 1) for i in range(n)])
+
+
+def test_handles_the_user_keeps_are_tracked_by_the_collector(loop):
+    kept = loop.call_soon(lambda: None)
+    timer = loop.call_later(10, lambda: None)
+    loop.call_soon(lambda: None)  # (pyloop decides about the one before when it queues the next)
+    loop.call_later(10, lambda: None)
+    assert gc.is_tracked(kept) and gc.is_tracked(timer)
+    run_briefly(loop)
+    timer.cancel()
+    assert gc.is_tracked(kept) and gc.is_tracked(timer)
+
+
+def test_a_handle_its_callback_handed_out_is_tracked_after_its_run(loop):
+    def boom():
+        raise ZeroDivisionError
+
+    loop.call_soon(boom)
+    loop.call_soon(lambda: None)
+    run_briefly(loop)
+    (context,) = loop.test_errors
+    loop.test_errors.clear()
+    assert isinstance(context["exception"], ZeroDivisionError)
+    assert gc.is_tracked(context["handle"])
+
+
+DROPPED_LOOP = """
+import asyncio, gc, sys, warnings, weakref
+sys.path.insert(0, {tests!r})
+from conftest import LOOP_FACTORIES
+
+class Owner:
+    def __init__(self, loop):
+        self.loop = loop
+        self.timer = loop.call_later(3600, self.tick)   # kept: the handle is in the cycle
+    def tick(self):
+        pass
+
+def make():
+    loop = LOOP_FACTORIES[{which!r}]()
+    Owner(loop)
+    for _ in range(1000):
+        loop.call_soon(loop.stop)        # dropped: only the queue holds them
+        loop.call_later(3600, loop.time)
+    Owner(loop)                           # the last one queued, still kept
+    return weakref.ref(loop)
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ref = make()
+    gc.collect()
+    gc.collect()
+assert ref() is None, "the dropped loop was not collected"
+assert any("unclosed event loop" in str(w.message) for w in caught), caught
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_a_dropped_loop_with_queued_callbacks_is_collected(which):
+    import os
+    import subprocess
+    import sys
+    code = DROPPED_LOOP.format(tests=os.path.dirname(os.path.abspath(__file__)), which=which)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_get_referents_of_a_loop_with_queued_handles(loop):
+    marker = object()
+    for _ in range(10):
+        loop.call_soon(lambda m=marker: None)
+        loop.call_later(10, print, marker)
+    gc.get_referents(loop)  # must not crash; what it lists is the loop's business
+    weak = weakref.ref(loop)
+    assert weak() is loop
+    run_briefly(loop)
