@@ -1,6 +1,6 @@
 """One micro-benchmark on one loop, in this (fresh) process; prints ns per operation.
 
-    python bench/micro.py LOOP BENCH N      LOOP: asyncio | uvloop | pyloop
+    python bench/micro.py LOOP BENCH N      LOOP: asyncio | uvloop | rloop | rsloop | pyloop
 """
 
 import asyncio
@@ -14,6 +14,12 @@ def make_loop(name):
     if name == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
+    if name == "rloop":
+        import rloop
+        return rloop.new_event_loop()
+    if name == "rsloop":
+        import rsloop
+        return rsloop.new_event_loop()
     if name == "pyloop":
         import pyloop
         return pyloop.new_event_loop()
@@ -111,16 +117,43 @@ def call_later_cancel(loop, n):
     return time.perf_counter() - t0
 
 
+def timeout_around_await(loop, n):
+    # What every timeout does: a timer made for an await that completes first, then
+    # cancelled (asyncio.timeout reschedules and cancels it; wait_for on 3.12+ is this).
+    async def main():
+        for _ in range(n):
+            async with asyncio.timeout(10):
+                await asyncio.sleep(0)
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    return time.perf_counter() - t0
+
+
+def task_group(loop, n):
+    async def one():
+        pass
+
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(n):
+                tg.create_task(one())
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    return time.perf_counter() - t0
+
+
 def chained_with_fd(loop, n):
     # As chained call_soon, with a socket watched: every callback is a turn of libuv's
     # loop (a non-blocking poll), not one of the loop's poll-free passes.
     import socket
     a, b = socket.socketpair()
-    loop.add_reader(a, lambda: None)
+    loop.add_reader(a.fileno(), lambda: None)  # (rloop takes only a number)
     try:
         return chained_call_soon(loop, n)
     finally:
-        loop.remove_reader(a)
+        loop.remove_reader(a.fileno())
         a.close()
         b.close()
 
@@ -134,7 +167,11 @@ BENCHES = {
     "gather 200k coroutines": (gather, 200_000),
     "200k call_later": (call_later, 200_000),
     "call_later + cancel": (call_later_cancel, 200_000),
+    "asyncio.timeout() around an await": (timeout_around_await, 200_000),
+    "TaskGroup 200k tasks": (task_group, 200_000),
 }
+# asyncio.timeout and TaskGroup are 3.11+.
+NEEDS = {"asyncio.timeout() around an await": (3, 11), "TaskGroup 200k tasks": (3, 11)}
 
 
 def main():

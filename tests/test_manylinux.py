@@ -3,13 +3,9 @@ the aarch64 pyconfig.h it derives from the x86_64 one is the one an aarch64 buil
 same CPython has, checked against Debian's own x86_64 and aarch64 packages. (The wheels
 themselves are tested by `make wheels-test`, which runs this whole suite on each.)"""
 
-import io
-import lzma
 import os
 import re
 import sys
-import tarfile
-import urllib.request
 
 import pytest
 
@@ -19,45 +15,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import wheels  # noqa: E402
 
-MIRROR = "http://deb.debian.org/debian"
+import debpkg  # noqa: E402  (tools/debpkg.py)
 
 
 def fetch(url):
     try:
-        with urllib.request.urlopen(url, timeout=60) as r:
-            return r.read()
+        return debpkg.fetch(url)
     except OSError as exc:
         missing(f"Debian's mirror is not reachable ({url}: {exc})")
 
 
 def packages(suite, arch):
     """{package: Filename} of Debian's `suite` for `arch`: the libpython3.X-dev ones."""
-    text = lzma.decompress(fetch(f"{MIRROR}/dists/{suite}/main/binary-{arch}/Packages.xz")).decode()
-    found = {}
-    for stanza in text.split("\n\n"):
-        name = re.search(r"^Package: (libpython3\.\d+-dev)$", stanza, re.M)
-        if name:
-            found[name.group(1)] = re.search(r"^Filename: (\S+)$", stanza, re.M).group(1)
-    return found
+    try:
+        return debpkg.package_files(suite, arch, r"libpython3\.\d+-dev")
+    except OSError as exc:
+        missing(f"Debian's mirror is not reachable ({exc})")
 
 
 def deb_member(deb, suffix):
-    """The file of a .deb (an ar archive holding data.tar.*) whose path ends in suffix."""
-    assert deb[:8] == b"!<arch>\n"
-    pos = 8
-    while pos < len(deb):
-        name = deb[pos:pos + 16].decode().strip().rstrip("/")
-        size = int(deb[pos + 48:pos + 58])
-        data = deb[pos + 60:pos + 60 + size]
-        pos += 60 + size + (size & 1)
-        if name.startswith("data.tar"):
-            if name.endswith(".zst"):
-                missing("a zstd-compressed .deb (no zstd in the standard library)")
-            raw = lzma.decompress(data) if name.endswith(".xz") else data
-            with tarfile.open(fileobj=io.BytesIO(raw)) as t:
-                for m in t.getmembers():
-                    if m.name.endswith(suffix):
-                        return t.extractfile(m).read().decode()
+    """The text of the file of a .deb whose path ends in suffix."""
+    try:
+        tar = debpkg.data_tar(deb)
+    except ValueError as exc:
+        missing(str(exc))
+    with tar:
+        for m in tar.getmembers():
+            if m.name.endswith(suffix):
+                return tar.extractfile(m).read().decode()
     raise AssertionError(f"no {suffix} in the package")
 
 
@@ -80,8 +65,8 @@ def test_aarch64_pyconfig_is_what_an_aarch64_build_configures(suite):
     assert both, f"no libpython3.X-dev in Debian {suite}"
     for package in both:
         version = package[len("libpython"):-len("-dev")]
-        x86 = deb_member(fetch(f"{MIRROR}/{amd64[package]}"), f"x86_64-linux-gnu/python{version}/pyconfig.h")
-        arm = deb_member(fetch(f"{MIRROR}/{arm64[package]}"), f"aarch64-linux-gnu/python{version}/pyconfig.h")
+        x86 = deb_member(fetch(f"{debpkg.MIRROR}/{amd64[package]}"), f"x86_64-linux-gnu/python{version}/pyconfig.h")
+        arm = deb_member(fetch(f"{debpkg.MIRROR}/{arm64[package]}"), f"aarch64-linux-gnu/python{version}/pyconfig.h")
         derived = defines(wheels.pyconfig_for(x86, "aarch64"))
         assert derived == defines(arm), (version, {k: (derived.get(k), defines(arm).get(k))
                                                    for k in set(derived) | set(defines(arm))
