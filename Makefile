@@ -44,6 +44,7 @@ bench: setup
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	@$(PYTHON) -c "import uvicorn, httptools" 2>/dev/null || $(PIP) install uvicorn httptools \
 	  || echo "uvicorn/httptools could not be installed: the HTTP rows run without them"
+	@$(PYTHON) bench/rivals.py setup  # uvloop, rloop, rsloop: each optional (rsloop: see bench/rivals.py)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # A self-contained wheel in dist/ (libuv built in from vendor/libuv, see CMakeLists.txt;

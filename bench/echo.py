@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 
+import rivals
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # one folder per architecture: the checkout is shared with the arm64 root (make wheels-test)
 BUILD = os.path.join(HERE, "build", os.uname().machine)
@@ -22,11 +24,12 @@ STYLES = ["protocol", "buffered", "streams", "sock"]
 KINDS = ["tcp", "unix", "udp"]
 SIZES = [1024, 10 * 1024, 100 * 1024]
 # UDP: a DatagramProtocol server and a sock_recvfrom/sock_sendto one, one datagram per
-# request (so no 100 KiB). uvloop has no sock_recvfrom (NotImplementedError): that row
-# compares pyloop with asyncio.
+# request (so no 100 KiB). uvloop has no sock_recvfrom (NotImplementedError), rloop no
+# sock_recvfrom and no Unix sockets: those rows go without them. A rival that fails a row
+# for another reason is left out of it with a note.
 UDP_STYLES = ["protocol", "sock"]
 UDP_SIZES = [1024, 10 * 1024]
-LACKS = {("uvloop", "udp", "sock")}
+LACKS = {("uvloop", "udp", "sock"), ("rloop", "udp", "sock")} | {("rloop", "unix", s) for s in STYLES}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -60,8 +63,9 @@ def run_once(loop, style, kind, size, seconds, connections):
     with tempfile.TemporaryDirectory() as tmp:
         addr = os.path.join(tmp, "echo.sock") if kind == "unix" else "0"
         cmd = [FLOOR, kind, addr] if loop == FLOOR_NAME else \
-            [sys.executable, os.path.join(HERE, "echo_server.py"), loop, style, kind, addr]
-        server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [*rivals.python(), os.path.join(HERE, "echo_server.py"), loop, style, kind, addr]
+        server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env=rivals.environment())
         try:
             pin(server.pid, 0)
             line = server.stdout.readline().split()
@@ -97,8 +101,14 @@ def run(loops, repeat=3, seconds=1.0, connections=8, only=""):
                     servers.append(FLOOR_NAME)
                 res = {lp: [] for lp in servers}
                 for _ in range(repeat):
-                    for lp in servers:  # interleaved
-                        res[lp].append(run_once(lp, style, kind, size, seconds, connections))
+                    for lp in list(res):  # interleaved
+                        try:
+                            res[lp].append(run_once(lp, style, kind, size, seconds, connections))
+                        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                            if lp not in rivals.RIVALS:
+                                raise
+                            print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
+                            del res[lp]
                 rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                                     for lp, v in res.items()}))
                 print(".", end="", flush=True)
@@ -108,8 +118,7 @@ def run(loops, repeat=3, seconds=1.0, connections=8, only=""):
 
 def print_rows(rows, loops):
     headers = ["benchmark"] + [f"{lp} req/s" for lp in loops] + [f"{lp} CPU µs/req" for lp in loops]
-    headers.append("CPU/req pyloop/uvloop" if "uvloop" in loops else "CPU/req pyloop/asyncio")
-    ref = "uvloop" if "uvloop" in loops else "asyncio"
+    headers.append("CPU/req pyloop/best other")
     floor = any(FLOOR_NAME in med for _, med in rows)
     if floor:
         headers += [f"{FLOOR_NAME} CPU µs/req", f"pyloop/{FLOOR_NAME}"]
@@ -117,9 +126,9 @@ def print_rows(rows, loops):
     for name, med in rows:
         line = [name] + [f"{med[lp][0]:.0f}" if lp in med else "-" for lp in loops] + \
             [f"{med[lp][1]:.1f}" if lp in med else "-" for lp in loops]
-        row_ref = ref if ref in med else "asyncio"
-        line.append((f"{med['pyloop'][1] / med[row_ref][1]:.2f}x" + ("" if row_ref == ref else f" (of {row_ref})"))
-                    if med[row_ref][1] else "-")
+        others = [(v[1], lp) for lp, v in med.items() if lp not in ("pyloop", FLOOR_NAME) and v[1]]
+        best, best_name = min(others) if others else (None, None)
+        line.append(f"{med['pyloop'][1] / best:.2f}x ({best_name})" if best else "-")
         if floor:
             f = med.get(FLOOR_NAME)
             line += [f"{f[1]:.1f}", f"{med['pyloop'][1] / f[1]:.2f}x"] if f and f[1] else ["-", "-"]

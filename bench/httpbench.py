@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 
+import rivals
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 50
@@ -68,8 +70,8 @@ def run_once(loop, app, route, keepalive, seconds=2.0, workers=1):
     servers = []
     try:
         for i in range(workers):
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "httpbench_server.py"), loop, app, str(port)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            p = subprocess.Popen([*rivals.python(), os.path.join(HERE, "httpbench_server.py"), loop, app, str(port)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=rivals.environment())
             servers.append(p)
             try:
                 os.sched_setaffinity(p.pid, {i % ncpu})
@@ -97,7 +99,7 @@ def run_once(loop, app, route, keepalive, seconds=2.0, workers=1):
 def versions():
     import importlib.metadata as md
     v = {}
-    for pkg in ("aiohttp", "uvicorn", "httptools", "uvloop"):
+    for pkg in ("aiohttp", "uvicorn", "httptools", "uvloop", "rloop", "rsloop"):
         try:
             v[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -118,8 +120,14 @@ def run(loops, repeat=5, seconds=2.0, only=""):
             continue
         res = {lp: [] for lp in loops}
         for _ in range(repeat):
-            for lp in loops:  # alternating
-                res[lp].append(run_once(lp, app, route, keepalive, seconds, workers))
+            for lp in list(res):  # alternating
+                try:
+                    res[lp].append(run_once(lp, app, route, keepalive, seconds, workers))
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    if lp not in rivals.RIVALS:
+                        raise
+                    print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
+                    del res[lp]
         rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                             for lp, v in res.items()}))
         print(".", end="", flush=True)

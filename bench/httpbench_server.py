@@ -25,7 +25,8 @@ DATA = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.25, "tags": ["a"
 assert 15 << 10 < len(json.dumps(DATA)) < 17 << 10
 
 # uvicorn's --loop: a name it knows, or an import string of a loop factory.
-UVICORN_LOOPS = {"asyncio": "asyncio", "uvloop": "uvloop", "pyloop": "pyloop:new_event_loop"}
+UVICORN_LOOPS = {"asyncio": "asyncio", "uvloop": "uvloop", "rloop": "rloop:new_event_loop",
+                 "rsloop": "rsloop:new_event_loop", "pyloop": "pyloop:new_event_loop"}
 
 
 def listening_socket(port):

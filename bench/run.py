@@ -1,4 +1,6 @@
-"""pyloop's benchmark suite: stock asyncio, uvloop (when installed) and pyloop, in one run.
+"""pyloop's benchmark suite: stock asyncio, uvloop, rloop and rsloop (each when installed:
+bench/rivals.py) and pyloop, in one run. A rival that cannot serve a row (rloop has no Unix
+sockets, no TLS, no sock_sendto/sock_recvfrom) is left out of it, with a note.
 
 Suites: `micro` (the loop's own operations), `dns` (2,000 lookups at concurrency
 1,000 and 3: time, and peak Python and OS threads), `echo` (echo servers in four
@@ -20,7 +22,6 @@ installed).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -33,36 +34,43 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, HERE)
 
-from micro import BENCHES  # noqa: E402
+import rivals  # noqa: E402
+from micro import BENCHES, NEEDS  # noqa: E402
 
 
-def available_loops():
-    loops = ["asyncio"]
-    if importlib.util.find_spec("uvloop") is not None:
-        loops.append("uvloop")
-    loops.append("pyloop")
-    return loops
+def left_out(loop, what, why):
+    """A rival that cannot serve a row: noted, and the run goes on without it there."""
+    print(f"\n  ({loop} left out of {what}: {why})", flush=True)
 
 
-def run_one(loop, bench, n):
-    out = subprocess.run([sys.executable, os.path.join(HERE, "micro.py"), loop, bench, str(n)],
-                         capture_output=True, text=True, timeout=600)
+def run_script(script, loop, *argv):
+    """bench/<script> LOOP ARGV... in a fresh process: the numbers it printed, or the
+    reason it failed (a string)."""
+    try:
+        out = subprocess.run([*rivals.python(), os.path.join(HERE, script), loop, *map(str, argv)],
+                             capture_output=True, text=True, timeout=600, env=rivals.environment())
+    except subprocess.TimeoutExpired:
+        return "no answer in 600 s"
     if out.returncode != 0:
-        raise RuntimeError(f"{loop} / {bench} failed:\n{out.stderr}")
-    return float(out.stdout.strip())
+        return (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+    return [float(x) for x in out.stdout.split()]
 
 
 def fresh_runs(script, loops, repeat, *argv):
     """bench/<script> LOOP ARGV... in a fresh process per run, `repeat` rounds
-    interleaved across the loops: {loop: [the numbers each run printed]}."""
+    interleaved across the loops: {loop: [the numbers each run printed]}, without a
+    rival whose run failed (with a note). asyncio's or pyloop's failure ends the bench."""
     samples = {lp: [] for lp in loops}
     for _ in range(repeat):
-        for lp in loops:  # interleaved
-            out = subprocess.run([sys.executable, os.path.join(HERE, script), lp, *map(str, argv)],
-                                 capture_output=True, text=True, timeout=600)
-            if out.returncode != 0:
-                raise RuntimeError(f"{script} {lp} {' '.join(map(str, argv))} failed:\n{out.stderr}")
-            samples[lp].append([float(x) for x in out.stdout.split()])
+        for lp in list(samples):  # interleaved
+            got = run_script(script, lp, *argv)
+            if isinstance(got, str):
+                if lp not in rivals.RIVALS:
+                    raise RuntimeError(f"{script} {lp} {' '.join(map(str, argv))} failed: {got}")
+                left_out(lp, f"{script} {' '.join(map(str, argv))}", got)
+                del samples[lp]
+                continue
+            samples[lp].append(got)
     return samples
 
 
@@ -78,15 +86,19 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def best_rival(med):
+    """The fastest loop other than pyloop in a row {loop: ns or µs}: (name, value)."""
+    others = [(v, lp) for lp, v in med.items() if lp != "pyloop" and v]
+    return min(others)[::-1] if others else (None, None)
+
+
 def print_micro_table(rows, loops):
-    headers = ["benchmark"] + [f"{lp} ns/op" for lp in loops] + ["pyloop/asyncio"]
-    if "uvloop" in loops:
-        headers.append("pyloop/uvloop")
+    headers = ["benchmark"] + [f"{lp} ns/op" for lp in loops] + ["pyloop/asyncio", "pyloop/best other"]
     table = []
     for bench, med in rows.items():
-        line = [bench] + [f"{med[lp]:.1f}" for lp in loops] + [ratio(med["pyloop"], med["asyncio"])]
-        if "uvloop" in loops:
-            line.append(ratio(med["pyloop"], med["uvloop"]))
+        name, best = best_rival(med)
+        line = [bench] + [f"{med[lp]:.1f}" if lp in med else "-" for lp in loops] + \
+            [ratio(med["pyloop"], med["asyncio"]), f"{ratio(med['pyloop'], best)} ({name})" if name else "-"]
         table.append(line)
     widths = [max(len(str(r[i])) for r in [headers] + table) for i in range(len(headers))]
     fmt = lambda r: "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
@@ -151,7 +163,7 @@ def chart(results, suite, rows, xlabel, title, log=False, relative_to=None):
         return
     if not rows:
         return
-    loops = [lp for lp in ("asyncio", "uvloop", "pyloop", "C floor") if any(lp in v for _, v in rows)]
+    loops = [lp for lp in rivals.ORDER + ["C floor"] if any(lp in v for _, v in rows)]
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) * max(1, len(loops) / 3) + 1.6))
     h = 0.8 / len(loops)
     for i, lp in enumerate(loops):
@@ -196,10 +208,13 @@ def main():
             chart_suite(args.results, suite)
         return
 
-    loops = available_loops()
-    if "uvloop" not in loops:
-        print("uvloop is not installed: comparing with stock asyncio only")
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
+    loops, missing = rivals.available()
+    for lp, why in missing.items():
+        print(f"{lp}: {why}; the benchmarks run without it")
+    libc = " ".join(platform.libc_ver())
+    if rivals.uses_newer_glibc():
+        libc = f"Debian 13's glibc 2.41 (for rsloop; {os.path.relpath(rivals.GLIBC)})"
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, {libc}; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
     runs = {"micro": run_micro, "dns": run_dns, "echo": run_echo, "tls": run_tls, "proc": run_proc,
             "http": run_http, "scale": run_scale, "flood": run_flood}
@@ -219,7 +234,7 @@ def run_proc(args, loops):
         if args.only not in what:
             continue
         samples = fresh_runs("procs.py", loops, args.repeat, what, n)  # seconds, peak threads: Python, OS
-        for lp in loops:
+        for lp in samples:
             s = samples[lp]
             rows.append({"benchmark": f"{n} {label}", "loop": lp,
                          "seconds": statistics.median(x[0] for x in s),
@@ -234,6 +249,9 @@ def run_proc(args, loops):
 
 
 def run_tls(args, loops):
+    if "rloop" in loops:
+        left_out("rloop", "the TLS rows", "it has no TLS")
+        loops = [lp for lp in loops if lp != "rloop"]
     seconds = max(0.5, 2 * args.seconds)
     print(f"\nTLS: echo over TLS (TCP; an asyncio Protocol server, or asyncio streams) and new TLS "
           f"connections, 4 blocking ssl-module client processes, {seconds:g} s per run; server CPU "
@@ -277,7 +295,7 @@ def run_scale(args, loops):
         if args.only not in label:
             continue
         samples = fresh_runs("scale.py", loops, args.repeat, what, n)  # seconds, bytes per item
-        for lp in loops:
+        for lp in samples:
             rows.append({"benchmark": f"{n:,} {label}", "loop": lp, "unit": unit,
                          "seconds": statistics.median(x[0] for x in samples[lp]),
                          "bytes_per_item": statistics.median(x[1] for x in samples[lp])})
@@ -301,7 +319,7 @@ def run_flood(args, loops):
         if args.only not in label:
             continue
         samples = fresh_runs("flood.py", loops, args.repeat, nthreads, seconds, work, *([when] if when else []))
-        for lp in loops:
+        for lp in samples:
             med = [statistics.median(x[i] for x in samples[lp]) for i in range(6)]
             rows.append({"benchmark": label, "loop": lp, "timer_late_p50_ms": med[0], "timer_late_max_ms": med[1],
                          "io_rtt_p50_ms": med[2], "io_rtt_max_ms": med[3], "peak_queue": med[4],
@@ -356,7 +374,7 @@ def run_dns(args, loops):
     rows = {}
     for conc in (1000, 3):
         samples = fresh_runs("dns.py", loops, args.repeat, n, conc)  # seconds, peak threads: Python, OS
-        for lp in loops:
+        for lp in samples:
             s = samples[lp]
             rows[(conc, lp)] = {
                 "seconds": statistics.median(x[0] for x in s),
@@ -376,13 +394,11 @@ def run_dns(args, loops):
 
 
 def run_micro(args, loops):
-    benches = {b: v for b, v in BENCHES.items() if args.only in b}
-    samples = {b: {lp: [] for lp in loops} for b in benches}
+    benches = {b: v for b, v in BENCHES.items() if args.only in b and sys.version_info >= NEEDS.get(b, (3,))}
+    samples = {}
     for b, (_, n) in benches.items():
         n = max(1, int(n * args.scale))
-        for _ in range(args.repeat):
-            for lp in loops:  # interleaved
-                samples[b][lp].append(run_one(lp, b, n))
+        samples[b] = {lp: [x[0] for x in v] for lp, v in fresh_runs("micro.py", loops, args.repeat, b, n).items()}
     rows = {b: {lp: statistics.median(v) for lp, v in per.items()} for b, per in samples.items()}
     print_micro_table(rows, loops)
 

@@ -21,6 +21,8 @@ import tempfile
 import multiprocessing
 import time
 
+import rivals
+
 SERVER = r"""
 import asyncio, ssl, sys
 sys.path.insert(0, sys.argv[4])
@@ -100,8 +102,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         cert, key, ctx = certificates(folder)
         here = os.path.dirname(os.path.abspath(__file__))
-        proc = subprocess.Popen([sys.executable, "-c", SERVER, loop_name, cert, key, here, style],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*rivals.python(), "-c", SERVER, loop_name, cert, key, here, style],
+                                stdout=subprocess.PIPE, text=True, env=rivals.environment())
         try:
             port = int(proc.stdout.readline())
             counts = multiprocessing.get_context("fork").Array("q", CLIENTS, lock=False)
