@@ -281,6 +281,10 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
 
 static PyObject* CoreLoop_is_closed(PyObject* self, PyObject*) { return PyBool_FromLong(CORE(self)->is_closed()); }
 
+static PyObject* CoreLoop_io_peek_mechanism(PyObject* self, PyObject*) {
+    return PyUnicode_FromString(CORE(self)->io_peek_mechanism());
+}
+
 static PyObject* CoreLoop_is_running(PyObject* self, PyObject*) {
     return PyBool_FromLong(CORE(self)->is_running());
 }
@@ -373,6 +377,8 @@ static PyMethodDef CoreLoop_methods[] = {
     {"create_task", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(CoreLoop_create_task)),
      METH_FASTCALL | METH_KEYWORDS, "create_task(coro, *, name=None, context=None) -> asyncio.Task"},
     {"is_closed", CoreLoop_is_closed, METH_NOARGS, "Has close() been called?"},
+    {"_io_peek_mechanism", CoreLoop_io_peek_mechanism, METH_NOARGS,
+     "What tells an iteration its poll would find nothing: 'io_uring', 'epoll' or 'off' (core/io_peek.hpp)."},
     {"is_running", CoreLoop_is_running, METH_NOARGS, "Is the loop running?"},
     {"stop", CoreLoop_stop, METH_NOARGS, "Stop the loop after the callbacks that are ready now have run."},
     {"_run_core", CoreLoop_run, METH_O, nullptr},

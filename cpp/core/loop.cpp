@@ -68,6 +68,7 @@ int LoopCore::init() {
     uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
     uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
     uv_ready_ = true;
+    peek_.open(uv_backend_fd(loop_));
     return 0;
 }
 
@@ -304,6 +305,39 @@ void LoopCore::batch_done() {
     batch_cv_.notify_all();
 }
 
+// libuv's count of the I/O events its polls reported (0 with a libuv too old to say).
+static uint64_t uv_events(uv_loop_t* loop) {
+#if UV_VERSION_HEX >= 0x012D00  // uv_metrics_info: 1.45
+    uv_metrics_t m;
+    uv_metrics_info(loop, &m);
+    return m.events;
+#else
+    (void)loop;
+    return 0;
+#endif
+}
+
+// Is a libuv queue (struct uv__queue, or the void*[2] of older libuv) empty?
+template <typename Q>
+static bool uv_queue_empty(const Q* q) {
+    return *reinterpret_cast<void* const*>(q) == static_cast<const void*>(q);
+}
+
+// Would this iteration's poll find nothing? Yes when the last poll found nothing,
+// nothing became ready since (peek_), and libuv holds no work of its own for its turn:
+// no watcher to (re)register, no deferred callback, no handle closing.
+bool LoopCore::io_quiet() {
+#if UV_VERSION_HEX >= 0x012D00
+    if (!uv_queue_empty(&loop_->watcher_queue) || !uv_queue_empty(&loop_->pending_queue) ||
+        loop_->closing_handles)
+        return false;
+    if (uv_events(loop_) != events_before_poll_) return false;
+    return !peek_.anything_ready();
+#else
+    return false;
+#endif
+}
+
 void LoopCore::run_batch() {
     if (fatal_) return;
     schedule_due_timers();
@@ -311,12 +345,15 @@ void LoopCore::run_batch() {
     run_once_ready();
     running_callbacks_ = false;
     batch_done();
-    // With nothing to poll (no fd, transport or request watched), the next iterations'
-    // polls could only return nothing: run them here and skip libuv's turn and its
-    // epoll_wait. call_soon_threadsafe queues directly and Python's eval loop runs
-    // signal handlers, so nothing is missed; the cap lets libuv do its housekeeping.
+    // More iterations without libuv's turn, while callbacks are ready (the poll would
+    // not block) and that poll would find nothing: with nothing to poll (no fd,
+    // transport or request watched), or when io_quiet() says so. call_soon_threadsafe
+    // queues directly and Python's eval loop runs signal handlers, so nothing is
+    // missed; the cap lets libuv do its housekeeping. (asyncio polls once an
+    // iteration: an event that came since the last poll is still seen by the next
+    // iteration, as there.)
     for (int pass = 0; pass < kMaxPollFreeTurns && !ready_.empty() && !fatal_ && !stopping_ && !closed_ &&
-                       !has_io_sources();
+                       (!has_io_sources() || io_quiet());
          pass++) {
         schedule_due_timers();
         running_callbacks_ = true;
@@ -369,6 +406,9 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
         self->metrics_.idle_since = t;
         self->saved_tstate_ = PyEval_SaveThread();
     }
+    // The poll comes next: what the peek saw until now, it sees too.
+    self->peek_.before_poll();
+    self->events_before_poll_ = uv_events(self->loop_);
 }
 
 void LoopCore::retake_gil() {
@@ -599,6 +639,7 @@ int LoopCore::close() {
     closed_ = true;
     clear_queues();
     if (!uv_ready_) return 0;
+    peek_.close();
     fdw_.close();
     std::unordered_map<int, HandleObject*> sigs;
     sigs.swap(signals_);

@@ -13,6 +13,7 @@
 #pragma once
 #include "core/fdwatch.hpp"
 #include "core/handle.hpp"
+#include "core/io_peek.hpp"
 #include "core/metrics.hpp"
 
 #include <uv.h>
@@ -100,6 +101,7 @@ class LoopCore {
     int close();  // -1 with an exception set
 
     size_t ready_count() const { return ready_.size(); }
+    const char* io_peek_mechanism() const { return peek_.mechanism(); }
     size_t timer_count() const { return heap_.size(); }
     size_t timer_cancelled_count() const { return timer_cancelled_count_; }
     uv_loop_t* uv() { return loop_; }
@@ -217,6 +219,7 @@ class LoopCore {
     static void on_wakeup(uv_poll_t* h, int status, int events);
 
     void run_batch();
+    bool io_quiet();
     void run_once_ready();
     void schedule_due_timers();
     void heap_push(HandleObject* h);
@@ -304,6 +307,8 @@ class LoopCore {
     std::atomic<int> batch_waiters_{0};
 
     FdWatchers fdw_{this};
+    IoPeek peek_;
+    uint64_t events_before_poll_ = 0;  // libuv's count of I/O events, taken right before a poll
     std::unordered_map<int, HandleObject*> signals_;  // signum -> handle (owned)
 };
 
