@@ -36,6 +36,16 @@ def info():
              ("libuv running", _core.libuv_version_string())]
     size, source = pool_size()
     lines.append(("libuv pool threads", f"{size} ({source}; started at the first lookup)"))
+    loop = pyloop.new_event_loop()
+    try:
+        peek = loop._io_peek_mechanism()
+    finally:
+        loop.close()
+    lines.append(("busy iterations", {"io_uring": "skip libuv's poll when an io_uring completion says it would "
+                                                  "find nothing",
+                                      "epoll": "skip libuv's turn when epoll_wait() finds nothing (io_uring "
+                                               "refused here)",
+                                      "off": "poll through libuv every time (PYLOOP_IO_PEEK=off)"}[peek]))
     lines.append(("Python", f"{platform.python_implementation()} {platform.python_version()} "
                             f"({', '.join(platform.python_build())}; {platform.python_compiler()})"))
     try:

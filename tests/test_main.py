@@ -28,6 +28,9 @@ def test_report(tmp_path):
     assert f"libuv built with    {v // 10000}.{v // 100 % 100}.{v % 100} ({how})" in text
     assert f"libuv running       {_core.libuv_version_string()}" in text
     assert "libuv pool threads  7 (UV_THREADPOOL_SIZE=7" in text
+    off = pyloop_cmd(cwd=str(tmp_path), env={"PYLOOP_IO_PEEK": "off"}).stdout
+    assert "busy iterations     poll through libuv every time (PYLOOP_IO_PEEK=off)\n" in off
+    assert "busy iterations     skip libuv's" in text
     assert f"Python              CPython {'.'.join(map(str, sys.version_info[:3]))}" in text
     assert "uvloop" in text
     tag, machine = f"cp{sys.version_info[0]}{sys.version_info[1]}", platform.machine()
