@@ -214,3 +214,33 @@ def test_get_referents_of_a_loop_with_queued_handles(loop):
     weak = weakref.ref(loop)
     assert weak() is loop
     run_briefly(loop)
+
+
+def test_handles_do_not_bring_collections_sooner():
+    """pyloop's handles are allocated without the allocation count that starts a
+    collection (core/handle.cpp, alloc_handle): a queued handle gives the collector
+    nothing to walk. (asyncio's handles are Python objects: each counts.)"""
+    import pyloop
+    loop = pyloop.new_event_loop()
+    try:
+        keep = []
+        gc.disable()
+        try:
+            before = gc.get_count()[0]
+            for _ in range(5000):
+                keep.append(loop.call_soon(print))  # (more than the free list of 256 holds)
+                loop.call_later(10, print)
+            grew = gc.get_count()[0] - before
+        finally:
+            gc.enable()
+        assert grew < 100, grew  # the list's own growth, not 10,000 handles
+        for h in keep:
+            h.cancel()
+        weak = weakref.ref(keep[0])
+        del keep
+        assert weak() is not None  # still queued
+        run_briefly(loop)
+        gc.collect()
+        assert weak() is None
+    finally:
+        loop.close()
