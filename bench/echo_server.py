@@ -95,6 +95,7 @@ async def sock_server(loop, lsock):
 
 async def main(loop, style, kind, addr):
     lsock = listening_socket(kind, addr)
+    port = lsock.getsockname()[1] if kind != "unix" else 0  # (rloop takes the socket's fd over)
     if kind == "udp":
         server = None
         if style == "protocol":
@@ -113,7 +114,6 @@ async def main(loop, style, kind, addr):
     else:
         server = None
         loop.create_task(sock_server(loop, lsock))
-    port = lsock.getsockname()[1] if kind != "unix" else 0
     print(f"ready {port}", flush=True)
     # serve until the harness closes our stdin
     done = loop.create_future()

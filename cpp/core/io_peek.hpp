@@ -3,11 +3,13 @@
 // no, the iteration's poll is known to find nothing and the loop runs the ready queue
 // again without a turn of libuv's loop (see LoopCore::run_batch).
 //
-// The answer comes from an io_uring multishot poll on libuv's epoll descriptor: the
-// kernel posts a completion to memory shared with this process whenever that
-// descriptor becomes readable, so asking costs a memory read, not a system call. Where
-// io_uring cannot be had (an old kernel, a seccomp filter, io_uring_disabled, a forked
-// child), an epoll_wait() with no timeout on libuv's descriptor answers instead.
+// The answer comes from an io_uring poll on libuv's epoll descriptor, armed when a busy
+// iteration first asks: the kernel completes it (in memory shared with this process)
+// when that descriptor becomes readable, so while nothing comes, asking again costs a
+// memory read, not a system call; after a completion, the next ask arms it again (one
+// system call, as the epoll answer). Where io_uring cannot be had (an old kernel, a
+// seccomp filter, io_uring_disabled, a forked child), an epoll_wait() with no timeout
+// on libuv's descriptor answers instead.
 //
 // "No" is only said when it is certain: a completion may mean nothing is left (the
 // event was handled since), and then one turn of libuv's loop more is the cost.
@@ -40,10 +42,13 @@ class IoPeek {
     bool ring_open();
     bool ring_arm();
     void ring_close();
-    bool ring_drain();  // true if the ring held completions
+    bool ring_consume();  // true if the ring held completions
+    bool ring_usable() const;
 
     int epoll_fd_ = -1;
     int ring_fd_ = -1;
+    bool armed_ = false;   // a poll is in the kernel
+    bool broken_ = false;  // the kernel refused a poll: the epoll answer
     void* sq_ring_ = nullptr;
     size_t sq_ring_size_ = 0;
     void* cq_ring_ = nullptr;
