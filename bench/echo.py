@@ -99,16 +99,8 @@ def run(loops, repeat=3, seconds=1.0, connections=8, only=""):
                 servers = [lp for lp in loops if (lp, kind, style) not in LACKS]
                 if style == "protocol" and kind != "udp":
                     servers.append(FLOOR_NAME)
-                res = {lp: [] for lp in servers}
-                for _ in range(repeat):
-                    for lp in list(res):  # interleaved
-                        try:
-                            res[lp].append(run_once(lp, style, kind, size, seconds, connections))
-                        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                            if lp not in rivals.RIVALS:
-                                raise
-                            print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
-                            del res[lp]
+                res = rivals.interleaved(servers, repeat, name,
+                                         lambda lp: run_once(lp, style, kind, size, seconds, connections))
                 rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                                     for lp, v in res.items()}))
                 print(".", end="", flush=True)

@@ -118,16 +118,7 @@ def run(loops, repeat=5, seconds=2.0, only=""):
         name = case_name(app, route, keepalive, workers)
         if only not in name or workers > os.cpu_count() or importlib.util.find_spec(app) is None:
             continue
-        res = {lp: [] for lp in loops}
-        for _ in range(repeat):
-            for lp in list(res):  # alternating
-                try:
-                    res[lp].append(run_once(lp, app, route, keepalive, seconds, workers))
-                except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    if lp not in rivals.RIVALS:
-                        raise
-                    print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
-                    del res[lp]
+        res = rivals.interleaved(loops, repeat, name, lambda lp: run_once(lp, app, route, keepalive, seconds, workers))
         rows.append((name, {lp: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                             for lp, v in res.items()}))
         print(".", end="", flush=True)

@@ -117,6 +117,23 @@ def available():
     return loops, left_out
 
 
+def interleaved(loops, repeat, name, run_once):
+    """run_once(loop) for each loop, `repeat` rounds interleaved: {loop: [results]}. A
+    rival whose run raises RuntimeError (or times out) is left out of the row with a
+    note; asyncio's or pyloop's failure ends the bench."""
+    results = {lp: [] for lp in loops}
+    for _ in range(repeat):
+        for lp in list(results):
+            try:
+                results[lp].append(run_once(lp))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                if lp not in RIVALS:
+                    raise
+                print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
+                del results[lp]
+    return results
+
+
 def pip(*args):
     return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
                           capture_output=True, text=True).returncode == 0

@@ -27,6 +27,7 @@ SERVER = r"""
 import asyncio, ssl, sys
 sys.path.insert(0, sys.argv[4])
 from micro import make_loop
+loop = make_loop(sys.argv[1])  # first: rsloop must see the certificate loaded
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(sys.argv[2], sys.argv[3])
 
@@ -53,7 +54,6 @@ async def main():
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.sleep(3600)
 
-loop = make_loop(sys.argv[1])
 loop.run_until_complete(main())
 """
 
@@ -102,10 +102,17 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         cert, key, ctx = certificates(folder)
         here = os.path.dirname(os.path.abspath(__file__))
+        errors = open(os.path.join(folder, "server.err"), "w+")  # (a pipe left unread could fill)
         proc = subprocess.Popen([*rivals.python(), "-c", SERVER, loop_name, cert, key, here, style],
-                                stdout=subprocess.PIPE, text=True, env=rivals.environment())
+                                stdout=subprocess.PIPE, stderr=errors, text=True, env=rivals.environment())
         try:
-            port = int(proc.stdout.readline())
+            line = proc.stdout.readline()
+            if not line.strip():
+                proc.wait(timeout=30)
+                errors.seek(0)
+                why = (errors.read().strip().splitlines() or ["no output"])[-1]
+                raise SystemExit(f"the {loop_name} TLS server did not start: {why}")
+            port = int(line)
             counts = multiprocessing.get_context("fork").Array("q", CLIENTS, lock=False)
             deadline = time.monotonic() + seconds
             if what == "handshake":
@@ -124,6 +131,7 @@ def main():
             proc.kill()
             proc.wait()
             proc.stdout.close()
+            errors.close()
     done = sum(counts)
     print(f"{done / seconds:.1f} {cpu / max(done, 1) * 1e6:.2f}")
 
