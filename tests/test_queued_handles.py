@@ -247,3 +247,26 @@ def test_handles_do_not_bring_collections_sooner():
         assert weak() is None
     finally:
         loop.close()
+
+
+def test_collections_while_the_loop_runs_leave_queued_callbacks_whole(loop):
+    """A running loop does not report its queues to the collector (what they hold is
+    reachable through it); collections made by a callback while thousands of handles
+    wait, each holding a cycle nothing else refers to, must leave them whole."""
+    checked = []
+
+    def check(node, i):
+        assert node.me is node and node.i == i
+        checked.append(i)
+
+    def collector():
+        for i in range(2000):
+            loop.call_soon(check, Node(i), i)
+            loop.call_later(0.001, check, Node(-i - 1), -i - 1)
+        gc.collect()
+        gc.collect()
+
+    loop.call_soon(collector)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert not loop.test_errors
+    assert sorted(checked) == sorted(list(range(2000)) + [-i - 1 for i in range(2000)])

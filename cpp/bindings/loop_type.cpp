@@ -221,6 +221,29 @@ static PyObject* CoreLoop_create_future(PyObject* self, PyObject*) {
     return PyObject_Vectorcall(future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
 }
 
+// The keyword names of Task(coro, <the caller's keywords>, loop=self): a new reference.
+// A call site passes the same tuple every time (its code's constant), so the names for
+// the first few tuples seen are made once (TaskGroup.create_task passes name=: a
+// tuple made per task was an allocation the collector counts, per task).
+static PyObject* task_kwnames(PyObject* kwnames) {
+    constexpr int kCached = 8;
+    static PyObject* seen[kCached];  // the callers' tuples (owned: their identity is the key)
+    static PyObject* made[kCached];
+    static int nseen = 0;
+    for (int i = 0; i < nseen; i++)
+        if (seen[i] == kwnames) return Py_NewRef(made[i]);
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    PyObject* names = PyTuple_New(nkw + 1);
+    if (!names) return nullptr;
+    for (Py_ssize_t i = 0; i < nkw; i++) PyTuple_SET_ITEM(names, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+    PyTuple_SET_ITEM(names, nkw, Py_NewRef(PyTuple_GET_ITEM(g_loop_kwnames, 0)));
+    if (nseen < kCached) {
+        seen[nseen] = Py_NewRef(kwnames);
+        made[nseen++] = Py_NewRef(names);
+    }
+    return names;
+}
+
 // create_task without a task factory (the common case) builds the asyncio.Task here;
 // with a factory, or in debug mode, the Python face's _create_task_slow does it.
 static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -248,7 +271,7 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
         return r;
     }
     // Task(coro, <the caller's keywords>, loop=self)
-    PyObject* names = PyTuple_New(nkw + 1);
+    PyObject* names = task_kwnames(kwnames);
     if (!names) {
         Py_DECREF(task_type);
         return nullptr;
@@ -266,11 +289,7 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
         av = heap_argv;
     }
     av[0] = args[0];
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyTuple_SET_ITEM(names, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
-        av[1 + i] = args[1 + i];
-    }
-    PyTuple_SET_ITEM(names, nkw, Py_NewRef(PyTuple_GET_ITEM(g_loop_kwnames, 0)));
+    for (Py_ssize_t i = 0; i < nkw; i++) av[1 + i] = args[1 + i];
     av[1 + nkw] = self;
     PyObject* r = PyObject_Vectorcall(task_type, av, 1, names);
     Py_DECREF(task_type);

@@ -577,11 +577,19 @@ static int visit_queued(HandleObject* h, visitproc visit, void* arg) {
 }
 
 int LoopCore::traverse(visitproc visit, void* arg) {
-    for (HandleObject* h : ready_) {
-        if (int r = visit_queued(h, visit, arg)) return r;
-    }
-    for (HandleObject* h : heap_) {
-        if (int r = visit_queued(h, visit, arg)) return r;
+    // A running loop is reachable (run_forever holds it), and so is everything its queues
+    // hold: nothing there can be garbage, and not reporting it only makes the collector
+    // treat it as reachable from outside, which it is. Reporting it made each full
+    // collection walk every queued handle (gather of 200k: 10 full collections, 1.8x
+    // rsloop's collector time). A loop that is not running may be garbage: then what
+    // its queues hold is reported, so that a dropped loop and its callbacks are freed.
+    if (!running_) {
+        for (HandleObject* h : ready_) {
+            if (int r = visit_queued(h, visit, arg)) return r;
+        }
+        for (HandleObject* h : heap_) {
+            if (int r = visit_queued(h, visit, arg)) return r;
+        }
     }
     Py_VISIT(context_snapshot_);
     for (auto& f : flushes_) Py_VISIT(f.first);
