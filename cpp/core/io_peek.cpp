@@ -175,7 +175,8 @@ bool IoPeek::anything_ready() {
         if (armed_) return false;
         // Armed now: the kernel looks at the descriptor during the call.
         if (ring_arm()) {
-            if (!ring_consume()) return false;
+            bool done = ring_consume() || (__atomic_load_n(sq_flags_, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN);
+            if (!done) return false;
             if (!broken_) return true;
         }
         // (refused: fall through to the epoll answer)
