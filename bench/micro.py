@@ -145,8 +145,8 @@ def task_group(loop, n):
 
 
 def chained_with_fd(loop, n):
-    # As chained call_soon, with a socket watched: every callback is a turn of libuv's
-    # loop (a non-blocking poll), not one of the loop's poll-free passes.
+    # As chained call_soon, with a socket watched: every callback is an iteration whose
+    # poll must see I/O that came before it (asyncio polls each iteration).
     import socket
     a, b = socket.socketpair()
     loop.add_reader(a.fileno(), lambda: None)  # (rloop takes only a number)

@@ -100,21 +100,26 @@ def importable_here(loop):
 
 def available():
     """([the loops to run, in ORDER], {loop left out: why})."""
-    loops, left_out = [], {}
+    loops, missing = [], {}
     cmd, env = python(), environment()
     for loop in ORDER:
         if loop in RIVALS and importlib.util.find_spec(loop) is None and \
                 not os.path.isdir(os.path.join(PACKAGES, loop)):
-            left_out[loop] = "not installed"
+            missing[loop] = "not installed"
             continue
         out = subprocess.run([*cmd, "-c", f"import {loop}"], capture_output=True, text=True, env=env, timeout=120)
         if out.returncode == 0:
             loops.append(loop)
         elif loop in RIVALS:
-            left_out[loop] = (out.stderr.strip().splitlines() or ["import failed"])[-1]
+            missing[loop] = (out.stderr.strip().splitlines() or ["import failed"])[-1]
         else:
             raise SystemExit(f"{loop} does not import:\n{out.stderr}")
-    return loops, left_out
+    return loops, missing
+
+
+def left_out(loop, what, why):
+    """A rival that cannot serve a row: noted, and the run goes on without it there."""
+    print(f"\n  ({loop} left out of {what}: {why})", flush=True)
 
 
 def interleaved(loops, repeat, name, run_once):
@@ -129,7 +134,7 @@ def interleaved(loops, repeat, name, run_once):
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 if lp not in RIVALS:
                     raise
-                print(f"\n  ({lp} left out of {name}: {exc})", flush=True)
+                left_out(lp, name, exc)
                 del results[lp]
     return results
 
@@ -191,9 +196,9 @@ def main():
     if sys.argv[1:] == ["setup"]:
         setup()
         return
-    loops, left_out = available()
+    loops, missing = available()
     print("loops:", ", ".join(loops))
-    for loop, why in left_out.items():
+    for loop, why in missing.items():
         print(f"left out: {loop} ({why})")
     print("started as:", " ".join(python()))
 

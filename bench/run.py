@@ -38,21 +38,13 @@ import rivals  # noqa: E402
 from micro import BENCHES, NEEDS  # noqa: E402
 
 
-def left_out(loop, what, why):
-    """A rival that cannot serve a row: noted, and the run goes on without it there."""
-    print(f"\n  ({loop} left out of {what}: {why})", flush=True)
-
-
 def run_script(script, loop, *argv):
-    """bench/<script> LOOP ARGV... in a fresh process: the numbers it printed, or the
-    reason it failed (a string)."""
-    try:
-        out = subprocess.run([*rivals.python(), os.path.join(HERE, script), loop, *map(str, argv)],
-                             capture_output=True, text=True, timeout=600, env=rivals.environment())
-    except subprocess.TimeoutExpired:
-        return "no answer in 600 s"
+    """bench/<script> LOOP ARGV... in a fresh process: the numbers it printed.
+    RuntimeError (the last line it wrote to stderr) if it failed."""
+    out = subprocess.run([*rivals.python(), os.path.join(HERE, script), loop, *map(str, argv)],
+                         capture_output=True, text=True, timeout=600, env=rivals.environment())
     if out.returncode != 0:
-        return (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise RuntimeError((out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1])
     return [float(x) for x in out.stdout.split()]
 
 
@@ -60,18 +52,8 @@ def fresh_runs(script, loops, repeat, *argv):
     """bench/<script> LOOP ARGV... in a fresh process per run, `repeat` rounds
     interleaved across the loops: {loop: [the numbers each run printed]}, without a
     rival whose run failed (with a note). asyncio's or pyloop's failure ends the bench."""
-    samples = {lp: [] for lp in loops}
-    for _ in range(repeat):
-        for lp in list(samples):  # interleaved
-            got = run_script(script, lp, *argv)
-            if isinstance(got, str):
-                if lp not in rivals.RIVALS:
-                    raise RuntimeError(f"{script} {lp} {' '.join(map(str, argv))} failed: {got}")
-                left_out(lp, f"{script} {' '.join(map(str, argv))}", got)
-                del samples[lp]
-                continue
-            samples[lp].append(got)
-    return samples
+    return rivals.interleaved(loops, repeat, f"{script} {' '.join(map(str, argv))}",
+                              lambda lp: run_script(script, lp, *argv))
 
 
 def by_benchmark(rows, value):
@@ -212,7 +194,7 @@ def main():
     for lp, why in missing.items():
         print(f"{lp}: {why}; the benchmarks run without it")
     libc = " ".join(platform.libc_ver())
-    if rivals.uses_newer_glibc():
+    if rivals.python() != [sys.executable]:
         libc = f"Debian 13's glibc 2.41 (for rsloop; {os.path.relpath(rivals.GLIBC)})"
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, {libc}; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
@@ -250,7 +232,7 @@ def run_proc(args, loops):
 
 def run_tls(args, loops):
     if "rloop" in loops:
-        left_out("rloop", "the TLS rows", "it has no TLS")
+        rivals.left_out("rloop", "the TLS rows", "it has no TLS")
         loops = [lp for lp in loops if lp != "rloop"]
     seconds = max(0.5, 2 * args.seconds)
     print(f"\nTLS: echo over TLS (TCP; an asyncio Protocol server, or asyncio streams) and new TLS "

@@ -26,7 +26,7 @@ static int g_free_count = 0;
 // coroutines, whose handles the loop holds, ran 1.17x more collections on pyloop than on
 // loops whose handles are not Python objects, each walking every task alive. A GC
 // object is its header (CPython's PyGC_Head: two words, zero while untracked) then the
-// object; that is checked at import (handles_check_gc_header), else PyObject_GC_New.
+// object; that is checked at import (check_gc_header), else PyObject_GC_New.
 static constexpr size_t kGcHeader = 2 * sizeof(uintptr_t);
 static bool g_uncounted_alloc = false;
 
@@ -142,8 +142,6 @@ bool check_context_layout() {
 
 bool g_contexts_shareable = false;
 }  // namespace
-
-bool contexts_shareable() { return g_contexts_shareable; }
 
 bool same_context_vars(PyObject* a, PyObject* b) { return vars_of(a) == vars_of(b); }
 

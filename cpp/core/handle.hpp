@@ -48,9 +48,6 @@ HandleObject* handle_new(PyTypeObject* type, PyObject* callback, PyObject* const
 // hold (they are part of the loop then, see LoopCore::traverse).
 int handle_traverse(HandleObject* h, visitproc visit, void* arg);
 
-// Can contexts be shared between handles on this Python (checked once at import)?
-// The check reads the one field of a Context it needs (see handle.cpp).
-bool contexts_shareable();
 // Do two Context objects hold the same variables (the same immutable mapping)?
 bool same_context_vars(PyObject* a, PyObject* b);
 
