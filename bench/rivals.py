@@ -7,7 +7,7 @@ and Debian 13's glibc beside it; every benchmark process, of every loop, then st
 through that glibc's dynamic loader (`ld.so --library-path DIR --argv0 PYTHON PYTHON ...`),
 so that all loops run on the same libc. Nothing here is needed for pyloop itself.
 
-    python bench/rivals.py setup      install what is missing (never fails the bench)
+    python bench/rivals.py setup [LOOP ...]   install what is missing (never fails the bench)
     python bench/rivals.py            which loops the bench would run, and how
 """
 
@@ -172,9 +172,9 @@ def setup_wheel_for_newer_glibc(loop, need):
     return os.path.isdir(os.path.join(PACKAGES, loop))
 
 
-def setup():
+def setup(loops=RIVALS):
     """Installs the rivals that are missing; says what could not be had. Never fails."""
-    for loop in RIVALS:
+    for loop in loops:
         if importlib.util.find_spec(loop) is not None or os.path.isdir(os.path.join(PACKAGES, loop)):
             continue
         if pip("install", "--only-binary=:all:", loop):
@@ -193,8 +193,11 @@ def setup():
 
 
 def main():
-    if sys.argv[1:] == ["setup"]:
-        setup()
+    if sys.argv[1:2] == ["setup"]:
+        unknown = [loop for loop in sys.argv[2:] if loop not in RIVALS]
+        if unknown:
+            sys.exit(f"rivals.py setup [{'|'.join(RIVALS)} ...]: unknown {', '.join(unknown)}")
+        setup(sys.argv[2:] or RIVALS)
         return
     loops, missing = available()
     print("loops:", ", ".join(loops))

@@ -225,6 +225,7 @@ def test_handles_do_not_bring_collections_sooner():
     nothing to walk. (asyncio's handles are Python objects: each counts.)"""
     import pyloop
     loop = pyloop.new_event_loop()
+    loop.set_debug(False)  # (debug mode's source tracebacks are objects of their own: make test-debug)
     try:
         keep = []
         gc.disable()
