@@ -215,11 +215,6 @@ static int own_context(HandleObject* h) {
     return 0;
 }
 
-static inline PyObject* call_callback(HandleObject* h) {
-    PyObject* const* argv = h->args ? &PyTuple_GET_ITEM(h->args, 0) : h->inline_args;
-    return PyObject_Vectorcall(h->callback, argv, static_cast<size_t>(h->nargs), nullptr);
-}
-
 static void clear_args(HandleObject* h) {
     Py_CLEAR(h->args);
     Py_CLEAR(h->inline_args[0]);
@@ -259,27 +254,17 @@ static void wait_until_not_running(HandleObject* h) {
     Py_DECREF(h);
 }
 
-int handle_run(HandleObject* h) {
-    if (!h->callback) return 0;
-    PyObject* res = nullptr;
-    // A shared snapshot is replaced by a private copy, the context the callback runs in
-    // and the handle keeps (as asyncio's handle keeps the one its callback changed).
-    if ((!h->ctx_shared || own_context(h) == 0) && PyContext_Enter(h->context) == 0) {
-        if (h->threadsafe) {
-            h->running_in = PyThread_get_thread_ident();
-            Py_INCREF(h);  // a waiter reads it until threadsafe_run_ended
-            res = call_callback(h);
-            threadsafe_run_ended(h);
-            Py_DECREF(h);
-        } else {
-            res = call_callback(h);
-        }
-        PyContext_Exit(h->context);  // cannot fail: this thread just entered it
-    }
-    if (res) {
-        Py_DECREF(res);
-        return 0;
-    }
+// callback(*argv) run in ctx: a new reference, or nullptr with the exception set.
+static inline PyObject* call_in(PyObject* ctx, PyObject* callback, PyObject* const* argv, Py_ssize_t nargs) {
+    if (PyContext_Enter(ctx) < 0) return nullptr;
+    PyObject* res = PyObject_Vectorcall(callback, argv, static_cast<size_t>(nargs), nullptr);
+    PyContext_Exit(ctx);  // cannot fail: this thread just entered it
+    return res;
+}
+
+// After h's callback raised: -1 (exception left set) for SystemExit and
+// KeyboardInterrupt, else the exception goes to the loop's handler and 0.
+static int report_failure(HandleObject* h) {
     if (is_fatal_pending()) return -1;
     PyObject* exc = fetch_exception();
     // The Python face formats asyncio's "Exception in callback ..." context.
@@ -293,6 +278,98 @@ int handle_run(HandleObject* h) {
     if (is_fatal_pending()) return -1;
     PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(h));
     return 0;
+}
+
+int handle_run(HandleObject* h) {
+    if (!h->callback) return 0;
+    PyObject* res = nullptr;
+    // A shared snapshot is replaced by a private copy, the context the callback runs in
+    // and the handle keeps (as asyncio's handle keeps the one its callback changed).
+    if (!h->ctx_shared || own_context(h) == 0) {
+        PyObject* const* argv = h->args ? &PyTuple_GET_ITEM(h->args, 0) : h->inline_args;
+        if (h->threadsafe) {
+            h->running_in = PyThread_get_thread_ident();
+            Py_INCREF(h);  // a waiter reads it until threadsafe_run_ended
+            res = call_in(h->context, h->callback, argv, h->nargs);
+            threadsafe_run_ended(h);
+            Py_DECREF(h);
+        } else {
+            res = call_in(h->context, h->callback, argv, h->nargs);
+        }
+    }
+    if (res) {
+        Py_DECREF(res);
+        return 0;
+    }
+    return report_failure(h);
+}
+
+bool handle_detach(HandleObject* h, QueuedCall* out) {
+    if (Py_TYPE(h) != HandleType || Py_REFCNT(h) != 1 || h->weakrefs || h->cancelled || !h->callback ||
+        h->args || h->nargs > 1 || h->source_traceback || h->repr || h->threadsafe || !h->context)
+        return false;
+    out->callback = h->callback;
+    out->arg = h->nargs ? h->inline_args[0] : nullptr;
+    out->ctx = reinterpret_cast<uintptr_t>(h->context) | (h->ctx_shared ? 1 : 0);
+    h->callback = h->inline_args[0] = h->context = nullptr;
+    h->nargs = 0;
+    return true;
+}
+
+HandleObject* queued_call_handle(QueuedCall* c, PyObject* loop, LoopCore* core) {
+    HandleObject* h = alloc_handle(HandleType);
+    if (!h) return nullptr;
+    h->callback = c->callback;
+    h->args = nullptr;
+    h->inline_args[0] = c->arg;
+    h->inline_args[1] = nullptr;
+    h->nargs = c->arg ? 1 : 0;
+    h->context = c->context();
+    h->ctx_shared = c->shared();
+    c->callback = c->arg = nullptr;
+    c->ctx = 0;
+    h->loop = Py_NewRef(loop);
+    h->source_traceback = h->repr = h->weakrefs = nullptr;
+    h->core = core;
+    h->when = 0.0;
+    h->seq = 0;
+    h->heap_index = -1;
+    h->running_in = 0;
+    h->cancelled = h->threadsafe = false;
+    PyObject_GC_Track(h);
+    return h;
+}
+
+int queued_call_run(QueuedCall* c, PyObject* loop, LoopCore* core) {
+    PyObject* res = nullptr;
+    if (c->shared()) {
+        PyObject* copy = PyContext_Copy(c->context());
+        if (copy) {
+            Py_DECREF(c->context());
+            c->ctx = reinterpret_cast<uintptr_t>(copy);
+        }
+    }
+    if (!c->shared()) res = call_in(c->context(), c->callback, &c->arg, c->arg ? 1 : 0);
+    if (res) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (is_fatal_pending()) return -1;
+    // The report names the handle: one is made for it, as it would have run.
+    PyObject* exc = fetch_exception();
+    QueuedCall parts{Py_NewRef(c->callback), Py_XNewRef(c->arg), c->ctx};
+    Py_INCREF(c->context());
+    HandleObject* h = queued_call_handle(&parts, loop, core);
+    if (!h) {
+        queued_call_clear(&parts);
+        Py_DECREF(exc);
+        PyErr_WriteUnraisable(loop);
+        return 0;
+    }
+    restore_exception(exc);
+    int r = report_failure(h);
+    Py_DECREF(h);
+    return r;
 }
 
 void handle_cancel(HandleObject* h) {

@@ -142,6 +142,16 @@ void LoopCore::push_timer(HandleObject* h) {
     note_queued(h);
 }
 
+void LoopCore::settle_fresh() {
+    // (debug mode keeps handles: slow callbacks are reported with them)
+    if (!debug_ && !ready_.empty() && ready_.back().h == fresh_ && handle_detach(fresh_, &ready_.back().call)) {
+        ready_.back().h = nullptr;
+        Py_DECREF(fresh_);  // (its callback, argument and context are the queue's now)
+    } else {
+        PyObject_GC_UnTrack(fresh_);
+    }
+}
+
 PyObject* LoopCore::shared_context() {
     PyObject* current = PyThreadState_Get()->context;  // nullptr until this thread has one
     if (current && context_snapshot_ && same_context_vars(current, context_snapshot_))
@@ -191,7 +201,7 @@ void LoopCore::schedule_due_timers() {
         }
         if (h->when >= end) break;
         heap_pop();
-        ready_.push_back(h);  // the heap's reference moves to the queue
+        ready_.push_back({h, {}});  // the heap's reference moves to the queue
     }
 }
 
@@ -240,10 +250,20 @@ void LoopCore::run_once_ready() {
     uint64_t ran = 0;
     uint32_t group = metrics_.group_n;
     for (size_t i = 0; i < ntodo && !ready_.empty(); i++) {
-        HandleObject* h = ready_.front();
+        Ready e = ready_.front();
         ready_.pop_front();
+        HandleObject* h = e.h;
+        if (!h && debug_) {
+            // Debug mode reports slow callbacks with their handle: the call is one again.
+            h = queued_call_handle(&e.call, py_loop_, this);
+            if (!h) {
+                queued_call_clear(&e.call);
+                PyErr_WriteUnraisable(py_loop_);
+                continue;
+            }
+        }
         int r = 0;
-        if (!h->cancelled) {
+        if (!h || !h->cancelled) {
             ran++;
             if (debug_) {
                 current_handle_ = h;
@@ -257,7 +277,7 @@ void LoopCore::run_once_ready() {
                 metrics_.group_start = t1;
                 if (r == 0 && dt >= slow_callback_duration_) log_slow(h, dt);
             } else {
-                r = handle_run(h);
+                r = h ? handle_run(h) : queued_call_run(&e.call, py_loop_, this);
                 if (++group == LoopMetrics::kGroup) {
                     metrics_.group_n = group;
                     pass_started(now());
@@ -266,13 +286,10 @@ void LoopCore::run_once_ready() {
             }
         }
         if (!flushes_.empty()) run_flushes();  // what this callback wrote goes out now, together
-        if (r < 0) {
-            set_fatal();  // (before the reference goes: a __del__ must not see the exception)
-            drop(h);
-            break;
-        }
-        drop(h);
-        if (closed_) break;
+        if (r < 0) set_fatal();  // (before the reference goes: a __del__ must not see the exception)
+        if (h) drop(h);
+        else queued_call_clear(&e.call);
+        if (r < 0 || closed_) break;
     }
     metrics_.callbacks += ran;
     metrics_.group_n = group;
@@ -542,7 +559,7 @@ int LoopCore::run(int wakeup_fd) {
 }
 
 void LoopCore::clear_queues() {
-    std::deque<HandleObject*> ready;
+    std::deque<Ready> ready;
     ready.swap(ready_);
     std::vector<HandleObject*> heap;
     heap.swap(heap_);
@@ -553,7 +570,10 @@ void LoopCore::clear_queues() {
     timer_cancelled_count_ = 0;
     for (HandleObject* h : heap) h->heap_index = -1;
     // Dropping references can run arbitrary Python code (__del__): do it last.
-    for (HandleObject* h : ready) drop(h);
+    for (Ready& e : ready) {
+        if (e.h) drop(e.h);
+        else queued_call_clear(&e.call);
+    }
     for (HandleObject* h : heap) drop(h);
     for (auto& f : flushes) Py_DECREF(f.first);
     for (auto& w : watches) Py_DECREF(w.first);
@@ -584,8 +604,8 @@ int LoopCore::traverse(visitproc visit, void* arg) {
     // rsloop's collector time). A loop that is not running may be garbage: then what
     // its queues hold is reported, so that a dropped loop and its callbacks are freed.
     if (!running_) {
-        for (HandleObject* h : ready_) {
-            if (int r = visit_queued(h, visit, arg)) return r;
+        for (const Ready& e : ready_) {
+            if (int r = e.h ? visit_queued(e.h, visit, arg) : queued_call_traverse(&e.call, visit, arg)) return r;
         }
         for (HandleObject* h : heap_) {
             if (int r = visit_queued(h, visit, arg)) return r;
