@@ -41,6 +41,62 @@ def test_create_task_context(loop):
     assert loop.run_until_complete(loop.create_task(coro(), context=ctx)) == "task-ctx"
 
 
+def test_create_task_with_name_and_context_given_as_none(loop):
+    """TaskGroup passes both: None is Task's default for each."""
+    async def coro():
+        return VAR.get()
+
+    token = VAR.set("outer")
+    try:
+        kwargs = {"name": None, **({"context": None} if sys.version_info >= (3, 11) else {})}
+        task = loop.create_task(coro(), **kwargs)
+        named = loop.create_task(coro(), name="given")
+    finally:
+        VAR.reset(token)
+    assert task.get_name().startswith("Task-") and named.get_name() == "given"
+    assert loop.run_until_complete(asyncio.gather(task, named)) == ["outer", "outer"]
+    if sys.version_info < (3, 11):
+        c = coro()
+        with pytest.raises(TypeError, match="context"):
+            loop.create_task(c, context=None)
+        c.close()
+
+
+def test_create_task_without_a_task_factory_attribute(loop):
+    async def coro():
+        pass
+
+    del loop._task_factory
+    c = coro()
+    with pytest.raises(AttributeError, match="has no attribute '_task_factory'"):
+        loop.create_task(c)
+    c.close()
+    loop._task_factory = None
+    assert loop.get_task_factory() is None
+    loop.run_until_complete(loop.create_task(coro()))
+
+
+@pytest.mark.parametrize("which", ["asyncio", "pyloop"])
+def test_a_task_that_cannot_be_made_leaves_no_reference_to_the_loop(which):
+    import gc
+    import weakref
+    from conftest import LOOP_FACTORIES
+    loop = LOOP_FACTORIES[which]()
+    gc.disable()
+    try:
+        with pytest.raises(TypeError, match="a coroutine was expected, got 42"):
+            loop.create_task(42)
+        fut = loop.create_future()
+        assert fut.get_loop() is loop
+        del fut
+        ref = weakref.ref(loop)
+        loop.close()
+        del loop
+        assert ref() is None  # (freed by its reference count: nothing kept one)
+    finally:
+        gc.enable()
+
+
 def test_task_factory(loop):
     made = []
 

@@ -1,5 +1,7 @@
 #include "bindings/loop_type.hpp"
 
+#include <structmember.h>
+
 #include <cmath>
 
 namespace pyloop {
@@ -16,6 +18,7 @@ static PyObject* g_loop_kwnames = nullptr;  // ("loop",)
 static PyObject* g_str_context = nullptr;
 static PyObject* g_str_task_factory = nullptr;
 static PyObject* g_str_create_task_slow = nullptr;
+static PyObject* g_str_name = nullptr;
 
 static inline LoopCore* CORE(PyObject* self) { return reinterpret_cast<CoreLoopObject*>(self)->core; }
 
@@ -214,11 +217,41 @@ static PyObject* current_class(PyObject* dict, PyObject* name, const char* modul
     return cls;
 }
 
+// type(*args, loop=self). asyncio's C Future and Task have no vectorcall: a call with
+// keyword names makes a dict of them per call (5% of TaskGroup's time with 200k tasks).
+// For those two, the call goes through one kwargs dict kept for it, whose "loop" is
+// self during the call only (their __init__ reads its arguments before it runs any
+// Python code, and keeps neither the dict nor its items).
+static PyObject* g_c_future_type = nullptr;  // _asyncio.Future, or nullptr
+static PyObject* g_c_task_type = nullptr;
+static PyObject* g_loop_kwargs = nullptr;    // {"loop": None} between calls
+
+static PyObject* call_with_loop(PyObject* type, PyObject* self, PyObject* arg) {
+    if (!g_loop_kwargs || (type != g_c_future_type && type != g_c_task_type)) {
+        PyObject* with_arg[3] = {nullptr, arg, self};
+        PyObject* without[2] = {nullptr, self};
+        if (arg) return PyObject_Vectorcall(type, with_arg + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+        return PyObject_Vectorcall(type, without + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+    }
+    PyObject* args = arg ? PyTuple_Pack(1, arg) : PyTuple_New(0);
+    if (!args) return nullptr;
+    PyObject* key = PyTuple_GET_ITEM(g_loop_kwnames, 0);
+    PyObject* r = nullptr;
+    if (PyDict_SetItem(g_loop_kwargs, key, self) == 0) r = PyObject_Call(type, args, g_loop_kwargs);
+    Py_DECREF(args);
+    PyObject* exc = r ? nullptr : fetch_exception();
+    if (PyDict_SetItem(g_loop_kwargs, key, Py_None) < 0) PyErr_Clear();  // (an existing key: cannot fail)
+    if (exc) restore_exception(exc);
+    return r;
+}
+
 static PyObject* CoreLoop_create_future(PyObject* self, PyObject*) {
     PyObject* future_type = current_class(g_futures_dict, g_str_Future, "asyncio.futures");
     if (!future_type) return nullptr;
-    PyObject* args[2] = {nullptr, self};
-    return PyObject_Vectorcall(future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+    Py_INCREF(future_type);  // the namespace may change while it runs
+    PyObject* r = call_with_loop(future_type, self, nullptr);
+    Py_DECREF(future_type);
+    return r;
 }
 
 // The keyword names of Task(coro, <the caller's keywords>, loop=self): a new reference.
@@ -249,7 +282,9 @@ static PyObject* task_kwnames(PyObject* kwnames) {
 static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     LoopCore* core = CORE(self);
     if (check_closed(core) < 0) return nullptr;
-    PyObject* factory = PyObject_GetAttr(self, g_str_task_factory);
+    auto* obj = reinterpret_cast<CoreLoopObject*>(self);
+    PyObject* factory = obj->factory_member && obj->task_factory ? Py_NewRef(obj->task_factory)
+                                                                  : PyObject_GetAttr(self, g_str_task_factory);
     if (!factory) return nullptr;
     bool fast = factory == Py_None && !core->debug() && nargs == 1;
     Py_DECREF(factory);
@@ -264,9 +299,18 @@ static PyObject* CoreLoop_create_task(PyObject* self, PyObject* const* args, Py_
     if (!task_type) return nullptr;
     Py_INCREF(task_type);  // the namespace may change while it runs
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nkw == 0) {
-        PyObject* argv[3] = {nullptr, args[0], self};
-        PyObject* r = PyObject_Vectorcall(task_type, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_loop_kwnames);
+    // name=None and context=None are Task's defaults (TaskGroup passes both): as if not
+    // given. (3.10's Task takes no context: there it is refused as asyncio refuses it.)
+    constexpr bool kTaskContext = PY_VERSION_HEX >= 0x030B0000;
+    bool defaults_only = true;
+    for (Py_ssize_t i = 0; i < nkw && defaults_only; i++) {
+        PyObject* kw = PyTuple_GET_ITEM(kwnames, i);
+        defaults_only = args[1 + i] == Py_None &&
+                        (kw == g_str_name || PyUnicode_Compare(kw, g_str_name) == 0 ||
+                         (kTaskContext && (kw == g_str_context || PyUnicode_Compare(kw, g_str_context) == 0)));
+    }
+    if (defaults_only) {
+        PyObject* r = call_with_loop(task_type, self, args[0]);
         Py_DECREF(task_type);
         return r;
     }
@@ -344,16 +388,29 @@ static PyObject* CoreLoop_new(PyTypeObject* type, PyObject*, PyObject*) {
     self->core->set_subclass_time(mine != base);
     Py_DECREF(mine);
     Py_DECREF(base);
+    self->task_factory = Py_NewRef(Py_None);
+    mine = PyObject_GetAttr(reinterpret_cast<PyObject*>(type), g_str_task_factory);
+    base = mine ? PyObject_GetAttr(reinterpret_cast<PyObject*>(CoreLoopType), g_str_task_factory) : nullptr;
+    if (!base) {
+        Py_XDECREF(mine);
+        Py_DECREF(self);
+        return nullptr;
+    }
+    self->factory_member = mine == base;
+    Py_DECREF(mine);
+    Py_DECREF(base);
     return reinterpret_cast<PyObject*>(self);
 }
 
 static int CoreLoop_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(reinterpret_cast<CoreLoopObject*>(self)->task_factory);
     LoopCore* core = CORE(self);
     return core ? core->traverse(visit, arg) : 0;
 }
 
 static int CoreLoop_clear(PyObject* self) {
+    Py_CLEAR(reinterpret_cast<CoreLoopObject*>(self)->task_factory);
     LoopCore* core = CORE(self);
     if (core) core->clear_all();
     return 0;
@@ -365,6 +422,7 @@ static void CoreLoop_dealloc(PyObject* self) {
     auto* obj = reinterpret_cast<CoreLoopObject*>(self);
     delete obj->core;  // closes the uv loop if the user never did
     obj->core = nullptr;
+    Py_CLEAR(obj->task_factory);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -373,6 +431,11 @@ static PyObject* CoreLoop_get_current_handle(PyObject* self, void*) {
     HandleObject* h = CORE(self)->current_handle();
     return Py_NewRef(h ? reinterpret_cast<PyObject*>(h) : Py_None);
 }
+
+static PyMemberDef CoreLoop_members[] = {
+    {"_task_factory", T_OBJECT_EX, offsetof(CoreLoopObject, task_factory), 0, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
 
 static PyGetSetDef CoreLoop_getset[] = {
     {"_current_handle", CoreLoop_get_current_handle, nullptr, "The handle running now (debug mode only).", nullptr},
@@ -413,6 +476,7 @@ static PyType_Slot CoreLoop_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(CoreLoop_clear)},
     {Py_tp_methods, CoreLoop_methods},
     {Py_tp_getset, CoreLoop_getset},
+    {Py_tp_members, CoreLoop_members},
     {0, nullptr},
 };
 
@@ -437,6 +501,18 @@ int init_loop_type(PyObject* module) {
     g_str_create_task_slow = PyUnicode_InternFromString("_create_task_slow");
     if (!g_str_task_factory || !g_str_create_task_slow) return -1;
     g_loop_kwnames = Py_BuildValue("(s)", "loop");
+    g_str_name = PyUnicode_InternFromString("name");
+    if (!g_loop_kwnames || !g_str_name) return -1;
+    g_loop_kwargs = PyDict_New();
+    if (!g_loop_kwargs || PyDict_SetItem(g_loop_kwargs, PyTuple_GET_ITEM(g_loop_kwnames, 0), Py_None) < 0) return -1;
+    if (PyObject* c_asyncio = PyImport_ImportModule("_asyncio")) {
+        g_c_future_type = PyObject_GetAttrString(c_asyncio, "Future");
+        g_c_task_type = PyObject_GetAttrString(c_asyncio, "Task");
+        Py_DECREF(c_asyncio);
+        if (!g_c_future_type || !g_c_task_type) PyErr_Clear();
+    } else {
+        PyErr_Clear();  // (a Python built without it: asyncio's Python classes, called as any other)
+    }
     g_str_context = PyUnicode_InternFromString("context");
     if (!g_loop_kwnames || !g_str_context) return -1;
     CoreLoopType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &CoreLoop_spec, nullptr));

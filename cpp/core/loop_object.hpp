@@ -9,6 +9,10 @@ namespace pyloop {
 struct CoreLoopObject {
     PyObject_HEAD
     LoopCore* core;
+    // loop._task_factory (a member: create_task reads it without a lookup by name),
+    // and whether the class left it so (a subclass may make it a property).
+    PyObject* task_factory;
+    bool factory_member;
 };
 
 extern PyTypeObject* CoreLoopType;  // set by init_loop_type (bindings)
