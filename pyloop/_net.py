@@ -92,7 +92,11 @@ class Server(events.AbstractServer):
         self._protocol_factory = protocol_factory
         self._backlog = backlog
         self._active_count = 0
-        self._clients = weakref.WeakSet()
+        # The connections (asyncio keeps a WeakSet): transports link themselves into
+        # ClientSet (core/net/server.cpp); anything else passed to _attach goes to
+        # _other_clients, a WeakSet made when first needed.
+        self._clients = _core.ClientSet()
+        self._other_clients = None
         self._waiters = []
         self._serving = False
         self._serving_forever_fut = None
@@ -104,13 +108,15 @@ class Server(events.AbstractServer):
     # transport=None: asyncio 3.12's signatures (code that counts a connection by hand)
     def _attach(self, transport=None):
         self._active_count += 1
-        if transport is not None:
-            self._clients.add(transport)
+        if transport is not None and not self._clients.add(transport):
+            if self._other_clients is None:
+                self._other_clients = weakref.WeakSet()
+            self._other_clients.add(transport)
 
     def _detach(self, transport=None):
         self._active_count -= 1
-        if transport is not None:
-            self._clients.discard(transport)
+        if transport is not None and not self._clients.discard(transport) and self._other_clients is not None:
+            self._other_clients.discard(transport)
         if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
@@ -159,12 +165,15 @@ class Server(events.AbstractServer):
         if self._active_count == 0:
             self._wakeup()
 
+    def _all_clients(self):
+        return list(self._clients) + list(self._other_clients or ())
+
     def close_clients(self):
-        for transport in list(self._clients):
+        for transport in self._all_clients():
             transport.close()
 
     def abort_clients(self):
-        for transport in list(self._clients):
+        for transport in self._all_clients():
             transport.abort()
 
     async def start_serving(self):

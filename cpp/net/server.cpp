@@ -6,6 +6,7 @@
 #include "core/loop.hpp"
 #include "net/sock_ops.hpp"
 #include "net/stream.hpp"
+#include "net/stream_methods.hpp"
 #include "net/tls.hpp"
 
 #include <sys/socket.h>
@@ -269,6 +270,138 @@ PyType_Spec Acceptor_spec = {
     "pyloop.Acceptor", sizeof(AcceptorObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Acceptor_slots,
 };
 
+// ---- ClientSet: a server's connections ------------------------------------------------
+// What asyncio's Server keeps in a WeakSet (close_clients(), abort_clients()), without
+// the weak reference and set entry per connection (153 bytes of the 1035 an idle
+// connection cost): each transport links itself into its server's list, and unlinks
+// itself when detached or freed. The list holds no references; objects that are not
+// pyloop transports (a user's own, passed to _attach) are refused, for the Python face
+// to keep elsewhere.
+
+struct ClientSetObject {
+    PyObject_HEAD
+    ClientLink head;  // the sentinel: head.next is the first, head.prev the last
+};
+
+inline ClientSetObject* CS(PyObject* o) { return reinterpret_cast<ClientSetObject*>(o); }
+
+inline TransportObject* transport_of(ClientLink* l) {
+    return reinterpret_cast<TransportObject*>(reinterpret_cast<char*>(l) - offsetof(TransportObject, client));
+}
+
+inline bool linkable(PyObject* o) { return Py_TYPE(o)->tp_dealloc == Transport_dealloc; }
+
+void unlink(ClientLink* l) {
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = nullptr;
+}
+
+PyObject* ClientSet_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    if ((args && PyTuple_GET_SIZE(args)) || (kwargs && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "ClientSet() takes no arguments");
+        return nullptr;
+    }
+    auto* self = CS(type->tp_alloc(type, 0));
+    if (!self) return nullptr;
+    self->head.prev = self->head.next = &self->head;
+    return reinterpret_cast<PyObject*>(self);
+}
+
+void ClientSet_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    ClientLink* head = &CS(self)->head;
+    while (head->next != head) unlink(head->next);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+// add(transport) -> True, or False for an object this set cannot hold.
+PyObject* ClientSet_add(PyObject* self, PyObject* o) {
+    if (!linkable(o)) Py_RETURN_FALSE;
+    ClientLink* l = &reinterpret_cast<TransportObject*>(o)->client;
+    if (l->next) unlink(l);  // (in a set already: moves, as a transport has one server)
+    ClientLink* head = &CS(self)->head;
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+    Py_RETURN_TRUE;
+}
+
+// discard(transport): takes it out if it is in this set.
+PyObject* ClientSet_discard(PyObject* self, PyObject* o) {
+    if (!linkable(o)) Py_RETURN_FALSE;
+    ClientLink* l = &reinterpret_cast<TransportObject*>(o)->client;
+    ClientLink* head = &CS(self)->head;
+    for (ClientLink* p = head->next; p != head; p = p->next) {
+        if (p == l) {
+            unlink(l);
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+// The transports, in the order they were added: a new list (of new references).
+PyObject* ClientSet_list(PyObject* self) {
+    PyObject* out = PyList_New(0);
+    if (!out) return nullptr;
+    ClientLink* head = &CS(self)->head;
+    for (ClientLink* p = head->next; p != head; p = p->next) {
+        if (PyList_Append(out, reinterpret_cast<PyObject*>(transport_of(p))) < 0) {
+            Py_DECREF(out);
+            return nullptr;
+        }
+    }
+    return out;
+}
+
+PyObject* ClientSet_iter(PyObject* self) {
+    PyObject* items = ClientSet_list(self);
+    if (!items) return nullptr;
+    PyObject* it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    return it;
+}
+
+Py_ssize_t ClientSet_len(PyObject* self) {
+    Py_ssize_t n = 0;
+    ClientLink* head = &CS(self)->head;
+    for (ClientLink* p = head->next; p != head; p = p->next) n++;
+    return n;
+}
+
+int ClientSet_contains(PyObject* self, PyObject* o) {
+    if (!linkable(o)) return 0;
+    ClientLink* l = &reinterpret_cast<TransportObject*>(o)->client;
+    ClientLink* head = &CS(self)->head;
+    for (ClientLink* p = head->next; p != head; p = p->next)
+        if (p == l) return 1;
+    return 0;
+}
+
+PyMethodDef ClientSet_methods[] = {
+    {"add", ClientSet_add, METH_O, "Add a pyloop transport: True, or False for any other object."},
+    {"discard", ClientSet_discard, METH_O, "Take a transport out, if it is in."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot ClientSet_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A server's open connections, weakly held (asyncio keeps a WeakSet).")},
+    {Py_tp_new, reinterpret_cast<void*>(ClientSet_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(ClientSet_dealloc)},
+    {Py_tp_iter, reinterpret_cast<void*>(ClientSet_iter)},
+    {Py_sq_length, reinterpret_cast<void*>(ClientSet_len)},
+    {Py_sq_contains, reinterpret_cast<void*>(ClientSet_contains)},
+    {Py_tp_methods, ClientSet_methods},
+    {0, nullptr},
+};
+
+PyType_Spec ClientSet_spec = {
+    "pyloop.ClientSet", sizeof(ClientSetObject), 0, Py_TPFLAGS_DEFAULT, ClientSet_slots,
+};
+
 }  // namespace
 
 int init_server_types(PyObject* module) {
@@ -281,7 +414,16 @@ int init_server_types(PyObject* module) {
     if (!g_socket_type || !g_transport_socket_type) return -1;
     AcceptorType = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &Acceptor_spec, nullptr));
     if (!AcceptorType) return -1;
-    return PyModule_AddObjectRef(module, "Acceptor", reinterpret_cast<PyObject*>(AcceptorType));
+    if (PyModule_AddObjectRef(module, "Acceptor", reinterpret_cast<PyObject*>(AcceptorType)) < 0) return -1;
+    PyObject* client_set = PyType_FromModuleAndSpec(module, &ClientSet_spec, nullptr);
+    if (!client_set) return -1;
+    int r = PyModule_AddObjectRef(module, "ClientSet", client_set);
+    Py_DECREF(client_set);
+    return r;
+}
+
+void client_unlink(TransportObject* t) {
+    if (t->client.next) unlink(&t->client);
 }
 
 // extra's socket, sockname and peername of an accepted connection, made on first use

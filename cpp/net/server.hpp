@@ -17,5 +17,7 @@ struct TransportObject;
 // An accepted connection's extra info (socket, sockname, peername), made the first
 // time it is asked for. -1 with an exception set.
 int make_lazy_extra(TransportObject* t);
+// Takes a transport out of the ClientSet it is in, if any (its dealloc does).
+void client_unlink(TransportObject* t);
 
 }  // namespace pyloop

@@ -482,7 +482,10 @@ void Transport_dealloc(PyObject* self) {
     PyTypeObject* tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (t->weakrefs) PyObject_ClearWeakRefs(self);
+    client_unlink(t);
     release_read_buf(t);
+    PyMem_Free(t->read_buf);
+    t->read_buf = nullptr;
     free_cork(t);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->protocol);

@@ -19,6 +19,13 @@ class LoopCore;
 // transport (asyncio's _UnixReadPipeTransport / _UnixWritePipeTransport semantics).
 enum TransportKind : uint8_t { kStream = 0, kReadPipe = 1, kWritePipe = 2 };
 
+// A link in a server's list of its connections (ClientSet, net/server.cpp): a circular
+// list through a sentinel, so that a transport unlinks itself without its list.
+struct ClientLink {
+    ClientLink* prev;
+    ClientLink* next;
+};
+
 struct TransportObject {
     PyObject_HEAD
     PyObject* extra;  // asyncio.BaseTransport's `_extra` slot: must come first
@@ -41,7 +48,8 @@ struct TransportObject {
     PyObject* self_ref;  // set while the uv handle is open
     PyObject* drain_waiter;  // future for loop.sendfile(): set when the write buffer empties
     PyObject* held_reads;    // list or null: queued reads that reached a paused transport (see defer())
-    Py_buffer read_buf;  // BufferedProtocol's buffer during a read
+    Py_buffer* read_buf;  // BufferedProtocol's buffer during a read (allocated on first use)
+    ClientLink client;    // in its server's ClientSet while attached (both null otherwise)
     char* cork;          // small writes held back until the loop's next poll (malloc'd; see write_bytes)
     uint32_t cork_len;
     uint32_t cork_cap;

@@ -284,25 +284,33 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
         if (len == 0) PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
         return defer_get_buffer_failure(t);
     }
-    int r = get_read_buffer(b, &t->read_buf, "w*:recv_into", nullptr);
+    if (!t->read_buf) {
+        t->read_buf = static_cast<Py_buffer*>(PyMem_Malloc(sizeof(Py_buffer)));
+        if (!t->read_buf) {
+            Py_DECREF(b);
+            PyErr_NoMemory();
+            return defer_get_buffer_failure(t);
+        }
+    }
+    int r = get_read_buffer(b, t->read_buf, "w*:recv_into", nullptr);
     Py_DECREF(b);
     if (r < 0) {
         t->buffer_unusable = true;
         return defer_get_buffer_failure(t);
     }
-    if (t->read_buf.len == 0) {
-        PyBuffer_Release(&t->read_buf);
+    if (t->read_buf->len == 0) {
+        PyBuffer_Release(t->read_buf);
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
         return defer_get_buffer_failure(t);
     }
     t->has_read_buf = true;
-    *buf = uv_buf_init(static_cast<char*>(t->read_buf.buf), static_cast<unsigned>(t->read_buf.len));
+    *buf = uv_buf_init(static_cast<char*>(t->read_buf->buf), static_cast<unsigned>(t->read_buf->len));
 }
 
 void release_read_buf(TransportObject* t) {
     if (t->has_read_buf) {
         t->has_read_buf = false;
-        PyBuffer_Release(&t->read_buf);
+        PyBuffer_Release(t->read_buf);
     }
 }
 
