@@ -568,6 +568,98 @@ def test_close_clients_and_abort_clients(loop, how):
             assert events[0] == "made" and events[-1] == ("lost", exc)
 
 
+def needs_server_clients(loop):
+    if not isinstance(loop, pyloop.Loop) and sys.version_info < (3, 13):
+        pytest.skip("asyncio's Server keeps its clients from 3.13")
+
+
+def test_a_server_keeps_its_open_connections_only(loop):
+    """Server._clients (a WeakSet in asyncio; a list the transports link themselves
+    into in pyloop): connections join it as they open and leave it as they close."""
+    needs_server_clients(loop)
+
+    async def main():
+        server, protos, port = await make_server(loop)
+        clients = [await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port) for _ in range(4)]
+        while len(protos) < 4:
+            await asyncio.sleep(0.001)
+        assert len(list(server._clients)) == 4
+        assert {id(t) for t in server._clients} == {id(p.transport) for p in protos}
+        for tr, _ in clients[:3]:
+            tr.close()
+        for p in protos[:3]:
+            await asyncio.wait_for(p.done, 10)
+        assert list(server._clients) == [protos[3].transport]
+        clients[3][0].close()
+        await asyncio.wait_for(protos[3].done, 10)
+        assert list(server._clients) == []
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_server_outlives_connections_freed_under_a_closed_loop():
+    """The loop closed with connections open, their transports then freed: the server
+    must forget them (pyloop's transports unlink themselves when freed), and
+    close_clients() must not reach them."""
+    import gc
+    from conftest import LOOP_FACTORIES
+    for which in ("asyncio", "pyloop"):
+        loop = LOOP_FACTORIES[which]()
+        if which == "asyncio" and sys.version_info < (3, 13):
+            loop.close()
+            continue
+
+        async def main():
+            server, protos, port = await make_server(loop)
+            clients = [await loop.create_connection(asyncio.Protocol, "127.0.0.1", port) for _ in range(3)]
+            while len(protos) < 3:
+                await asyncio.sleep(0.001)
+            return server, protos, clients
+
+        server, protos, clients = loop.run_until_complete(main())
+        loop.close()
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # (asyncio warns of each unclosed transport)
+            for p in protos:
+                p.transport = None
+            del protos, clients, p
+            gc.collect()
+        assert list(server._clients) == [], which
+        server.close_clients()
+        server.abort_clients()
+        for s in server._sockets or ():
+            s.close()
+
+
+def test_server_attach_takes_a_transport_of_another_kind(loop):
+    """Server._attach(transport), as asyncio 3.13's own transports call it: a transport
+    that is not pyloop's is kept too (pyloop keeps it in a WeakSet), and
+    close_clients() closes it."""
+    needs_server_clients(loop)
+
+    class Other(asyncio.Transport):
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    async def main():
+        server, _, _ = await make_server(loop)
+        other = Other()
+        server._attach(other)
+        assert other in list(server._clients) or other in list(getattr(server, "_other_clients", None) or ())
+        server.close_clients()
+        assert other.closed
+        server._detach(other)
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+
+    loop.run_until_complete(main())
+
+
 @pytest.mark.parametrize("data_first", [False, True])
 @pytest.mark.parametrize("paused", [False, True])
 def test_peer_reset(loop, data_first, paused):
