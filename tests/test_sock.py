@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import os
+import errno
 import socket
 import sys
 
@@ -179,6 +180,39 @@ def test_blocking_socket_always_rejected_by_pyloop():
     finally:
         s.close()
         lp.close()
+
+
+def test_socket_fd_and_timeout_are_read_from_the_socket_struct():
+    """pyloop reads a socket.socket's fd and timeout from its C struct, whose layout it
+    checks at import (net/sock_wait.cpp): every supported CPython must pass the check,
+    or each sock_* call and datagram goes back to calling fileno() and gettimeout()."""
+    from pyloop import _core
+    assert _core._socket_struct_read() is True
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5, 0.0])
+def test_sock_calls_judge_the_socket_by_its_timeout_and_state(loop, timeout):
+    """What the struct says, against asyncio: a socket with a timeout (or none) is
+    refused in debug mode; a non-blocking one works; once closed, sock_recv raises
+    what the socket's own call raises."""
+    loop.set_debug(True)
+    a, b = socket.socketpair()
+    try:
+        a.settimeout(timeout)
+        b.setblocking(False)
+        if timeout != 0.0:
+            with pytest.raises(ValueError, match="the socket must be non-blocking"):
+                loop.run_until_complete(loop.sock_sendall(a, b"x"))
+            a.setblocking(False)
+        loop.run_until_complete(loop.sock_sendall(a, b"ping"))
+        assert loop.run_until_complete(loop.sock_recv(b, 10)) == b"ping"
+        a.close()
+        with pytest.raises(OSError) as info:
+            loop.run_until_complete(loop.sock_recv(a, 10))
+        assert info.value.errno == errno.EBADF
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.mark.parametrize("use_native", [True, False])

@@ -37,6 +37,64 @@ struct SockOpObject {
 
 PyTypeObject* SockOpType = nullptr;
 PyObject* g_socket_type = nullptr;   // socket.socket: its instances are checked here
+
+// A socket.socket's fd and timeout, read from its C struct (the socket module's
+// PySocketSockObject: fd, family, type, proto, an error handler, the timeout in ns)
+// rather than by calling fileno() and gettimeout(): two method calls on every sock_*
+// call and every datagram sent. The layout is checked when sock_setup() is given the
+// class (check_socket_layout); any other layout keeps the calls.
+struct SocketLayout {
+    PyObject_HEAD
+    int fd;
+    int family;
+    int type;
+    int proto;
+    void* errorhandler;
+    int64_t timeout_ns;  // 0: non-blocking; negative: blocking (no timeout)
+};
+bool g_socket_layout = false;
+
+inline const SocketLayout* socket_struct(PyObject* sock) {
+    return g_socket_layout && Py_TYPE(sock) == reinterpret_cast<PyTypeObject*>(g_socket_type)
+               ? reinterpret_cast<const SocketLayout*>(sock)
+               : nullptr;
+}
+
+bool check_socket_layout(PyObject* socket_type) {
+    PyObject* sock = PyObject_CallFunction(socket_type, "ii", AF_INET, SOCK_DGRAM);
+    if (!sock) {
+        PyErr_Clear();
+        return false;
+    }
+    const auto* l = reinterpret_cast<const SocketLayout*>(sock);
+    bool ok = l->family == AF_INET && (l->type & 0xff) == SOCK_DGRAM && l->fd >= 0 &&
+              PyObject_AsFileDescriptor(sock) == l->fd;
+    PyObject* r = ok ? PyObject_CallMethod(sock, "settimeout", "d", 2.5) : nullptr;
+    ok = ok && r && l->timeout_ns == 2500000000LL;
+    Py_XDECREF(r);
+    r = ok ? PyObject_CallMethod(sock, "setblocking", "O", Py_False) : nullptr;
+    ok = ok && r && l->timeout_ns == 0;
+    Py_XDECREF(r);
+    r = ok ? PyObject_CallMethod(sock, "settimeout", "O", Py_None) : nullptr;
+    ok = ok && r && l->timeout_ns < 0;
+    Py_XDECREF(r);
+    r = PyObject_CallMethod(sock, "close", nullptr);
+    ok = ok && r && l->fd == -1;
+    Py_XDECREF(r);
+    Py_DECREF(sock);
+    PyErr_Clear();
+    return ok;
+}
+
+}  // namespace
+
+int socket_fileno(PyObject* sock) {
+    const SocketLayout* l = socket_struct(sock);
+    if (l && l->fd >= 0) return l->fd;
+    return PyObject_AsFileDescriptor(sock);
+}
+
+namespace {
 PyObject* g_check_socket = nullptr;  // the Python face's check, for anything else
 PyObject* g_family = nullptr;        // _socket.socket's `family` member (not the enum property)
 PyObject* g_context = nullptr;       // an empty Context for the watch handles
@@ -51,15 +109,20 @@ inline SockOpObject* OP(PyObject* o) { return reinterpret_cast<SockOpObject*>(o)
 // Sets *fd. -1 with an exception set.
 int check_socket(PyObject* sock, int* fd, bool debug) {
     if (Py_TYPE(sock) == reinterpret_cast<PyTypeObject*>(g_socket_type)) {
-        PyObject* t = PyObject_CallMethodNoArgs(sock, s_gettimeout);
-        if (!t) return -1;
-        bool nonblocking = PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) == 0.0;
-        Py_DECREF(t);
+        bool nonblocking;
+        if (const SocketLayout* l = socket_struct(sock)) {
+            nonblocking = l->timeout_ns == 0;
+        } else {
+            PyObject* t = PyObject_CallMethodNoArgs(sock, s_gettimeout);
+            if (!t) return -1;
+            nonblocking = PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) == 0.0;
+            Py_DECREF(t);
+        }
         if (debug && !nonblocking) {  // asyncio's debug check comes before any use of the socket
             PyErr_SetString(PyExc_ValueError, "the socket must be non-blocking");
             return -1;
         }
-        *fd = PyObject_AsFileDescriptor(sock);
+        *fd = socket_fileno(sock);
         if (*fd < 0) {
             if (PyErr_ExceptionMatches(PyExc_ValueError)) {  // fileno() returned -1: closed
                 PyErr_Clear();
@@ -223,7 +286,7 @@ void op_ready(PyObject* o) {
         return;
     }
     PyObject* result = nullptr;
-    int fd = PyObject_AsFileDescriptor(op->sock);
+    int fd = socket_fileno(op->sock);
     if (fd != op->fd) {
         // The socket object was closed while it waited (its number may belong to
         // another socket by now): what its own call would raise, as in asyncio.
@@ -588,10 +651,15 @@ PyObject* sock_setup(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_XSETREF(g_family, family);
     Py_XSETREF(g_socket_type, Py_NewRef(args[0]));
     Py_XSETREF(g_check_socket, Py_NewRef(args[1]));
+    g_socket_layout = check_socket_layout(args[0]);
     Py_RETURN_NONE;
 }
 
+PyObject* socket_struct_read(PyObject*, PyObject*) { return PyBool_FromLong(g_socket_layout); }
+
 PyMethodDef functions[] = {
+    {"_socket_struct_read", socket_struct_read, METH_NOARGS,
+     "Are socket.socket's fd and timeout read from its struct (its layout checked at import)?"},
     {"sock_setup", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_setup)), METH_FASTCALL,
      "sock_setup(socket.socket, check_socket): what sock_* check their socket argument with."},
     {"sock_recv", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sock_recv)), METH_FASTCALL,

@@ -16,4 +16,9 @@ namespace pyloop {
 // sock_recvfrom_into, sock_sendto and the type SockOp.
 int init_sock_op_functions(PyObject* module);
 
+// The fd of a socket object, as PyObject_AsFileDescriptor gives it (a closed one's
+// ValueError included); read from the struct of a socket.socket, whose layout is
+// checked when the Python face calls sock_setup.
+int socket_fileno(PyObject* sock);
+
 }  // namespace pyloop

@@ -4,6 +4,7 @@
 #include "core/loop_object.hpp"
 #include "core/loop.hpp"
 #include "net/sock_ops.hpp"
+#include "net/sock_wait.hpp"
 #include "net/stream.hpp"
 
 #include <netinet/in.h>
@@ -88,7 +89,7 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
             // A socket object closed under the transport (the user's, passed as sock=)
             // must not send through a number the kernel may have reused: the Python
             // half makes the call, and the socket module raises what asyncio sees.
-            int fd = PyObject_AsFileDescriptor(t->sock);
+            int fd = socket_fileno(t->sock);
             if (fd != t->fd) {
                 PyErr_Clear();
                 fast = false;
@@ -134,7 +135,7 @@ PyObject* Dgram_sendto(PyObject* self, PyObject* const* args, size_t nargsf, PyO
 PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
     DgramObject* t = D(self);
     if (t->conn_lost) Py_RETURN_NONE;
-    int fd = PyObject_AsFileDescriptor(t->sock);
+    int fd = socket_fileno(t->sock);
     if (fd != t->fd) {  // the user closed the socket object under the transport: as asyncio
         PyErr_Clear();
         return PyObject_CallMethodNoArgs(self, PY_NAME("_read_ready_py"));
