@@ -574,3 +574,68 @@ def test_datagram_write_flow_control(loop, loop_name, tmp_path):
         assert resumed_at == 0
     assert events == [("pause", paused_at), ("resume", resumed_at), ("lost", None)]
     assert got == n and same
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+@pytest.mark.parametrize("how", ["transport", "sock"])
+def test_replies_to_many_peers_reach_each_peer(loop, family, host, how):
+    """A server answering 24 peers, twice round, to the address each datagram came
+    with (pyloop keeps the tuples of the last 16 senders and sends to one of them
+    without parsing it: every reply must still reach its own peer, after the peer's
+    entry made way for others too)."""
+    try:
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        probe.bind((host, 0))
+        probe.close()
+    except OSError:
+        pytest.skip(f"no {host} here")
+    peers = []
+    for _ in range(24):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        s.settimeout(5)
+        peers.append(s)
+    async def serve(server, expected):
+        seen = []
+        if how == "transport":
+            done = loop.create_future()
+
+            class Echo(asyncio.DatagramProtocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+
+                def datagram_received(self, data, addr):
+                    seen.append(addr)
+                    self.transport.sendto(data + b"!", addr)
+                    if len(seen) == expected:
+                        done.set_result(None)
+
+            tr, _ = await loop.create_datagram_endpoint(Echo, sock=server)
+            await asyncio.wait_for(done, 10)
+            tr.close()
+            await asyncio.sleep(0)
+        else:
+            for _ in range(expected):
+                data, addr = await asyncio.wait_for(loop.sock_recvfrom(server, 100), 10)
+                seen.append(addr)
+                await loop.sock_sendto(server, data + b"!", addr)
+        return seen
+
+    try:
+        for round_ in range(2):
+            server = socket.socket(family, socket.SOCK_DGRAM)
+            server.bind((host, 0))
+            server.setblocking(False)
+            where = server.getsockname()
+            for i, s in enumerate(peers):
+                s.sendto(b"%d.%d" % (round_, i), where)
+            seen = loop.run_until_complete(serve(server, len(peers)))
+            server.close()
+            assert sorted(a[:2] for a in seen) == sorted(p.getsockname()[:2] for p in peers)
+            for i, s in enumerate(peers):
+                data, frm = s.recvfrom(100)
+                assert data == b"%d.%d!" % (round_, i)
+                assert frm[:2] == where[:2]
+    finally:
+        for s in peers:
+            s.close()

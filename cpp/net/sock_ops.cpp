@@ -73,7 +73,56 @@ PyObject* sockaddr_to_tuple(const struct sockaddr* sa) {
 
 // The address tuple the socket module gives for an AF_INET/AF_INET6 sockaddr (with
 // a link-local IPv6 address's "%scope" as socket.recvfrom writes it).
+// The last addresses datagrams came from, each with the tuple made for it: a peer that
+// sends again gets the same tuple (tuples are immutable: only `is` tells it from a new
+// equal one), and a reply sent to that tuple is looked up by identity, not parsed
+// (inet_pton). Used with the GIL held.
+namespace {
+struct KnownAddress {
+    struct sockaddr_in6 key;  // the sockaddr, zero-padded (an AF_INET one fits)
+    PyObject* tuple;
+};
+constexpr int kKnownAddresses = 16;
+KnownAddress g_known[kKnownAddresses];
+int g_known_next = 0;
+
+bool address_key(const struct sockaddr_storage& ss, struct sockaddr_in6* key) {
+    std::memset(key, 0, sizeof *key);
+    if (ss.ss_family == AF_INET) {
+        const auto* in = reinterpret_cast<const struct sockaddr_in*>(&ss);
+        auto* k = reinterpret_cast<struct sockaddr_in*>(key);
+        k->sin_family = AF_INET;
+        k->sin_port = in->sin_port;
+        k->sin_addr = in->sin_addr;
+        return true;
+    }
+    if (ss.ss_family == AF_INET6) {
+        std::memcpy(key, &ss, sizeof *key);
+        return true;
+    }
+    return false;
+}
+
+PyObject* make_inet_address(const struct sockaddr_storage& ss);
+}  // namespace
+
 PyObject* inet_address(const struct sockaddr_storage& ss) {
+    struct sockaddr_in6 key;
+    if (!address_key(ss, &key)) return make_inet_address(ss);
+    for (auto& k : g_known)
+        if (k.tuple && std::memcmp(&k.key, &key, sizeof key) == 0) return Py_NewRef(k.tuple);
+    PyObject* t = make_inet_address(ss);
+    if (t && PyTuple_CheckExact(t)) {
+        KnownAddress& slot = g_known[g_known_next];
+        g_known_next = (g_known_next + 1) % kKnownAddresses;
+        slot.key = key;
+        Py_XSETREF(slot.tuple, Py_NewRef(t));
+    }
+    return t;
+}
+
+namespace {
+PyObject* make_inet_address(const struct sockaddr_storage& ss) {
     if (ss.ss_family == AF_INET) {
         // inet_ntop formats with sprintf: this is a tenth of its cost.
         auto* in = reinterpret_cast<const struct sockaddr_in*>(&ss);
@@ -120,11 +169,20 @@ PyObject* inet_address(const struct sockaddr_storage& ss) {
     }
     return sockaddr_to_tuple(reinterpret_cast<const struct sockaddr*>(&ss));
 }
+}  // namespace
 
 // A numeric (host, port[, flowinfo, scope_id]) tuple as a sockaddr: 1; 0 when it is
 // anything else (a name to resolve, odd types): the Python half then decides.
 int parse_inet_address(int family, PyObject* addr, struct sockaddr_storage* ss, socklen_t* len) {
     if (!PyTuple_CheckExact(addr)) return 0;
+    for (auto& k : g_known) {
+        if (k.tuple == addr && k.key.sin6_family == family) {
+            std::memset(ss, 0, sizeof *ss);
+            *len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+            std::memcpy(ss, &k.key, *len);
+            return 1;
+        }
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(addr);
     if (n < 2 || n > (family == AF_INET6 ? 4 : 2)) return 0;
     PyObject* host = PyTuple_GET_ITEM(addr, 0);
