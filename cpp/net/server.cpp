@@ -295,6 +295,7 @@ void unlink(ClientLink* l) {
     l->prev->next = l->next;
     l->next->prev = l->prev;
     l->prev = l->next = nullptr;
+    l->set = nullptr;
 }
 
 PyObject* ClientSet_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
@@ -324,6 +325,7 @@ PyObject* ClientSet_add(PyObject* self, PyObject* o) {
     ClientLink* head = &CS(self)->head;
     l->prev = head->prev;
     l->next = head;
+    l->set = self;
     head->prev->next = l;
     head->prev = l;
     Py_RETURN_TRUE;
@@ -333,14 +335,9 @@ PyObject* ClientSet_add(PyObject* self, PyObject* o) {
 PyObject* ClientSet_discard(PyObject* self, PyObject* o) {
     if (!linkable(o)) Py_RETURN_FALSE;
     ClientLink* l = &reinterpret_cast<TransportObject*>(o)->client;
-    ClientLink* head = &CS(self)->head;
-    for (ClientLink* p = head->next; p != head; p = p->next) {
-        if (p == l) {
-            unlink(l);
-            Py_RETURN_TRUE;
-        }
-    }
-    Py_RETURN_FALSE;
+    if (l->set != self) Py_RETURN_FALSE;
+    unlink(l);
+    Py_RETURN_TRUE;
 }
 
 // The transports, in the order they were added: a new list (of new references).
@@ -373,12 +370,7 @@ Py_ssize_t ClientSet_len(PyObject* self) {
 }
 
 int ClientSet_contains(PyObject* self, PyObject* o) {
-    if (!linkable(o)) return 0;
-    ClientLink* l = &reinterpret_cast<TransportObject*>(o)->client;
-    ClientLink* head = &CS(self)->head;
-    for (ClientLink* p = head->next; p != head; p = p->next)
-        if (p == l) return 1;
-    return 0;
+    return linkable(o) && reinterpret_cast<TransportObject*>(o)->client.set == self;
 }
 
 PyMethodDef ClientSet_methods[] = {

@@ -24,6 +24,7 @@ enum TransportKind : uint8_t { kStream = 0, kReadPipe = 1, kWritePipe = 2 };
 struct ClientLink {
     ClientLink* prev;
     ClientLink* next;
+    void* set;  // the ClientSet it is in (O(1) discard and `in`), or null
 };
 
 struct TransportObject {
