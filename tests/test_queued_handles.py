@@ -281,6 +281,7 @@ def test_collections_while_the_loop_runs_leave_queued_callbacks_whole(loop):
 
 
 def test_dropped_calls_run_in_order_with_their_argument_and_context(loop):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     order = []
     token = VAR.set("a")
     try:
@@ -305,6 +306,7 @@ def test_dropped_calls_run_in_order_with_their_argument_and_context(loop):
 
 
 def test_an_exception_in_a_dropped_call_is_reported_with_its_handle(loop):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     import asyncio.format_helpers
 
     def boom(x):
@@ -329,6 +331,7 @@ def test_an_exception_in_a_dropped_call_is_reported_with_its_handle(loop):
 
 
 def test_system_exit_from_a_dropped_call_leaves_run_forever_and_the_rest_wait(loop):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     ran = []
 
     def leave(code):
@@ -346,6 +349,7 @@ def test_system_exit_from_a_dropped_call_leaves_run_forever_and_the_rest_wait(lo
 
 
 def test_calls_queued_before_debug_mode_began_are_reported_as_slow(loop, caplog):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     import logging
     import re
     import time
@@ -360,6 +364,7 @@ def test_calls_queued_before_debug_mode_began_are_reported_as_slow(loop, caplog)
 
 
 def test_a_weakly_referenced_queued_handle_lives_until_it_has_run(loop):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     handle = loop.call_soon(len, "x")
     ref = weakref.ref(handle)
     del handle
@@ -376,6 +381,7 @@ class Held:
 
 
 def test_close_releases_what_dropped_calls_hold(loop):
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     none, one = Held(), Held()
     refs = [weakref.ref(none), weakref.ref(one)]
     loop.call_soon(lambda held=none: None)
@@ -392,6 +398,7 @@ def test_dropped_calls_and_their_arguments_survive_collections(loop):
     """As test_queued_callbacks_and_arguments_survive_collections, with calls of no
     argument and of one (those pyloop keeps without their handle), queued both before
     the loop runs and by a callback, with full collections in between."""
+    loop.set_debug(False)  # (the queue keeps calls outside debug mode; make test-debug runs in it)
     checked = []
 
     def check(node):
