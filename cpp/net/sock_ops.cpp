@@ -73,6 +73,11 @@ PyObject* sockaddr_to_tuple(const struct sockaddr* sa) {
 
 // The address tuple the socket module gives for an AF_INET/AF_INET6 sockaddr (with
 // a link-local IPv6 address's "%scope" as socket.recvfrom writes it).
+char* read_scratch() {
+    alignas(64) static char scratch[kReadScratch];
+    return scratch;
+}
+
 // The last addresses datagrams came from, each with the tuple made for it: a peer that
 // sends again gets the same tuple (tuples are immutable: only `is` tells it from a new
 // equal one), and a reply sent to that tuple is looked up by identity, not parsed

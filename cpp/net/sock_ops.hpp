@@ -35,5 +35,13 @@ PyObject* inet_address(const struct sockaddr_storage& ss);
 // when it is anything else (a name to resolve, odd types): the socket module decides.
 int parse_inet_address(int family, PyObject* addr, struct sockaddr_storage* ss, socklen_t* len);
 
+// The one buffer the loop thread reads into before copying what came into a bytes
+// object of its size: stream reads (but a BufferedProtocol's), datagrams, sock_recv and
+// sock_recvfrom. Memory that stays in place: a bytes made for each read was heap memory
+// glibc may have handed back, which the kernel's copy then faulted in page by page.
+// Used with the GIL held, and free again before any Python code runs.
+constexpr size_t kReadScratch = 256 * 1024;
+char* read_scratch();
+
 }  // namespace pyloop
 

@@ -163,14 +163,11 @@ void finish(SockOpObject* op) {
     Py_CLEAR(op->fut);
 }
 
-// sock_recv and sock_recvfrom of up to kStage bytes receive here, then copy what came
-// into a bytes object of its size. A bytes object of the size asked for (64 KiB for a
-// few bytes, as socket.recv makes it) was memory the kernel then wrote into fresh:
-// glibc hands the top of its heap back between requests, and the next one took a page
-// fault per 4 KiB (a quarter of sock_recv's CPU at 100 KiB per request). An attempt
-// that finds nothing allocates nothing. (One loop thread uses it at a time: the GIL.)
-constexpr Py_ssize_t kStage = 256 * 1024;
-alignas(64) static char g_stage[kStage];
+// sock_recv and sock_recvfrom of up to kStage bytes receive into the loop's read
+// scratch buffer, then copy what came into a bytes object of its size (a bytes of the
+// size asked for, as socket.recv makes it, was a quarter of sock_recv's CPU in page
+// faults at 100 KiB per request); an attempt that finds nothing allocates nothing.
+constexpr Py_ssize_t kStage = static_cast<Py_ssize_t>(kReadScratch);
 
 // One attempt. 1: done, *result set (a new reference) or an exception set for the
 // future; 0: the kernel is not ready (nothing set).
@@ -184,7 +181,7 @@ int attempt(SockOpObject* op, PyObject** result) {
         switch (op->kind) {
             case kRecv:
                 if (op->n <= kStage) {
-                    r = ::recv(op->fd, g_stage, op->n, 0);
+                    r = ::recv(op->fd, read_scratch(), op->n, 0);
                     break;
                 }
                 bytes = PyBytes_FromStringAndSize(nullptr, op->n);
@@ -197,7 +194,7 @@ int attempt(SockOpObject* op, PyObject** result) {
             case kRecvFrom:
                 from_len = sizeof from;
                 if (op->n <= kStage) {
-                    r = ::recvfrom(op->fd, g_stage, op->n, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+                    r = ::recvfrom(op->fd, read_scratch(), op->n, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
                     break;
                 }
                 bytes = PyBytes_FromStringAndSize(nullptr, op->n);
@@ -235,7 +232,7 @@ int attempt(SockOpObject* op, PyObject** result) {
         else op->core->count_read(static_cast<size_t>(r));
         switch (op->kind) {
             case kRecv:
-                if (!bytes) bytes = PyBytes_FromStringAndSize(g_stage, r);
+                if (!bytes) bytes = PyBytes_FromStringAndSize(read_scratch(), r);
                 else if (r != op->n && _PyBytes_Resize(&bytes, r) < 0) return 1;
                 *result = bytes;
                 return 1;
@@ -245,7 +242,7 @@ int attempt(SockOpObject* op, PyObject** result) {
                 return 1;
             case kRecvFrom:
             case kRecvFromInto: {
-                if (op->kind == kRecvFrom && !bytes) bytes = PyBytes_FromStringAndSize(g_stage, r);
+                if (op->kind == kRecvFrom && !bytes) bytes = PyBytes_FromStringAndSize(read_scratch(), r);
                 else if (op->kind == kRecvFrom && r != op->n && _PyBytes_Resize(&bytes, r) < 0) return 1;
                 if (op->kind == kRecvFromInto) bytes = PyLong_FromSsize_t(r);
                 if (!bytes) return 1;

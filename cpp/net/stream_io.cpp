@@ -5,6 +5,7 @@
 
 #include "core/loop_object.hpp"
 #include "core/loop.hpp"
+#include "net/sock_ops.hpp"
 #include "net/tls.hpp"
 #include "uv/error.hpp"
 
@@ -33,7 +34,6 @@ struct WriteReq {
 
 }  // namespace
 
-constexpr size_t kReadBufferSize = 256 * 1024;
 
 // asyncio 3.15: a socket transport's own callbacks (connection_lost after close() or an
 // error, the writer whose end calls resume_writing) run in the context of its creation,
@@ -262,8 +262,7 @@ void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
     auto* t = static_cast<TransportObject*>(handle->data);
     t->core->ensure_gil();
     if (!t->buffered || t->tls) {
-        static char shared[kReadBufferSize];  // the loop thread reads into it, then copies out
-        *buf = uv_buf_init(shared, sizeof shared);
+        *buf = uv_buf_init(read_scratch(), kReadScratch);  // (on_read copies out of it)
         return;
     }
     *buf = uv_buf_init(nullptr, 0);

@@ -36,9 +36,8 @@ struct DgramObject {
     LoopCore* core;        // loop's core (bytes counted for loop.metrics()), or nullptr
 };
 
-constexpr Py_ssize_t kMaxDatagram = 256 * 1024;  // asyncio's max_size
-constexpr int kBatch = 32;                        // datagrams read per wake-up, at most
-char g_recv_buf[kMaxDatagram];                    // used with the GIL held only
+constexpr Py_ssize_t kMaxDatagram = kReadScratch;  // asyncio's max_size (256 KiB)
+constexpr int kBatch = 32;                          // datagrams read per wake-up, at most
 
 PyObject *s_datagram_received, *s_error_received, *s_sendto_slow;
 
@@ -144,7 +143,7 @@ PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
         if (t->conn_lost || (i > 0 && (t->closing || t->paused))) break;
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        ssize_t r = ::recvfrom(t->fd, g_recv_buf, kMaxDatagram, 0, reinterpret_cast<sockaddr*>(&ss), &sl);
+        ssize_t r = ::recvfrom(t->fd, read_scratch(), kMaxDatagram, 0, reinterpret_cast<sockaddr*>(&ss), &sl);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -154,7 +153,7 @@ PyObject* Dgram_read_ready(PyObject* self, PyObject*) {
             break;  // as asyncio: one error per wake-up
         }
         if (t->core) t->core->count_read(static_cast<size_t>(r));
-        PyObject* data = PyBytes_FromStringAndSize(g_recv_buf, r);
+        PyObject* data = PyBytes_FromStringAndSize(read_scratch(), r);
         if (!data) return nullptr;
         PyObject* addr = inet_address(ss);
         if (!addr) {
