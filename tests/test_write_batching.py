@@ -1,13 +1,17 @@
-"""Small writes of one callback leave together (pyloop holds them back until the
-callback returns: one system call for an HTTP server's headers and body). Whatever
-follows a write in the same callback must see the data as asyncio's immediate send()
-leaves it: sent before abort(), close(), write_eof(), sendfile, start_tls, and before a
-closed loop's transports go; in order with larger writes; counted as written."""
+"""Small writes of the ready callbacks leave together (pyloop holds them back until its
+pass over the ready queue ends, or a callback ends 1 ms after the first hold: one system
+call for an HTTP server's headers and body, and one burst for a pass's responses).
+Whatever follows a write, in the same callback or a later one of the pass, must see the
+data as asyncio's immediate send() leaves it: sent before abort(), close(), write_eof(),
+sendfile, start_tls, a stop or an exception leaving run_forever, and before a closed
+loop's transports go; in order with larger writes; counted as written; and not held
+behind a long pass."""
 
 import asyncio
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -58,6 +62,153 @@ def test_a_write_then_at_once(loop, then):
         return out[0]
 
     assert run(loop, main()) == b"head body"
+
+
+@pytest.mark.parametrize("then", ["abort", "close", "write_eof"])
+def test_a_write_then_in_a_later_callback_of_the_same_pass(loop, then):
+    async def main():
+        tr, _, theirs = await connected(loop)
+        out = []
+        th = reader_thread(theirs, out)
+        done = loop.create_future()
+
+        def last():
+            getattr(tr, then)()
+            if then == "write_eof":
+                loop.call_later(0.05, tr.close)
+            done.set_result(None)
+
+        # Three callbacks queued together run in one pass.
+        loop.call_soon(tr.write, b"head ")
+        loop.call_soon(tr.write, b"body")
+        loop.call_soon(last)
+        await done
+        await loop.run_in_executor(None, th.join, 5)
+        theirs.close()
+        return out[0]
+
+    assert run(loop, main()) == b"head body"
+
+
+def test_tasks_of_one_pass_write_to_many_peers(loop):
+    # 16 connections; each task writes small pieces around a piece over what is held
+    # back, yielding between them, so that every pass holds writes of many streams.
+    async def main():
+        pairs = [await connected(loop) for _ in range(16)]
+        outs, threads = [], []
+        for _, _, theirs in pairs:
+            out = []
+            outs.append(out)
+            threads.append(reader_thread(theirs, out))
+        expected = []
+
+        async def talk(i, tr):
+            sent = bytearray()
+            for j in range(5):
+                for piece in (b"%d:%d;" % (i, j), os.urandom(20_000) if j == 2 else b"", b"." * j):
+                    tr.write(piece)
+                    sent += piece
+                await asyncio.sleep(0)
+            tr.close()
+            return bytes(sent)
+
+        expected = await asyncio.gather(*(talk(i, tr) for i, (tr, _, _) in enumerate(pairs)))
+        for th in threads:
+            await loop.run_in_executor(None, th.join, 5)
+        for _, _, theirs in pairs:
+            theirs.close()
+        return [out[0] for out in outs], expected
+
+    got, expected = run(loop, main())
+    assert got == expected
+
+
+def test_a_long_pass_does_not_hold_what_was_written(loop):
+    # One pass: a write, a callback that takes 20 ms, then one that waits (blocking the
+    # loop) for the peer to see the byte. asyncio sent it in write(); pyloop sends what
+    # it holds after a callback that ends 1 ms or more after the hold began.
+    async def main():
+        tr, _, theirs = await connected(loop)
+        arrived = threading.Event()
+
+        def read():
+            if theirs.recv(1) == b"x":
+                arrived.set()
+
+        th = threading.Thread(target=read)
+        th.start()
+        seen = loop.create_future()
+        loop.call_soon(tr.write, b"x")
+        loop.call_soon(time.sleep, 0.02)
+        loop.call_soon(lambda: seen.set_result(arrived.wait(5)))
+        result = await seen
+        th.join(5)
+        tr.close()
+        theirs.close()
+        return result
+
+    assert run(loop, main()) is True
+
+
+def test_a_reply_awaited_after_a_write(loop):
+    # The task writes, then waits for the peer's answer: nothing else is ready, so the
+    # loop goes to poll, and what it held must have gone before.
+    class P(asyncio.Protocol):
+        def __init__(self):
+            self.got = loop.create_future()
+
+        def data_received(self, data):
+            if not self.got.done():
+                self.got.set_result(data)
+
+    async def main():
+        tr, pr, theirs = await connected(loop, P)
+
+        def answer():
+            theirs.settimeout(5)
+            if theirs.recv(4) == b"ping":
+                theirs.send(b"pong")
+
+        th = threading.Thread(target=answer)
+        th.start()
+        tr.write(b"ping")
+        try:
+            return await asyncio.wait_for(pr.got, 3)
+        finally:
+            th.join(5)
+            tr.close()
+            theirs.close()
+
+    assert run(loop, main()) == b"pong"
+
+
+@pytest.mark.parametrize("how", ["stop", "exception"])
+def test_written_before_run_forever_leaves_in_the_same_pass(loop, how):
+    ours, theirs = socket.socketpair()
+    tr, _ = run(loop, loop.connect_accepted_socket(asyncio.Protocol, ours))
+
+    def leave():
+        if how == "stop":
+            loop.stop()
+        else:
+            raise KeyboardInterrupt
+
+    loop.call_soon(tr.write, b"before ")
+    loop.call_soon(tr.write, b"leaving")
+    loop.call_soon(leave)
+    if how == "stop":
+        loop.run_forever()
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+    theirs.settimeout(5)
+    got = b""
+    while len(got) < len(b"before leaving"):
+        got += theirs.recv(100)
+    assert got == b"before leaving"
+    tr.close()
+    loop.run_until_complete(asyncio.sleep(0))
+    theirs.close()
 
 
 def test_many_small_writes_and_a_large_one_stay_in_order(loop):
