@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, coroutines, events, format_helpers, futures, tasks
 from asyncio.log import logger
 
-from . import _compat, _core, _dns, _handles
+from . import _compat, _core, _dns, _handles, _stall
 from ._net import NetworkMethods, SendfileMethods
 from ._pipes import PipeMethods
 from ._subprocess import SubprocessMethods
@@ -105,6 +105,9 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         self._coroutine_origin_tracking_saved_depth = None
         self._slow_callback_duration = 0.1
         self._set_debug_flag(coroutines._is_debug_mode())
+        threshold = _stall.threshold_from_environment()
+        if threshold is not None:
+            _core.set_stall_threshold(self, threshold)
 
     def __repr__(self):
         return (f"<{type(self).__module__}.{type(self).__qualname__} running={self.is_running()} "
@@ -519,6 +522,17 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         m["lookups_in_flight"] = running
         m["lookups_queued"] = pending - running
         return m
+
+    def set_stall_threshold(self, seconds):
+        """Warn while one callback or task step blocks the loop for longer than
+        `seconds`, with the loop thread's Python stack at that moment, and again with the
+        total when it returns (docs/observability.md). None (the default) turns it off;
+        the environment variable PYLOOP_STALL_THRESHOLD sets it for every new loop."""
+        _core.set_stall_threshold(self, _stall.check_threshold(seconds))
+
+    def get_stall_threshold(self):
+        """The stall threshold in seconds, or None when the watch is off."""
+        return _core.stall_threshold(self) or None
 
     # ---- readers and writers -----------------------------------------------------
 

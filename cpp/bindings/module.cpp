@@ -89,6 +89,10 @@ void bind_loop(py::module_& m) {
         c.count_read(nread);
         c.count_written(nwritten);
     }, "Bytes the Python half of a transport moved, for loop.metrics().");
+    m.def("set_stall_threshold", [](py::object loop, double s) {
+        check(core(loop).stall().set_threshold(s));
+    }, "loop.set_stall_threshold()'s seconds (0: off), checked by the Python face.");
+    m.def("stall_threshold", [](py::object loop) { return core(loop).stall().threshold(); });
     m.def("set_slow_callback_duration", [](py::object loop, double s) {
         core(loop).set_slow_callback_duration(s);
     });

@@ -157,6 +157,7 @@ void FdWatchers::dispatch(int fd, bool writer) {
     DirectFn fn = writer ? it->second.writer_fn : it->second.reader_fn;
     if (fn && !core_->io_must_queue()) {
         PyObject* cb = Py_NewRef(h->callback);  // the waiter may remove itself
+        if (core_->stall().on()) core_->stall().begin(nullptr);  // an I/O callback of its own
         fn(cb);
         Py_DECREF(cb);
         return;

@@ -263,8 +263,13 @@ void LoopCore::run_once_ready() {
             }
         }
         int r = 0;
+        bool watched = false;
         if (!h || !h->cancelled) {
             ran++;
+            if (stall_.on()) {
+                watched = true;
+                stall_.begin(h ? reinterpret_cast<PyObject*>(h) : e.call.callback);
+            }
             if (debug_) {
                 current_handle_ = h;
                 double t0 = now();
@@ -285,6 +290,7 @@ void LoopCore::run_once_ready() {
                 }
             }
         }
+        if (watched) stall_.end(h ? reinterpret_cast<PyObject*>(h) : e.call.callback);
         if (!flushes_.empty()) hold_or_flush();
         if (r < 0) set_fatal();  // (before the reference goes: a __del__ must not see the exception)
         if (h) drop(h);
@@ -430,6 +436,7 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
     // when libuv may still decide not to block: uv_backend_timeout() cannot tell (it
     // answers 0 whenever a watcher change is queued, and the poll then blocks all the same).
     if (!busy) {
+        if (self->stall_.on()) self->stall_.idle();
         double t = now();
         self->metrics_.close_group(t);
         self->metrics_.idle_since = t;
@@ -529,12 +536,14 @@ int LoopCore::run(int wakeup_fd) {
     metrics_.run_started = now();
     metrics_.group_n = 0;
     thread_id_ = PyThread_get_thread_ident();
+    stall_.run_started(thread_id_);
     if (wakeup_fd >= 0) {
         // The Python face passes the same socket on every run of a loop: watch it once.
         if (!wakeup_active_) {
             int r = uv_poll_init_socket(loop_, &wakeup_, wakeup_fd);
             if (r < 0) {
                 running_ = false;
+                stall_.run_ended();
                 return set_uv_error(r), -1;
             }
             wakeup_.data = this;
@@ -549,6 +558,7 @@ int LoopCore::run(int wakeup_fd) {
     uv_run(loop_, UV_RUN_DEFAULT);
     ensure_gil();
     run_flushes();
+    stall_.run_ended();
 
     uv_prepare_stop(&prepare_);
     uv_check_stop(&check_);
@@ -599,6 +609,7 @@ void LoopCore::clear_all() {
     sigs.swap(signals_);
     for (auto& kv : sigs) Py_DECREF(kv.second);
     Py_CLEAR(metrics_.slowest_repr);
+    stall_.clear();
 }
 
 // A queued handle the collector does not track is the queue's alone (see

@@ -15,6 +15,7 @@
 #include "core/handle.hpp"
 #include "core/io_peek.hpp"
 #include "core/metrics.hpp"
+#include "core/stall.hpp"
 
 #include <uv.h>
 
@@ -136,10 +137,14 @@ class LoopCore {
     // that touches Python starts with this.
     // (An I/O callback after a non-blocking poll also ends the open group of timed
     // callbacks, see core/metrics.hpp: the clock is read only when I/O came.)
+    // (An I/O callback begins: the stall watch counts it as one callback.)
     void ensure_gil() {
         if (saved_tstate_) retake_gil();
         else if (metrics_.group_n) metrics_.close_group(now());
+        if (stall_.on()) stall_.begin(nullptr);
     }
+    // loop.set_stall_threshold() (core/stall.hpp).
+    StallWatch& stall() { return stall_; }
     // Must an I/O callback's protocol call wait its turn in the ready queue? Yes while
     // callbacks queued before this poll are waiting (asyncio runs them first) or the
     // loop is stopping (asyncio's run_forever returns without running more).
@@ -311,6 +316,7 @@ class LoopCore {
     std::unordered_map<uv_req_t*, RequestOrphaner> pool_reqs_;
     HandleObject* current_handle_ = nullptr;
     LoopMetrics metrics_;
+    StallWatch stall_{this};
     static constexpr int kMaxPollFreeTurns = 256;
     static constexpr size_t kThreadsafeBacklog = 4096;
     unsigned long thread_id_ = 0;  // the thread running the loop
