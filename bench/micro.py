@@ -23,7 +23,20 @@ def make_loop(name):
     if name == "pyloop":
         import pyloop
         return pyloop.new_event_loop()
+    if name == "pyloop+stall":
+        return pyloop_with_stall_watch()
     raise SystemExit(f"unknown loop {name}")
+
+
+STALL_THRESHOLD = 0.1  # the `observe` suite's pyloop+stall: the watch on, as a service would run it
+
+
+def pyloop_with_stall_watch():
+    """A pyloop loop with loop.set_stall_threshold() on (bench/run.py --suite observe)."""
+    import pyloop
+    loop = pyloop.new_event_loop()
+    loop.set_stall_threshold(STALL_THRESHOLD)
+    return loop
 
 
 def chained_call_soon(loop, n):

@@ -11,7 +11,8 @@ handshake), `proc` (spawn+wait and pipe throughput, with peak thread counts) and
 `http` (aiohttp and uvicorn + httptools servers loaded by wrk: the server's CPU per
 request) and `scale` (RSS per idle connection, per pending timer and per queued
 callback) and `flood` (timer and I/O latency while 8 threads flood
-call_soon_threadsafe).
+call_soon_threadsafe), and `observe` (what loop.set_stall_threshold() costs: pyloop with
+the stall watch off and on, on the rows it could slow).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Each suite prints a table and
@@ -178,8 +179,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median taken)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each benchmark's N")
     ap.add_argument("--only", default="", help="run the benchmarks whose name contains this")
-    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale,flood",
-                    help="comma-separated: micro, dns, echo, tls, proc, http, scale, flood")
+    ap.add_argument("--suite", default="micro,dns,echo,tls,proc,http,scale,flood,observe",
+                    help="comma-separated: micro, dns, echo, tls, proc, http, scale, flood, observe")
     ap.add_argument("--seconds", type=float, default=1.0, help="echo: seconds of load per run")
     ap.add_argument("--results", default=RESULTS, help="where the JSON results (and the charts) go")
     ap.add_argument("--charts", action="store_true", help="only redraw the suites' charts from their saved results")
@@ -199,7 +200,7 @@ def main():
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, {libc}; "
           f"loops: {', '.join(loops)}; {args.repeat} fresh-process runs per figure (median)\n")
     runs = {"micro": run_micro, "dns": run_dns, "echo": run_echo, "tls": run_tls, "proc": run_proc,
-            "http": run_http, "scale": run_scale, "flood": run_flood}
+            "http": run_http, "scale": run_scale, "flood": run_flood, "observe": run_observe}
     for name, run in runs.items():  # in this order, whatever the order asked
         if name in suites:
             run(args, loops)
@@ -373,6 +374,39 @@ def run_dns(args, loops):
     print_table(headers, table)
     save(args, "dns", {"lookups": n, "repeat": args.repeat,
                        "rows": [{"concurrency": c, "loop": lp, **r} for (c, lp), r in rows.items()]})
+
+
+# The rows the stall watch could slow: its cost on the loop thread is per callback.
+OBSERVE_ROWS = (("micro", "chained call_soon"), ("micro", "chained call_soon, fd watched"),
+                ("echo", "tcp protocol 1 KiB"), ("echo", "tcp streams 1 KiB"),
+                ("http", "aiohttp hello keep-alive"), ("http", "uvicorn hello keep-alive"))
+
+
+def run_observe(args, _loops):
+    import echo
+    import httpbench
+    variants = ["pyloop", "pyloop+stall"]
+    print(f"\nObservability's cost: pyloop with loop.set_stall_threshold() off and on (0.1 s), interleaved "
+          f"fresh processes, median of {args.repeat}\n")
+    rows = []
+    for suite, name in OBSERVE_ROWS:
+        if args.only not in name:
+            continue
+        if suite == "micro":
+            n = max(1, int(BENCHES[name][1] * args.scale))
+            res = fresh_runs("micro.py", variants, args.repeat, name, n)
+            med = {lp: statistics.median(x[0] for x in v) for lp, v in res.items()}
+            unit = "ns/op"
+        else:
+            run = echo.run(variants, repeat=args.repeat, seconds=args.seconds, only=name) if suite == "echo" else \
+                httpbench.run(variants, repeat=args.repeat, seconds=max(1, round(2 * args.seconds)), only=name)
+            med = {lp: v[1] for lp, v in run[0][1].items() if lp in variants}
+            unit = "server CPU µs/request"
+        rows.append({"benchmark": name, "unit": unit, "off": med["pyloop"], "stall_watch_on": med["pyloop+stall"]})
+    table = [[r["benchmark"], r["unit"], f"{r['off']:.2f}", f"{r['stall_watch_on']:.2f}",
+              ratio(r["stall_watch_on"], r["off"])] for r in rows]
+    print_table(["benchmark", "unit", "off", "stall watch on", "on / off"], table)
+    save(args, "observe", {"repeat": args.repeat, "stall_threshold": 0.1, "rows": rows})
 
 
 def run_micro(args, loops):

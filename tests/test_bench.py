@@ -23,6 +23,7 @@ SUITES = {  # suite: the smallest case of it
     "http": ["--seconds", "0.5", "--only", "aiohttp hello keep-alive"],
     "scale": ["--scale", "0.01"],
     "flood": ["--seconds", "0.1", "--only", "empty"],
+    "observe": ["--scale", "0.001", "--seconds", "0.1", "--only", "tcp protocol"],
 }
 
 
