@@ -49,6 +49,9 @@ class Loop(asyncio.AbstractEventLoop):
     def __init__(self) -> None: ...
     def metrics(self) -> LoopMetrics:
         """How busy the loop is and what it holds (a pyloop extension)."""
+    def set_stall_threshold(self, seconds: float | None) -> None:
+        """Log, while it happens, a callback that blocks the loop longer (a pyloop extension)."""
+    def get_stall_threshold(self) -> float | None: ...
 
 def new_event_loop() -> Loop: ...
 

@@ -60,8 +60,16 @@ def describe(what):
     return f"<callback {format_helpers._format_callback_source(callback, ())}>"
 
 
+LOOP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_loop.py")
+
+
 def format_stack(stack):
-    """stack: (filename, line, function) of each frame, innermost last."""
+    """stack: (filename, line, function) of each frame, innermost last. What called
+    run_forever (and run_forever itself) is left out: the stack starts at the callback."""
+    for i, (filename, _, name) in enumerate(stack):
+        if name == "run_forever" and os.path.abspath(filename) == LOOP_FILE:
+            stack = stack[i + 1:]
+            break
     summary = traceback.StackSummary.from_list([(f, n, name, None) for f, n, name in stack[-MAX_FRAMES:]])
     return "".join(summary.format()).rstrip("\n") or "  (no Python frame)"
 

@@ -17,6 +17,7 @@ import time
 import pytest
 
 import pyloop
+from conftest import needs_module
 
 THRESHOLD = 0.2
 MARGIN = 0.15  # sampling (threshold/8) and a loaded machine's scheduling
@@ -125,6 +126,9 @@ def test_stuck_in_python_is_reported_while_it_runs(ploop, records):
     assert "<callback spin_in_python() at " in message
     assert f'File "{__file__}"' in message
     assert ", in spin_in_python\n    while time.monotonic() < end:  # the frame the warning must show" in message
+    # The stack starts at the callback: not the test, nor run_forever, nor what called it.
+    assert message.split("at:\n", 1)[1].startswith(f'  File "{__file__}", line ')
+    assert "in run_forever" not in message and "in run_until_complete" not in message
     (t2, message2), = records.ended()
     assert t2 >= end
     assert 0.75 <= seconds_in(message2) <= 1.2
@@ -340,3 +344,19 @@ def test_the_environment_variable(tmp_path, value):
         assert "Event loop" not in proc.stderr
         if value:
             assert "RuntimeWarning: PYLOOP_STALL_THRESHOLD='abc' is not a positive number of seconds" in proc.stderr
+
+
+def test_the_aiohttp_example(tmp_path):
+    # docs/examples/stall_aiohttp.py: a slow handler and a blocking call inside a library,
+    # each logged while it runs, at its own line.
+    needs_module("aiohttp")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "docs", "examples", "stall_aiohttp.py"), "--demo"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert err.count("Event loop blocked for ") == 2 and err.count("Event loop was blocked for ") == 2, err
+    first, second = err.split("Event loop blocked for ")[1:]
+    assert "in build_report\n    rows = [" in first
+    assert "in latest\n    with urllib.request.urlopen(self.url, timeout=5) as reply:  # blocks the caller" in second
+    assert "coro=<RequestHandler.start() running at" in first  # aiohttp's task that ran the handler
