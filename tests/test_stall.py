@@ -360,3 +360,69 @@ def test_the_aiohttp_example(tmp_path):
     assert "in build_report\n    rows = [" in first
     assert "in latest\n    with urllib.request.urlopen(self.url, timeout=5) as reply:  # blocks the caller" in second
     assert "coro=<RequestHandler.start() running at" in first  # aiohttp's task that ran the handler
+
+
+def test_turned_on_and_off_from_another_thread_while_it_runs(ploop, records):
+    stop = threading.Event()
+    errors = []
+
+    def toggle():
+        try:
+            while not stop.is_set():
+                ploop.set_stall_threshold(0.05)
+                ploop.set_stall_threshold(None)
+        except BaseException as exc:  # the test fails on it below
+            errors.append(exc)
+
+    th = threading.Thread(target=toggle)
+    th.start()
+
+    async def main():
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+
+    try:
+        ploop.run_until_complete(main())
+    finally:
+        stop.set()
+        th.join(10)
+    assert errors == [] and not th.is_alive()
+    assert stall_threads() == 0
+    ploop.set_stall_threshold(0.1)  # and it still works
+    ploop.run_until_complete(asyncio.sleep(0))
+    records.items.clear()
+
+    async def stall():
+        spin_in_python(0.3, [])
+
+    ploop.run_until_complete(stall())
+    assert len(records.blocked()) == 1 and len(records.ended()) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_watch_runs(ploop, records):
+    # The child has no watch thread (only the forking thread survives a fork): turning
+    # the watch off and on again there must not wait for the parent's thread, and the
+    # child's own watch reports its stall.
+    ploop.set_stall_threshold(0.1)
+
+    async def main():
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: fork with threads running)
+            pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                ploop.set_stall_threshold(None)
+                ploop.set_stall_threshold(0.1)
+                records.items.clear()
+                spin_in_python(0.3, [])
+                code = 0 if stall_threads() == 1 and len(records.blocked()) == 1 else 1
+            finally:
+                os._exit(code)
+        _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    assert ploop.run_until_complete(main()) == 0
+    assert stall_threads() == 0

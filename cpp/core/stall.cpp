@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
+#include <new>
 
 namespace pyloop {
 
@@ -79,16 +80,22 @@ bool finalizing() {
 }  // namespace
 
 StallWatch::~StallWatch() {
-    if (thread_) {
+    Worker* w = worker_;
+    worker_ = nullptr;
+    if (w && w->pid == getpid()) {  // (run_ended() stopped it already, unless a run broke off)
         {
-            std::lock_guard<std::mutex> lk(mu_);
-            stop_ = true;
+            std::lock_guard<std::mutex> lk(w->mu);
+            w->stop = true;
         }
-        cv_.notify_all();
-        if (thread_pid_ == getpid()) {
-            thread_->join();
-            delete thread_;
+        w->cv.notify_all();
+        if (PyGILState_Check()) {  // it may be waiting for the GIL
+            Py_BEGIN_ALLOW_THREADS
+            w->thread.join();
+            Py_END_ALLOW_THREADS
+        } else {
+            w->thread.join();
         }
+        delete w;
     }
     Py_CLEAR(desc_);
 }
@@ -102,62 +109,63 @@ int StallWatch::set_threshold(double seconds) {
     }
     threshold_.store(seconds, std::memory_order_relaxed);
     on_ = seconds > 0;
-    if (running_ && on_ && !thread_) start();
-    else if (!on_ && thread_) stop();
+    if (running_ && on_ && !worker_) start();
+    else if (!on_ && worker_) stop();
     return 0;
 }
 
 void StallWatch::run_started(unsigned long thread_id) {
     running_ = true;
     loop_thread_ = thread_id;
-    if (on_ && !thread_) start();
+    if (on_ && !worker_) start();
 }
 
 void StallWatch::run_ended() {
     idle();
     running_ = false;
-    if (thread_) stop();
+    if (worker_) stop();
 }
 
 void StallWatch::start() {
-    if (thread_ && thread_pid_ != getpid()) thread_ = nullptr;  // a forked child: it is not here
-    stop_ = false;
-    thread_pid_ = getpid();
+    if (worker_ && worker_->pid != getpid()) worker_ = nullptr;  // a forked child: leave the parent's
+    auto* w = new (std::nothrow) Worker;
+    if (!w) return;  // no watch (the loop runs on; set_stall_threshold() again retries)
+    w->pid = getpid();
     try {
-        thread_ = new std::thread([this] { thread_main(); });
-        pthread_setname_np(thread_->native_handle(), "pyloop-stall");  // (what ps and the thread diagram show)
+        w->thread = std::thread([this, w] { thread_main(w); });
     } catch (...) {
-        // No thread to be had: no watch (the loop runs on; set_stall_threshold() again retries).
-        thread_ = nullptr;
+        delete w;  // no thread to be had: no watch, as above
+        return;
     }
+    pthread_setname_np(w->thread.native_handle(), "pyloop-stall");  // (what ps and the thread diagram show)
+    worker_ = w;
 }
 
 void StallWatch::stop() {
-    std::thread* t = thread_;
-    thread_ = nullptr;
-    if (!t) return;
-    if (thread_pid_ != getpid()) return;  // a forked child: the thread is the parent's
+    Worker* w = worker_;
+    worker_ = nullptr;
+    if (!w || w->pid != getpid()) return;  // a forked child: the thread is the parent's
     {
-        std::lock_guard<std::mutex> lk(mu_);
-        stop_ = true;
+        std::lock_guard<std::mutex> lk(w->mu);
+        w->stop = true;
     }
-    cv_.notify_all();
+    w->cv.notify_all();
     // It may be waiting for the GIL to report: let it have it, and finish.
     Py_BEGIN_ALLOW_THREADS
-    t->join();
+    w->thread.join();
     Py_END_ALLOW_THREADS
-    delete t;
+    delete w;
 }
 
-void StallWatch::thread_main() {
-    std::unique_lock<std::mutex> lk(mu_);
+void StallWatch::thread_main(Worker* w) {
+    std::unique_lock<std::mutex> lk(w->mu);
     uint64_t seen = state_.load(std::memory_order_acquire);
     double since = LoopCore::now();
-    while (!stop_) {
+    while (!w->stop) {
         double th = threshold_.load(std::memory_order_relaxed);
         double interval = std::clamp(th / 8, 0.001, 0.025);
-        cv_.wait_for(lk, std::chrono::duration<double>(interval));
-        if (stop_) break;
+        w->cv.wait_for(lk, std::chrono::duration<double>(interval));
+        if (w->stop) break;
         uint64_t s = state_.load(std::memory_order_acquire);
         double t = LoopCore::now();
         if (s != seen) {
@@ -169,19 +177,15 @@ void StallWatch::thread_main() {
         stall_start_ = since;
         stalled_.store(s, std::memory_order_release);
         lk.unlock();
-        report_blocked(s, t - since);
+        report_blocked(w, s, t - since);
         lk.lock();
     }
 }
 
-void StallWatch::report_blocked(uint64_t s, double elapsed) {
+void StallWatch::report_blocked(Worker* w, uint64_t s, double elapsed) {
     if (finalizing()) return;
     PyGILState_STATE g = PyGILState_Ensure();
-    bool stop;
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        stop = stop_;
-    }
+    bool stop = stopping(w);
     // Still the same callback? (C code that held the GIL until it returned is logged by
     // the loop thread instead.) While this thread holds the GIL, what_ cannot go.
     if (!stop && state_.load(std::memory_order_acquire) == s) {

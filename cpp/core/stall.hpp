@@ -71,10 +71,21 @@ class StallWatch {
     void clear();  // drops the description it keeps (tp_clear)
 
   private:
+    // One watch thread, with its own lock and stop flag: a thread being stopped (the GIL
+    // released while it is joined) and the next one started meanwhile never share them,
+    // and a forked child, where the parent's thread does not exist and its lock may be
+    // held, leaves the old one alone (leaked) and starts afresh.
+    struct Worker {
+        std::thread thread;
+        long pid = 0;
+        std::mutex mu;
+        std::condition_variable cv;
+        bool stop = false;  // guarded by mu
+    };
     void start();
     void stop();  // the GIL may be held: it is released while joining
-    void thread_main();
-    void report_blocked(uint64_t s, double elapsed);  // the watch thread
+    void thread_main(Worker* w);
+    void report_blocked(Worker* w, uint64_t s, double elapsed);  // the watch thread
     void ended(PyObject* what);                        // the loop thread, with the GIL
 
     LoopCore* core_;
@@ -94,11 +105,11 @@ class StallWatch {
     PyObject* desc_ = nullptr;                   // the warning's description (GIL)
     bool reporting_ = false;                     // the watch thread's message is being made (GIL)
 
-    std::thread* thread_ = nullptr;  // (leaked, not joined, in a forked child)
-    long thread_pid_ = 0;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool stop_ = false;  // guarded by mu_
+    Worker* worker_ = nullptr;
+    bool stopping(Worker* w) {
+        std::lock_guard<std::mutex> lk(w->mu);
+        return w->stop;
+    }
 };
 
 }  // namespace pyloop

@@ -1,7 +1,8 @@
 """python -m pyloop.threads: which threads does an asyncio program grow, and why?
 
     python -m pyloop.threads [--loop asyncio|uvloop|pyloop] [--compare] [-o diagram.png]
-                             [--json FILE|-] [--interval SECONDS] script.py [args...]
+                             [--json FILE|-] [--trace FILE] [--interval SECONDS]
+                             script.py [args...]
 
 Runs the script (in a child process) with the chosen loop as asyncio's loop, for
 asyncio.run(), asyncio.Runner() and asyncio.get_event_loop() alike, and records every
@@ -10,8 +11,9 @@ them, their executor), other OS threads (libuv's pool, C extensions' threads) fr
 /proc every --interval seconds (1 ms by default: a non-Python thread that lives less
 than that can be missed). Prints a table; -o draws the timeline; --json gives the raw
 data (to FILE; with -, to stdout instead of the table, the script's own output going
-to stderr); --compare runs the script on each
-loop that is installed and puts the timelines one above the other.
+to stderr); --trace writes a Chrome Trace Event Format trace that ui.perfetto.dev and
+chrome://tracing open (a process per loop, a track per thread); --compare runs the
+script on each loop that is installed and puts the timelines one above the other.
 """
 
 import argparse
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import draw
+from . import draw, trace
 from .record import merge, read_record, sample_process
 
 LOOPS = ("asyncio", "uvloop", "pyloop")
@@ -59,6 +61,8 @@ def parse(argv):
     p.add_argument("-o", "--output", metavar="PNG", help="draw the timeline(s) into this PNG")
     p.add_argument("--json", metavar="FILE",
                    help="the raw data as JSON, into FILE (-: to stdout, instead of the table)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="a Chrome Trace Event Format trace (JSON) for ui.perfetto.dev or chrome://tracing")
     p.add_argument("--interval", type=float, default=0.001, metavar="SECONDS",
                    help="how often OS threads are sampled (default 0.001)")
     p.add_argument("script", help="the Python script to run (as __main__)")
@@ -66,6 +70,9 @@ def parse(argv):
     ns = p.parse_args(argv)
     if not (0 < ns.interval <= 10):  # (NaN and inf too)
         p.error("--interval must be a positive number of seconds, at most 10")
+    for opt, path in (("--trace", ns.trace), ("--json", ns.json if ns.json != "-" else None), ("-o", ns.output)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            p.error(f"{opt}: no such directory: {os.path.dirname(os.path.abspath(path))}")
     if not os.path.isfile(ns.script):
         p.error(f"no such script: {ns.script}")
     if ns.loop == "uvloop" and not ns.compare and "uvloop" not in available_loops():
@@ -89,6 +96,9 @@ def main(argv=None):
             with open(ns.json, "w") as f:
                 json.dump(data, f, indent=1)
     sys.stdout.flush()
+    if ns.trace:
+        trace.write(data, ns.trace)
+        print(f"trace: {ns.trace} (open it in ui.perfetto.dev or chrome://tracing)", file=sys.stderr)
     if ns.output:
         try:
             draw.png(runs, ns.output, title=f"Threads of {os.path.basename(ns.script)}")
