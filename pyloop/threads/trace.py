@@ -19,13 +19,13 @@ def thread_label(t):
     if t["kind"] == "main":
         return "MainThread"
     if t["kind"] == "python":
-        return f"{t['name']} (Python thread{', ' + t['executor'] if t.get('executor') else ''})"
+        return f"{t['name']} [Python thread{'; ' + t['executor'] if t.get('executor') else ''}]"
     comm = t["comm"] or "?"
     if comm.startswith("libuv-worker"):
-        return f"{comm} (libuv's pool)"
+        return f"{comm} [libuv's pool]"
     if comm == "pyloop-stall":
-        return f"{comm} (pyloop's stall watch)"
-    return f"{comm} (OS thread)"
+        return f"{comm} [pyloop's stall watch]"
+    return f"{comm} [OS thread]"
 
 
 def us(seconds):
