@@ -19,7 +19,7 @@ import weakref
 from asyncio import constants, coroutines, events, format_helpers, futures, tasks
 from asyncio.log import logger
 
-from . import _compat, _core, _dns, _handles, _stall
+from . import _compat, _core, _dns, _handles, _stall, _trace
 from ._net import NetworkMethods, SendfileMethods
 from ._pipes import PipeMethods
 from ._subprocess import SubprocessMethods
@@ -108,6 +108,9 @@ class Loop(_core.CoreLoop, SocketMethods, NetworkMethods, SendfileMethods, Datag
         threshold = _stall.threshold_from_environment()
         if threshold is not None:
             _core.set_stall_threshold(self, threshold)
+        threshold = _trace.threshold_from_environment()  # (python -m pyloop.threads --trace)
+        if threshold is not None:
+            _trace.start(self, threshold)
 
     def __repr__(self):
         return (f"<{type(self).__module__}.{type(self).__qualname__} running={self.is_running()} "

@@ -17,7 +17,7 @@ import signal
 from asyncio import base_events, unix_events
 from asyncio.log import logger
 
-from . import _compat
+from . import _compat, _core, _trace
 
 _POLL_DELAYS = (0.001, 0.005, 0.01, 0.05, 0.1)  # the fallback's waitpid polling, growing
 _PIPE_SIZE = 256 << 10
@@ -27,6 +27,13 @@ class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
     """asyncio's subprocess transport, which never signals a child it knows has exited:
     once reaped, its PID may belong to another process. asyncio 3.13 calls os.kill()
     without that check (3.14 has it; before 3.13 Popen.send_signal polls first)."""
+
+    def _process_exited(self, returncode):
+        started = getattr(self, "_traced_start", None)
+        if started is not None and self._returncode is None:
+            _trace.process_exited(self._loop, started, self._pid, self._proc.args if self._proc else None,
+                                  returncode)
+        super()._process_exited(returncode)
 
     def send_signal(self, signal):
         self._check_proc()
@@ -134,8 +141,10 @@ class SubprocessMethods:
 
     async def _start_subprocess(self, watch, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, kwargs):
         waiter = self.create_future()
+        started = _trace.process_started() if _core.trace_on(self) else None
         transport = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                              waiter=waiter, extra=extra, **kwargs)
+        transport._traced_start = started
         watch(transport.get_pid(), transport)
         _widen_pipes(transport._proc)
         try:

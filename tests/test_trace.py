@@ -37,6 +37,9 @@ def test_the_checker_refuses_what_a_consumer_cannot_read():
         {"traceEvents": [{"name": "i", "ph": "i", "s": "x", "ts": 0, "pid": 1, "tid": 1}]},
         {"traceEvents": [], "displayTimeUnit": "s"},
         {"traceEvents": [{"name": "x", "ph": "X", "ts": float("nan"), "dur": 1, "pid": 1, "tid": 1}]},
+        {"traceEvents": [{"name": "l", "ph": "b", "cat": "lookup", "id": "1", "ts": 0, "pid": 1, "tid": 1}]},
+        {"traceEvents": [{"name": "l", "ph": "e", "cat": "lookup", "id": "1", "ts": 0, "pid": 1, "tid": 1}]},
+        {"traceEvents": [{"name": "l", "ph": "b", "ts": 0, "pid": 1, "tid": 1}]},  # no id, no category
     ]
     for trace in bad:
         assert check(trace), trace
@@ -70,17 +73,17 @@ def test_a_trace_of_each_loop(tmp_path):
     pyloop_tracks = tracks[by_loop["pyloop"]]
     assert not any("Python thread" in name for name in pyloop_tracks.values())
     assert any(name.startswith("libuv-worker") and name.endswith("[libuv's pool]") for name in pyloop_tracks.values())
-    # every thread's life is a slice, and its time on a CPU lies inside it
+    # every thread's life is a slice, and its CPU use a counter within it
     for pid, names in tracks.items():
-        for tid in names:
+        for tid, label in names.items():
             lives = [e for e in events if e.get("ph") == "X" and e["pid"] == pid and e["tid"] == tid
                      and e.get("cat") == "thread"]
             assert len(lives) == 1
             start, end = lives[0]["ts"], lives[0]["ts"] + lives[0]["dur"]
-            for e in events:
-                if e.get("ph") == "X" and e["pid"] == pid and e["tid"] == tid and e.get("cat") == "cpu":
-                    assert start <= e["ts"] and e["ts"] + e["dur"] <= end
-                    assert 0 < e["args"]["cpu_share"] <= 1
+            cpu = [e for e in events if e.get("ph") == "C" and e["pid"] == pid and e["name"] == f"CPU %: {label} ({tid})"]
+            assert cpu and all(start <= e["ts"] <= end and 0 <= e["args"]["cpu"] <= 100 for e in cpu)
+            if label == "MainThread":
+                assert max(e["args"]["cpu"] for e in cpu) > 0
 
 
 @pytest.mark.parametrize("where", ["missing/dir/trace.json"])
@@ -88,3 +91,64 @@ def test_a_trace_that_cannot_be_written(tmp_path, where):
     proc = tool(tmp_path, "print('ok')", "--trace", str(tmp_path / where), check=False)
     assert proc.returncode != 0
     assert f"--trace: no such directory: {tmp_path / 'missing' / 'dir'}" in proc.stderr
+
+
+LOOP_STORY = """
+import asyncio, socket, sys, time
+
+def busy_callback():
+    end = time.monotonic() + 0.005
+    while time.monotonic() < end:
+        pass
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.call_soon(busy_callback)
+    await asyncio.sleep(0.03)                       # the loop waits in its poll
+    await loop.getaddrinfo("localhost", 8080)       # on libuv's pool
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await proc.wait()
+    a, b = socket.socketpair()
+    r, w = await asyncio.open_connection(sock=a)
+    w.write(b"x" * 1000)
+    await w.drain()
+    b.setblocking(False)
+    assert len(await loop.sock_recv(b, 1000)) > 0
+    w.close()
+    b.close()
+    await asyncio.sleep(0.01)
+
+asyncio.run(main())
+"""
+
+
+def test_what_the_pyloop_loop_records_of_itself(tmp_path):
+    out = tmp_path / "trace.json"
+    tool(tmp_path, LOOP_STORY, "--loop", "pyloop", "--trace", str(out))
+    trace = json.loads(out.read_text())
+    assert check(trace) == []
+    events = trace["traceEvents"]
+    main_tid = next(e["tid"] for e in events if e["name"] == "thread_name" and e["args"]["name"] == "MainThread")
+    # the slow callback, named by its function, on the loop thread
+    slow = [e for e in events if e.get("cat") == "callback" and "busy_callback()" in e["name"]]
+    assert len(slow) == 1 and slow[0]["tid"] == main_tid and slow[0]["dur"] >= 5000
+    assert slow[0]["name"].startswith("<callback busy_callback() at ")
+    # a task step names its task
+    assert any(e.get("cat") == "callback" and "coro=<main() " in e["name"] for e in events)
+    # the wait in the poll
+    idle = [e for e in events if e.get("cat") == "idle" and e["tid"] == main_tid]
+    assert any(e["dur"] >= 25_000 for e in idle)
+    # the lookup, from submission to answer
+    lookups = [e for e in events if e.get("cat") == "lookup"]
+    begin = [e for e in lookups if e["ph"] == "b"]
+    assert len(begin) == 1 and begin[0]["name"] == "lookup localhost:8080"
+    assert begin[0]["args"]["host"] == "localhost" and begin[0]["args"]["port"] == "8080"
+    assert begin[0]["args"]["answer"].endswith("answer(s)")
+    # the child process, from spawn to exit
+    procs = [e for e in events if e.get("cat") == "process" and e["ph"] == "b"]
+    assert len(procs) == 1 and procs[0]["args"]["returncode"] == 0 and "'-c', 'pass'" in procs[0]["args"]["args"]
+    # the counters
+    counters = {e["name"] for e in events if e.get("cat") == "counter"}
+    assert counters == {"ready callbacks", "open handles", "bytes read", "bytes written"}
+    written = [e["args"]["bytes written"] for e in events if e["name"] == "bytes written"]
+    assert written == sorted(written) and written[-1] >= 1000

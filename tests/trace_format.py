@@ -12,7 +12,8 @@ machine cannot; this checks what a consumer relies on instead:
   there are args; counters ("C") carry numbers only; instant events ("i"/"I") a scope
   of "g", "p" or "t"; metadata ("M") one of the known names with its argument;
 - begin/end pairs ("B"/"E") match per thread, and complete events on one thread nest
-  (a slice that starts inside another ends inside it): both are drawn as a stack.
+  (a slice that starts inside another ends inside it): both are drawn as a stack;
+  async slices ("b"/"e") carry a category and an id, and each begin has its end.
 
 check(trace) returns the list of problems (empty when it is well formed).
 """
@@ -40,7 +41,7 @@ def check(trace):
         problems.append(f"displayTimeUnit {trace['displayTimeUnit']!r} is neither 'ms' nor 'ns'")
     if "otherData" in trace and not isinstance(trace["otherData"], dict):
         problems.append("otherData must be an object")
-    slices, stacks = {}, {}
+    slices, stacks, async_open = {}, {}, {}
     for i, e in enumerate(trace["traceEvents"]):
         where = f"event {i} ({e.get('name') if isinstance(e, dict) else e!r})"
         if not isinstance(e, dict):
@@ -79,6 +80,17 @@ def check(trace):
         elif ph in ("i", "I"):
             if e.get("s", "t") not in ("g", "p", "t"):
                 problems.append(f"{where}: an instant's scope must be g, p or t")
+        elif ph in ("b", "e"):
+            if "id" not in e or not isinstance(e.get("cat"), str):
+                problems.append(f"{where}: an async event needs an id and a category")
+            else:
+                key = (e["pid"], e["cat"], str(e["id"]))
+                if ph == "b":
+                    async_open[key] = async_open.get(key, 0) + 1
+                elif not async_open.get(key):
+                    problems.append(f"{where}: an async end without its begin")
+                else:
+                    async_open[key] -= 1
         elif ph == "B":
             stacks.setdefault((e["pid"], e.get("tid")), []).append(where)
         elif ph == "E":
@@ -86,6 +98,9 @@ def check(trace):
                 problems.append(f"{where}: an end without a begin on its thread")
             else:
                 stacks[(e["pid"], e.get("tid"))].pop()
+    for key, n in async_open.items():
+        if n:
+            problems.append(f"async event {key}: begun and never ended")
     for key, open_ in stacks.items():
         for where in open_:
             problems.append(f"{where}: a begin without an end on its thread")

@@ -264,12 +264,14 @@ void LoopCore::run_once_ready() {
         }
         int r = 0;
         bool watched = false;
+        double traced_at = 0;
         if (!h || !h->cancelled) {
             ran++;
             if (stall_.on()) {
                 watched = true;
                 stall_.begin(h ? reinterpret_cast<PyObject*>(h) : e.call.callback);
             }
+            if (trace_.on()) traced_at = now();
             if (debug_) {
                 current_handle_ = h;
                 double t0 = now();
@@ -291,6 +293,8 @@ void LoopCore::run_once_ready() {
             }
         }
         if (watched) stall_.end(h ? reinterpret_cast<PyObject*>(h) : e.call.callback);
+        if (traced_at > 0 && trace_.on())
+            trace_.callback(traced_at, now(), h ? reinterpret_cast<PyObject*>(h) : e.call.callback);
         if (!flushes_.empty()) hold_or_flush();
         if (r < 0) set_fatal();  // (before the reference goes: a __del__ must not see the exception)
         if (h) drop(h);
@@ -422,6 +426,7 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
     auto* self = static_cast<LoopCore*>(handle->data);
     if (self->saved_tstate_) self->retake_gil();  // (the open group of callbacks goes on)
     self->metrics_.iterations++;
+    if (self->trace_.on()) self->trace_.counters(now());
     self->run_batch();
     if (self->closed_) return;
     self->run_flushes();  // what the callbacks wrote, before the poll
@@ -442,6 +447,7 @@ void LoopCore::on_prepare(uv_prepare_t* handle) {
         self->metrics_.idle_since = t;
         self->saved_tstate_ = PyEval_SaveThread();
     }
+    if (busy && self->trace_.on()) self->io_started_ = now();  // (a blocking poll: retake_gil sets it)
     // The poll comes next: what the peek saw until now, it sees too.
     self->peek_.before_poll();
     self->events_before_poll_ = uv_events(self->loop_);
@@ -455,6 +461,10 @@ void LoopCore::retake_gil() {
     PyEval_RestoreThread(t);
     if (idle_end > 0) {
         metrics_.idle_time += idle_end - metrics_.idle_since;
+        if (trace_.on()) {
+            trace_.idle(metrics_.idle_since, idle_end);
+            io_started_ = idle_end;
+        }
         metrics_.idle_since = 0;
     }
 }
@@ -463,6 +473,11 @@ void LoopCore::on_check(uv_check_t* handle) {
     // After the poll: stop() (or an exception that must leave run_forever) takes effect
     // once this iteration's I/O callbacks have run, as asyncio's run_forever does.
     auto* self = static_cast<LoopCore*>(handle->data);
+    if (self->trace_.on() && self->io_started_ > 0) {
+        self->ensure_gil();
+        self->trace_.io_turn(self->io_started_, now());
+        self->io_started_ = 0;
+    }
     self->run_flushes();  // what the I/O callbacks wrote
     if (!self->write_watches_.empty()) {
         self->ensure_gil();
@@ -537,6 +552,7 @@ int LoopCore::run(int wakeup_fd) {
     metrics_.group_n = 0;
     thread_id_ = PyThread_get_thread_ident();
     stall_.run_started(thread_id_);
+    if (trace_.on()) trace_.run_started();
     if (wakeup_fd >= 0) {
         // The Python face passes the same socket on every run of a loop: watch it once.
         if (!wakeup_active_) {
@@ -610,6 +626,7 @@ void LoopCore::clear_all() {
     for (auto& kv : sigs) Py_DECREF(kv.second);
     Py_CLEAR(metrics_.slowest_repr);
     stall_.clear();
+    trace_.clear();
 }
 
 // A queued handle the collector does not track is the queue's alone (see
@@ -642,6 +659,7 @@ int LoopCore::traverse(visitproc visit, void* arg) {
     // self-reference): the loop holds them, so a dropped loop and its transports are
     // one cycle the collector can free.
     for (auto& kv : tracked_) Py_VISIT(kv.second.owner);
+    if (int r = trace_.traverse(visit, arg)) return r;
     return fdw_.traverse(visit, arg);
 }
 

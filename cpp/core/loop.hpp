@@ -16,6 +16,7 @@
 #include "core/io_peek.hpp"
 #include "core/metrics.hpp"
 #include "core/stall.hpp"
+#include "core/trace.hpp"
 
 #include <uv.h>
 
@@ -145,6 +146,10 @@ class LoopCore {
     }
     // loop.set_stall_threshold() (core/stall.hpp).
     StallWatch& stall() { return stall_; }
+    // What python -m pyloop.threads --trace records of the loop (core/trace.hpp).
+    LoopTrace& trace() { return trace_; }
+    size_t open_handles() const { return tracked_.size(); }
+    const LoopMetrics& metrics() const { return metrics_; }
     // Must an I/O callback's protocol call wait its turn in the ready queue? Yes while
     // callbacks queued before this poll are waiting (asyncio runs them first) or the
     // loop is stopping (asyncio's run_forever returns without running more).
@@ -317,6 +322,8 @@ class LoopCore {
     HandleObject* current_handle_ = nullptr;
     LoopMetrics metrics_;
     StallWatch stall_{this};
+    LoopTrace trace_{this};
+    double io_started_ = 0;  // tracing: when this turn's poll returned (its I/O callbacks began)
     static constexpr int kMaxPollFreeTurns = 256;
     static constexpr size_t kThreadsafeBacklog = 4096;
     unsigned long thread_id_ = 0;  // the thread running the loop

@@ -91,7 +91,33 @@ struct DnsOp {
     py::object future;
     std::shared_ptr<DnsShared> shared;
     bool orphaned = false;  // the loop closed while a pool thread ran it: C memory only
+    double traced_at = 0;   // tracing (core/trace.hpp): when it was sent to the pool
+    py::object traced_what;  // and what was asked: (host, port)
 };
+
+// A host or port for the trace: text (undecodable bytes escaped), or None. Never raises.
+py::object traced_text(const char* s) {
+    if (!s) return py::none();
+    PyObject* o = PyUnicode_DecodeUTF8(s, static_cast<Py_ssize_t>(std::strlen(s)), "backslashreplace");
+    if (!o) {
+        PyErr_Clear();
+        return py::none();
+    }
+    return py::reinterpret_steal<py::object>(o);
+}
+
+// Tracing: the lookup, from its submission to its answer (or error), for the trace.
+template <class Op>
+void trace_lookup(Op* op, int status, const py::object& answer) {
+    if (op->traced_at <= 0 || !op->core->trace().on()) return;
+    try {
+        py::str outcome = status < 0 ? py::str("error: {}").format(py::str(answer))
+                                     : py::str("{} answer(s)").format(py::len(answer));
+        op->core->trace().lookup(op->traced_at, LoopCore::now(), op->traced_what.ptr(), outcome.ptr());
+    } catch (py::error_already_set&) {
+        PyErr_Clear();
+    }
+}
 
 // LoopCore::close() with the request still running: drop the Python references (with
 // the GIL, now); the callback will run on the thread that finishes the uv_loop_t.
@@ -103,6 +129,7 @@ void orphan(uv_req_t* r) {
     op->shared->req = nullptr;
     op->loop = py::object();
     op->future = py::object();
+    op->traced_what = py::object();
 }
 
 using GaiOp = DnsOp<uv_getaddrinfo_t>;
@@ -130,8 +157,9 @@ void on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
     }
     op->core->ensure_gil();
     finish(op, [&] {
-        if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
-        else settle(op->core, op->future, addrinfo_to_list(res), false);
+        py::object answer = status < 0 ? gaierror_from_uv(status) : addrinfo_to_list(res);
+        trace_lookup(op, status, answer);
+        settle(op->core, op->future, answer, status < 0);
     });
     if (res) uv_freeaddrinfo(res);
 }
@@ -144,8 +172,9 @@ void on_getnameinfo(uv_getnameinfo_t* req, int status, const char* host, const c
     }
     op->core->ensure_gil();
     finish(op, [&] {
-        if (status < 0) settle(op->core, op->future, gaierror_from_uv(status), true);
-        else settle(op->core, op->future, py::make_tuple(py::str(host), py::str(service)), false);
+        py::object answer = status < 0 ? gaierror_from_uv(status) : py::make_tuple(py::str(host), py::str(service));
+        trace_lookup(op, status, status < 0 ? answer : py::make_tuple(answer));
+        settle(op->core, op->future, answer, status < 0);
     });
 }
 
@@ -231,6 +260,10 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
     core.track_request(op->shared->req, orphan<GaiOp>);
+    if (core.trace().on()) {
+        op->traced_at = LoopCore::now();
+        op->traced_what = py::make_tuple(traced_text(host), traced_text(port));
+    }
     return DnsRequest(op->shared, future);
 }
 
@@ -261,6 +294,10 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
     core.track_request(op->shared->req, orphan<GniOp>);
+    if (core.trace().on()) {
+        op->traced_at = LoopCore::now();
+        op->traced_what = py::make_tuple(traced_text(host.c_str()), py::int_(port));
+    }
     return DnsRequest(op->shared, future);
 }
 

@@ -34,14 +34,23 @@ def available_loops():
     return [name for name in LOOPS if name != "uvloop" or importlib.util.find_spec("uvloop")]
 
 
-def record(loop, argv, interval=0.001, stdout=None):
+TRACE_THRESHOLD = 0.0001  # --trace: the shortest callback a pyloop loop records (100 µs)
+
+
+def record(loop, argv, interval=0.001, stdout=None, trace=False):
     """Runs argv (script and arguments) on loop in a child process: its run (dict).
-    stdout: where the script's standard output goes (default: ours)."""
+    stdout: where the script's standard output goes (default: ours). trace: pyloop's
+    loops record themselves too (run["loop_events"])."""
     fd, out = tempfile.mkstemp(prefix="pyloop-threads-", suffix=".json")
     os.close(fd)
+    env = dict(os.environ)
+    if trace:
+        env["PYLOOP_TRACE"] = str(TRACE_THRESHOLD)
+    else:
+        env.pop("PYLOOP_TRACE", None)
     try:
         cmd = [sys.executable, "-m", "pyloop.threads.record", loop, out, *argv]
-        proc = subprocess.Popen(cmd, stdout=stdout)
+        proc = subprocess.Popen(cmd, stdout=stdout, env=env)
         samples = sample_process(proc, interval)
         data = read_record(out, proc.returncode)
         if data is None:
@@ -85,7 +94,7 @@ def main(argv=None):
     loops = available_loops() if ns.compare else [ns.loop]
     # With the JSON on stdout, the script's own output goes to stderr.
     stdout = sys.stderr if ns.json == "-" else None
-    runs = [record(loop, [ns.script, *ns.args], ns.interval, stdout) for loop in loops]
+    runs = [record(loop, [ns.script, *ns.args], ns.interval, stdout, trace=bool(ns.trace)) for loop in loops]
     data = {"script": ns.script, "args": ns.args, "runs": runs}
     if ns.json == "-":
         json.dump(data, sys.stdout, indent=1)

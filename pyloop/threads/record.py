@@ -124,8 +124,9 @@ def run_recorded(loop_name, out_path, argv):
     recorder = Recorder(out)
     recorder.install()
     use_loop(loop_name)
+    script_start = time.monotonic()
     recorder.write("run", loop=loop_name, pid=os.getpid(), python=sys.version.split()[0],
-                   main_tid=threading.get_native_id(), script_start=time.monotonic())
+                   main_tid=threading.get_native_id(), script_start=script_start)
     exit_code = 0
     error = None
     try:
@@ -141,7 +142,11 @@ def run_recorded(loop_name, out_path, argv):
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise
     finally:
-        recorder.write("end", script_end=time.monotonic(), exit_code=exit_code, error=error)
+        script_end = time.monotonic()
+        if os.environ.get("PYLOOP_TRACE") and "pyloop._trace" in sys.modules:
+            # what the pyloop loops recorded of themselves (--trace), times from the start
+            recorder.write("loop_events", events=sys.modules["pyloop._trace"].chrome_events(script_start))
+        recorder.write("end", script_end=script_end, exit_code=exit_code, error=error)
         out.close()
 
 
@@ -161,6 +166,8 @@ def read_record(path, returncode):
                 threads[ev["id"]] = dict(ev, end=None)
             elif kind == "thread_end" and ev["id"] in threads:
                 threads[ev["id"]]["end"] = ev["end"]
+            elif kind == "loop_events" and data is not None:
+                data["loop_events"] = ev["events"]
             elif kind == "end" and data is not None:
                 data.update(ev)
     if data is not None:
@@ -310,9 +317,12 @@ def merge(data, samples, interval):
         threads.append({"tid": tid, "kind": "os", "name": rec["comm"], "comm": rec["comm"],
                         "start": round(max(rec["first"] - t0, 0.0), 6), "end": round(max(t_end, 0.0), 6),
                         "cpu": cpu(rec), "busy": spans(rec), "started_from": [], "executor": None})
-    return {"loop": data["loop"], "python": data["python"], "exit_code": data["exit_code"],
-            "error": data.get("error"), "script_time": round(data["script_end"] - t0, 6), "duration": round(end, 6), "interval": interval,
-            "threads": threads}
+    run = {"loop": data["loop"], "python": data["python"], "exit_code": data["exit_code"],
+           "error": data.get("error"), "script_time": round(data["script_end"] - t0, 6), "duration": round(end, 6),
+           "interval": interval, "threads": threads}
+    if "loop_events" in data:
+        run["loop_events"] = data["loop_events"]
+    return run
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 object form), which ui.perfetto.dev and chrome://tracing open as it is.
 
 Each run is a process (named by the script and the loop); each thread a track named as
-the table names it: a slice for its life (what started it, its executor, its CPU time
-in the slice's arguments) and, inside it, a slice for each stretch it spent on a CPU
-(its share of the CPU over the stretch in the arguments). Events the loop recorded of
-itself (pyloop: run["loop_events"]) go on the tracks of the threads they happened on.
-Times are microseconds from the script's start.
+the table names it, with a slice for its life (what started it, its executor, its CPU
+time in the slice's arguments), and a counter of its CPU use (percent of one CPU, over
+each sampling interval). What a pyloop loop recorded of itself (run["loop_events"]:
+its slow callbacks, its waits, its counters, name lookups and child processes) goes on
+the loop thread's track and on tracks of their own. Times are microseconds from the
+script's start.
 """
 
 import json
@@ -65,12 +66,16 @@ def run_events(run, pid, sort_index):
             args["executor"] = t["executor"]
         ev.append({"name": thread_label(t), "cat": "thread", "ph": "X", "ts": us(start), "dur": us(end) - us(start),
                    "pid": pid, "tid": tid, "args": args})
+        # Its CPU use, as a counter (percent of one CPU) of its own: slices would cross the
+        # loop's own slices on the same track, and slices on a track must nest.
+        cpu_name = f"CPU %: {thread_label(t)} ({tid})"
+        ev.append({"name": cpu_name, "cat": "cpu", "ph": "C", "ts": us(start), "pid": pid, "args": {"cpu": 0}})
         for a, b, share in on_cpu_stretches(t["busy"]):
-            # (within the thread's life: a slice must not outlast the one it is in)
             a, b = max(a, start), min(b, end)
             if b > a:
-                ev.append({"name": "on CPU", "cat": "cpu", "ph": "X", "ts": us(a), "dur": us(b) - us(a), "pid": pid,
-                           "tid": tid, "args": {"cpu_share": round(share, 3)}})
+                ev.append({"name": cpu_name, "cat": "cpu", "ph": "C", "ts": us(a), "pid": pid,
+                           "args": {"cpu": round(100 * share, 1)}})
+                ev.append({"name": cpu_name, "cat": "cpu", "ph": "C", "ts": us(b), "pid": pid, "args": {"cpu": 0}})
     for e in run.get("loop_events", ()):
         ev.append({**e, "pid": pid})
     return ev

@@ -1,0 +1,86 @@
+#include "core/trace.hpp"
+
+#include "core/loop.hpp"
+#include "uv/pyutil.hpp"
+
+namespace pyloop {
+
+void LoopTrace::start(PyObject* sink, double threshold) {
+    Py_INCREF(sink);
+    Py_XSETREF(sink_, sink);
+    threshold_ = threshold;
+    last_counters_ = 0;
+    thread_ = PyThread_get_thread_native_id();
+}
+
+void LoopTrace::append(PyObject* record) {
+    if (!record || PyList_Append(sink_, record) < 0) PyErr_WriteUnraisable(core_->py_loop());
+    Py_XDECREF(record);
+    records_++;
+}
+
+void LoopTrace::callback(double t0, double t1, PyObject* what) {
+    if (t1 - t0 < threshold_ || !sink_) return;
+    if (records_ >= kMaxRecords) {
+        dropped_++;
+        return;
+    }
+    thread_ = PyThread_get_thread_native_id();  // (the loop may run on another thread each run)
+    // What it ran, named now, while it is alive (pyloop._stall.describe). A callback that
+    // failed left its exception set: it waits for the name.
+    PyObject* exc = fetch_exception();
+    PyObject* desc = nullptr;
+    PyObject* mod = PyImport_ImportModule("pyloop._stall");
+    if (mod) {
+        desc = PyObject_CallMethod(mod, "describe", "O", what ? what : Py_None);
+        Py_DECREF(mod);
+    }
+    if (!desc) {
+        PyErr_Clear();
+        desc = PyUnicode_FromString("(a callback)");
+    }
+    append(Py_BuildValue("(sddkN)", "callback", t0, t1, thread_, desc));
+    if (exc) restore_exception(exc);
+}
+
+void LoopTrace::idle(double t0, double t1) {
+    if (t1 - t0 < threshold_ || !sink_) return;
+    if (records_ >= kMaxRecords) {
+        dropped_++;
+        return;
+    }
+    append(Py_BuildValue("(sddkO)", "idle", t0, t1, thread_, Py_None));
+}
+
+void LoopTrace::io_turn(double t0, double t1) {
+    if (t1 - t0 < threshold_ || !sink_) return;
+    if (records_ >= kMaxRecords) {
+        dropped_++;
+        return;
+    }
+    append(Py_BuildValue("(sddkO)", "io", t0, t1, thread_, Py_None));
+}
+
+void LoopTrace::counters(double t) {
+    if (!sink_ || t - last_counters_ < 1e-3) return;
+    last_counters_ = t;
+    if (records_ >= kMaxRecords) {
+        dropped_++;
+        return;
+    }
+    const LoopMetrics& m = core_->metrics();
+    append(Py_BuildValue("(sddk(nnKK))", "counters", t, t, thread_, static_cast<Py_ssize_t>(core_->ready_count()),
+                         static_cast<Py_ssize_t>(core_->open_handles()), static_cast<unsigned long long>(m.bytes_read),
+                         static_cast<unsigned long long>(m.bytes_written)));
+}
+
+void LoopTrace::lookup(double t0, double t1, PyObject* what, PyObject* outcome) {
+    if (!sink_) return;
+    if (records_ >= kMaxRecords) {
+        dropped_++;
+        return;
+    }
+    append(Py_BuildValue("(sddk(OO))", "lookup", t0, t1, 0UL, what, outcome));
+}
+
+}  // namespace pyloop
