@@ -27,7 +27,7 @@ assert 15 << 10 < len(json.dumps(DATA)) < 17 << 10
 # uvicorn's --loop: a name it knows, or an import string of a loop factory.
 UVICORN_LOOPS = {"asyncio": "asyncio", "uvloop": "uvloop", "rloop": "rloop:new_event_loop",
                  "rsloop": "rsloop:new_event_loop", "pyloop": "pyloop:new_event_loop",
-                 "pyloop+stall": "micro:pyloop_with_stall_watch"}
+                 "pyloop+stall": "micro:pyloop_with_stall_watch", "pyloop+trace": "micro:pyloop_traced"}
 
 
 def listening_socket(port):

@@ -25,10 +25,21 @@ def make_loop(name):
         return pyloop.new_event_loop()
     if name == "pyloop+stall":
         return pyloop_with_stall_watch()
+    if name == "pyloop+trace":
+        return pyloop_traced()
     raise SystemExit(f"unknown loop {name}")
 
 
 STALL_THRESHOLD = 0.1  # the `observe` suite's pyloop+stall: the watch on, as a service would run it
+
+
+def pyloop_traced():
+    """A pyloop loop recording itself as `python -m pyloop.threads --trace` has it do."""
+    import pyloop
+    from pyloop import _trace
+    loop = pyloop.new_event_loop()
+    _trace.start(loop, 0.0001)
+    return loop
 
 
 def pyloop_with_stall_watch():

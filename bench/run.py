@@ -11,8 +11,9 @@ handshake), `proc` (spawn+wait and pipe throughput, with peak thread counts) and
 `http` (aiohttp and uvicorn + httptools servers loaded by wrk: the server's CPU per
 request) and `scale` (RSS per idle connection, per pending timer and per queued
 callback) and `flood` (timer and I/O latency while 8 threads flood
-call_soon_threadsafe), and `observe` (what loop.set_stall_threshold() costs: pyloop with
-the stall watch off and on, on the rows it could slow).
+call_soon_threadsafe), and `observe` (what the stall watch and tracing cost: pyloop as
+it is, with loop.set_stall_threshold() on, and recording itself for --trace, on the rows
+they could slow).
 
 Every figure is the median of several runs, each in a fresh process, interleaved
 across loops so that machine noise hits them alike. Each suite prints a table and
@@ -385,9 +386,9 @@ OBSERVE_ROWS = (("micro", "chained call_soon"), ("micro", "chained call_soon, fd
 def run_observe(args, _loops):
     import echo
     import httpbench
-    variants = ["pyloop", "pyloop+stall"]
-    print(f"\nObservability's cost: pyloop with loop.set_stall_threshold() off and on (0.1 s), interleaved "
-          f"fresh processes, median of {args.repeat}\n")
+    variants = ["pyloop", "pyloop+stall", "pyloop+trace"]
+    print(f"\nObservability's cost: pyloop as it is, with loop.set_stall_threshold(0.1), and recording itself "
+          f"for python -m pyloop.threads --trace; interleaved fresh processes, median of {args.repeat}\n")
     rows = []
     for suite, name in OBSERVE_ROWS:
         if args.only not in name:
@@ -402,10 +403,12 @@ def run_observe(args, _loops):
                 httpbench.run(variants, repeat=args.repeat, seconds=max(1, round(2 * args.seconds)), only=name)
             med = {lp: v[1] for lp, v in run[0][1].items() if lp in variants}
             unit = "server CPU µs/request"
-        rows.append({"benchmark": name, "unit": unit, "off": med["pyloop"], "stall_watch_on": med["pyloop+stall"]})
+        rows.append({"benchmark": name, "unit": unit, "off": med["pyloop"], "stall_watch_on": med["pyloop+stall"],
+                     "tracing": med["pyloop+trace"]})
     table = [[r["benchmark"], r["unit"], f"{r['off']:.2f}", f"{r['stall_watch_on']:.2f}",
-              ratio(r["stall_watch_on"], r["off"])] for r in rows]
-    print_table(["benchmark", "unit", "off", "stall watch on", "on / off"], table)
+              ratio(r["stall_watch_on"], r["off"]), f"{r['tracing']:.2f}", ratio(r["tracing"], r["off"])]
+             for r in rows]
+    print_table(["benchmark", "unit", "off", "stall watch on", "stall / off", "tracing", "tracing / off"], table)
     save(args, "observe", {"repeat": args.repeat, "stall_threshold": 0.1, "rows": rows})
 
 
