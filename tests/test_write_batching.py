@@ -1,11 +1,10 @@
-"""Small writes of the ready callbacks leave together (pyloop holds them back until its
-pass over the ready queue ends, or a callback ends 1 ms after the first hold: one system
-call for an HTTP server's headers and body, and one burst for a pass's responses).
-Whatever follows a write, in the same callback or a later one of the pass, must see the
-data as asyncio's immediate send() leaves it: sent before abort(), close(), write_eof(),
-sendfile, start_tls, a stop or an exception leaving run_forever, and before a closed
-loop's transports go; in order with larger writes; counted as written; and not held
-behind a long pass."""
+"""Small writes of one callback leave together (pyloop holds them back until the
+callback returns: one system call for an HTTP server's headers and body). Whatever
+follows a write, in the same callback or a later one, must see the data as asyncio's
+immediate send() leaves it: sent before abort(), close(), write_eof(), sendfile,
+start_tls, a stop or an exception leaving run_forever, and before a closed loop's
+transports go; in order with larger writes; counted as written; and not held behind the
+callbacks after it."""
 
 import asyncio
 import os
@@ -126,7 +125,7 @@ def test_tasks_of_one_pass_write_to_many_peers(loop):
 def test_a_long_pass_does_not_hold_what_was_written(loop):
     # One pass: a write, a callback that takes 20 ms, then one that waits (blocking the
     # loop) for the peer to see the byte. asyncio sent it in write(); pyloop sends what
-    # it holds after a callback that ends 1 ms or more after the hold began.
+    # a callback held when it returns, before the next callback.
     async def main():
         tr, _, theirs = await connected(loop)
         arrived = threading.Event()

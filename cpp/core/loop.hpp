@@ -156,12 +156,10 @@ class LoopCore {
     bool io_must_queue() const { return queue_io_; }
     // Records an exception that must leave run_forever and stops the loop.
     void set_fatal();
-    // Output held back while the ready callbacks run, so that what they write goes out
-    // together, each stream's in one system call: fn(owner) runs once the pass over the
-    // ready queue ends (before the loop polls or closes), or after a callback that
-    // returns kHoldMax or more after the first one held something. Holds a reference
-    // to owner until then. fn reports its own errors.
-    static constexpr double kHoldMax = 0.001;
+    // Output held back so that what one callback writes to a stream goes out in one
+    // system call: fn(owner) runs once when the callback returns (and, as a safety net,
+    // before the loop polls or closes). Holds a reference to owner until then. fn
+    // reports its own errors.
     using FlushFn = void (*)(PyObject*);
     void queue_flush(PyObject* owner, FlushFn fn) {
         Py_INCREF(owner);
@@ -294,8 +292,6 @@ class LoopCore {
     PyObject* context_snapshot_ = nullptr;  // shared_context()'s copy
     std::vector<HandleObject*> heap_;
     std::vector<std::pair<PyObject*, FlushFn>> flushes_;
-    double hold_started_ = 0;  // when a callback first left output in flushes_ (0: none)
-    void hold_or_flush();
     std::vector<std::pair<PyObject*, WatchFn>> write_watches_;
     void check_write_progress();
     size_t timer_cancelled_count_ = 0;

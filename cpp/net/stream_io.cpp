@@ -856,16 +856,16 @@ static void flush_cork_for_loop(PyObject* o) {
 }
 
 // Holds a small write made by a callback or task step back when nothing waits in
-// libuv's queue: the loop sends what the ready callbacks wrote when its pass over them
-// ends (LoopCore::hold_or_flush: at the latest after the callback that ends 1 ms past
-// the first hold), each stream's bytes in one system call. An HTTP server's headers and
-// body become one send, and the responses of a pass leave in a burst that wakes the
-// client once instead of once per response (keep-alive rows: 4-7% less server CPU per
-// request). Measured against a C and an asyncio echo client, 1 to 32 connections: the
-// same throughput. A write from an I/O callback (data_received answering at once) goes
-// now. At most kCorkMax bytes, and never more than the high water mark: what is held
-// counts as written (asyncio would have sent it), so flow control is as asyncio's.
-// Returns true if held.
+// libuv's queue, so that what one callback writes (an HTTP server's headers, then its
+// body, from its request task) leaves in one system call when it returns. Holding
+// until the whole pass over the ready callbacks is done was measured twice. It saves
+// the loopback client's wake-ups (HTTP keep-alive 4-7% less server CPU per request,
+// issue 26) but a fast peer then waits for the pass to end instead of answering while
+// it goes on: a unix streams echo, 8 connections, 191k -> 105k requests/s and 5.1 ->
+// 6.3 µs of CPU each (docs/benchmarks.md). So not that. A write from an I/O callback
+// (data_received answering at once) goes now. At most kCorkMax bytes, and never more
+// than the high water mark: what is held counts as written (asyncio would have sent
+// it), so flow control is as asyncio's. Returns true if held.
 static bool may_cork(TransportObject* t, size_t total) {
     return t->kind == kStream && t->write_buffer_size == 0 && total <= kCorkMax && total <= t->high_water &&
            t->core->running_callbacks();

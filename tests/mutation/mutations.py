@@ -63,17 +63,12 @@ MUTATIONS = [
          new="    return t->write_buffer_size;",
          test="tests/test_flow_control.py", k="stream",
          why="get_write_buffer_size() counts what libuv has written of a request"),
-    # ---- writes held back while the ready callbacks run (issue 26) -----------------------
-    dict(file="cpp/core/loop.hpp",
-         old="static constexpr double kHoldMax = 0.001;",
-         new="static constexpr double kHoldMax = 1000.0;",
-         test="tests/test_write_batching.py", k="long_pass",
-         why="what a callback wrote is not held behind a pass that runs on for long"),
+    # ---- writes held back while a callback runs ------------------------------------------
     dict(file="cpp/core/loop.cpp",
-         old="    self->run_flushes();  // what the callbacks wrote, before the poll",
+         old="        if (!flushes_.empty()) run_flushes();  // what this callback wrote goes out now, together",
          new="",
-         test="tests/test_write_batching.py", k="reply_awaited",
-         why="what the pass's callbacks wrote is sent when the pass ends, before the poll"),
+         test="tests/test_write_batching.py", k="long_pass",
+         why="what a callback wrote goes out when it returns, not behind the callbacks after it"),
     # ---- sockets: options and signals ----------------------------------------------------
     dict(file="cpp/net/stream.cpp",
          old="if (family != AF_UNIX) uv_tcp_nodelay(&t->h.tcp, 1);",
