@@ -4,9 +4,11 @@ this module starts it on every new loop when PYLOOP_TRACE is set (seconds: the s
 callback recorded), records child processes from the Python side, and turns the records
 into Chrome Trace Event Format events."""
 
+import asyncio
 import os
 import time
 import warnings
+from asyncio import format_helpers
 
 from . import _core
 
@@ -34,6 +36,23 @@ def start(loop, threshold):
     _core.trace_start(loop, records, threshold)
 
 
+def name_of(what):
+    """A slow callback's name on the trace (core/trace.cpp calls it as it returns): a task
+    step is "<task name>: <coroutine>()", a callback "<function>()"."""
+    if what is None:
+        return "I/O callback"
+    callback = what._callback if isinstance(what, (asyncio.Handle, _core.Handle)) else what
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        qualname = getattr(coro, "__qualname__", None) or type(coro).__name__
+        return f"{owner.get_name()}: {qualname}()"
+    try:
+        return format_helpers._format_callback(callback, (), {})
+    except Exception:  # (a private helper: its signature may change)
+        return f"{getattr(callback, '__qualname__', type(callback).__name__)}()"
+
+
 def process_started():
     return time.monotonic()
 
@@ -55,13 +74,13 @@ def chrome_events(t0):
         prefix = f"loop {number}: " if len(SINKS) > 1 else ""
         for i, (kind, a, b, tid, what) in enumerate(list(records)):
             if kind == "callback":
-                events.append({"name": what, "cat": "callback", "ph": "X", "ts": us(a), "dur": us(b) - us(a),
+                events.append({"name": what, "cat": "callback", "ph": "X", "ts": us(a), "dur": round(us(b) - us(a), 3),
                                "tid": tid, "args": {"ms": round((b - a) * 1e3, 3)}})
             elif kind == "idle":
                 events.append({"name": "idle (waiting in the poll)", "cat": "idle", "ph": "X", "ts": us(a),
-                               "dur": us(b) - us(a), "tid": tid})
+                               "dur": round(us(b) - us(a), 3), "tid": tid})
             elif kind == "io":
-                events.append({"name": "I/O callbacks", "cat": "io", "ph": "X", "ts": us(a), "dur": us(b) - us(a),
+                events.append({"name": "I/O callbacks", "cat": "io", "ph": "X", "ts": us(a), "dur": round(us(b) - us(a), 3),
                                "tid": tid})
             elif kind == "counters":
                 ready, handles, read, written = what

@@ -26,13 +26,13 @@ void LoopTrace::callback(double t0, double t1, PyObject* what) {
         return;
     }
     thread_ = PyThread_get_thread_native_id();  // (the loop may run on another thread each run)
-    // What it ran, named now, while it is alive (pyloop._stall.describe). A callback that
+    // What it ran, named now, while it is alive (pyloop._trace.name_of). A callback that
     // failed left its exception set: it waits for the name.
     PyObject* exc = fetch_exception();
     PyObject* desc = nullptr;
-    PyObject* mod = PyImport_ImportModule("pyloop._stall");
+    PyObject* mod = PyImport_ImportModule("pyloop._trace");
     if (mod) {
-        desc = PyObject_CallMethod(mod, "describe", "O", what ? what : Py_None);
+        desc = PyObject_CallMethod(mod, "name_of", "O", what ? what : Py_None);
         Py_DECREF(mod);
     }
     if (!desc) {

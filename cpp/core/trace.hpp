@@ -5,7 +5,7 @@
 // for every new loop); off, the loop tests one bool per callback. On, the loop reads the
 // clock before and after each ready callback (two clock readings, ~40 ns) and records:
 // - each callback or task step that took at least the threshold, named by what it ran
-//   (pyloop._stall.describe(): a task's coroutine, else the callback's function);
+//   (pyloop._trace.name_of(): a task's name and coroutine, else the callback's function);
 // - each wait in the poll of at least the threshold ("idle");
 // - each turn's I/O callbacks (data_received and the like) when together they took at
 //   least the threshold;
