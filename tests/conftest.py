@@ -92,6 +92,23 @@ def loop(request):
 
 
 @pytest.fixture
+def ploop():
+    """A pyloop loop alone, for pyloop's extensions (loop.metrics(), the stall watch),
+    which asyncio has no counterpart of; with the `loop` fixture's exception check."""
+    loop = pyloop.new_event_loop()
+    loop.test_errors = []
+    loop.set_exception_handler(lambda lp, context: lp.test_errors.append(context))
+    try:
+        yield loop
+    finally:
+        if not loop.is_closed():
+            loop.close()
+        errors = loop.test_errors
+        gc.collect()
+    assert not errors, f"unexpected calls to the exception handler: {errors}"
+
+
+@pytest.fixture
 def loop_name(loop):
     return "pyloop" if isinstance(loop, pyloop.Loop) else "asyncio"
 

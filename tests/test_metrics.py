@@ -2,7 +2,6 @@
 on pyloop only; the workloads are the ones the parity tests run on both loops."""
 
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -21,21 +20,6 @@ KEYS = {
     "slowest_callback_repr",
 }
 KINDS = {"poller", "tcp", "unix", "udp", "pipe", "process", "sock", "signal"}
-
-
-@pytest.fixture
-def ploop():
-    loop = pyloop.new_event_loop()
-    loop.test_errors = []
-    loop.set_exception_handler(lambda lp, context: lp.test_errors.append(context))
-    try:
-        yield loop
-    finally:
-        if not loop.is_closed():
-            loop.close()
-        errors = loop.test_errors
-        gc.collect()
-    assert not errors, f"unexpected calls to the exception handler: {errors}"
 
 
 def run(loop, coro):

@@ -5,7 +5,6 @@ must be logged while the loop is still blocked, with the frame the loop thread i
 once, and again with the total when it ends."""
 
 import asyncio
-import gc
 import logging
 import os
 import subprocess
@@ -21,21 +20,6 @@ from conftest import needs_module
 
 THRESHOLD = 0.2
 MARGIN = 0.15  # sampling (threshold/8) and a loaded machine's scheduling
-
-
-@pytest.fixture
-def ploop():
-    loop = pyloop.new_event_loop()
-    loop.test_errors = []
-    loop.set_exception_handler(lambda lp, context: lp.test_errors.append(context))
-    try:
-        yield loop
-    finally:
-        if not loop.is_closed():
-            loop.close()
-        errors = loop.test_errors
-        gc.collect()
-    assert not errors, f"unexpected calls to the exception handler: {errors}"
 
 
 class Records(logging.Handler):

@@ -43,22 +43,13 @@ void LoopTrace::callback(double t0, double t1, PyObject* what) {
     if (exc) restore_exception(exc);
 }
 
-void LoopTrace::idle(double t0, double t1) {
+void LoopTrace::span(const char* kind, double t0, double t1) {
     if (t1 - t0 < threshold_ || !sink_) return;
     if (records_ >= kMaxRecords) {
         dropped_++;
         return;
     }
-    append(Py_BuildValue("(sddkO)", "idle", t0, t1, thread_, Py_None));
-}
-
-void LoopTrace::io_turn(double t0, double t1) {
-    if (t1 - t0 < threshold_ || !sink_) return;
-    if (records_ >= kMaxRecords) {
-        dropped_++;
-        return;
-    }
-    append(Py_BuildValue("(sddkO)", "io", t0, t1, thread_, Py_None));
+    append(Py_BuildValue("(sddkO)", kind, t0, t1, thread_, Py_None));
 }
 
 void LoopTrace::counters(double t) {

@@ -51,8 +51,8 @@ class LoopTrace {
 
     // The loop thread, with the GIL; each only when on().
     void callback(double t0, double t1, PyObject* what);  // records it if t1 - t0 >= threshold
-    void idle(double t0, double t1);
-    void io_turn(double t0, double t1);
+    void idle(double t0, double t1) { span("idle", t0, t1); }
+    void io_turn(double t0, double t1) { span("io", t0, t1); }
     void counters(double t);
     void lookup(double t0, double t1, PyObject* what, PyObject* outcome);  // (host, port), answer or error
 
@@ -64,6 +64,7 @@ class LoopTrace {
 
   private:
     void append(PyObject* record);  // steals; nullptr: an error to report
+    void span(const char* kind, double t0, double t1);  // a record of at least the threshold
 
     LoopCore* core_;
     PyObject* sink_ = nullptr;
