@@ -30,7 +30,9 @@ class Records(logging.Handler):
         self.items = []
 
     def emit(self, record):
-        self.items.append((time.monotonic(), record.getMessage()))
+        message = record.getMessage()
+        if message.startswith("Event loop"):  # (not debug mode's own slow-callback reports)
+            self.items.append((time.monotonic(), message))
 
     def blocked(self):
         return [(t, m) for t, m in self.items if m.startswith("Event loop blocked for")]

@@ -18,6 +18,9 @@ def test_the_checker_refuses_what_a_consumer_cannot_read():
         {"name": "inner", "ph": "X", "ts": 2, "dur": 8, "pid": 1, "tid": 2},
         {"name": "ready", "ph": "C", "ts": 3, "pid": 1, "args": {"ready": 4}},
         {"name": "b", "ph": "B", "ts": 1, "pid": 1, "tid": 3}, {"ph": "E", "ts": 2, "pid": 1, "tid": 3},
+        # back to back, the first one's end a float's noise past the second's start
+        {"name": "c", "ph": "X", "ts": 100.1, "dur": 0.30000000000001137, "pid": 1, "tid": 4},
+        {"name": "d", "ph": "X", "ts": 100.4, "dur": 5, "pid": 1, "tid": 4},
     ], "displayTimeUnit": "ms"}
     assert check(good) == []
     bad = [
@@ -30,6 +33,8 @@ def test_the_checker_refuses_what_a_consumer_cannot_read():
         {"traceEvents": [{"name": 5, "ph": "X", "ts": 0, "dur": 1, "pid": 1, "tid": 1}]},
         {"traceEvents": [{"name": "a", "ph": "X", "ts": 0, "dur": 5, "pid": 1, "tid": 1},
                          {"name": "b", "ph": "X", "ts": 3, "dur": 5, "pid": 1, "tid": 1}]},  # overlap
+        {"traceEvents": [{"name": "a", "ph": "X", "ts": 0, "dur": 5.002, "pid": 1, "tid": 1},
+                         {"name": "b", "ph": "X", "ts": 5.001, "dur": 5, "pid": 1, "tid": 1}]},  # by 1 ns
         {"traceEvents": [{"name": "c", "ph": "C", "ts": 0, "pid": 1, "args": {"v": "7"}}]},
         {"traceEvents": [{"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {}}]},
         {"traceEvents": [{"name": "b", "ph": "B", "ts": 0, "pid": 1, "tid": 1}]},  # never ends

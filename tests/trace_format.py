@@ -73,7 +73,10 @@ def check(trace):
             if not _num(e.get("dur")) or e["dur"] < 0:
                 problems.append(f"{where}: a complete event needs a duration, not negative")
                 continue
-            slices.setdefault((e["pid"], e.get("tid")), []).append((e["ts"], e["ts"] + e["dur"], where))
+            # (compared in whole nanoseconds, as a consumer converts them: a slice's end and
+            # the next one's start, both rounded microseconds, may differ by float noise)
+            start = round(e["ts"] * 1000)
+            slices.setdefault((e["pid"], e.get("tid")), []).append((start, start + round(e["dur"] * 1000), where))
         elif ph == "C":
             if not e.get("args") or not all(_num(v) for v in e["args"].values()):
                 problems.append(f"{where}: a counter's args must be numbers")
