@@ -55,7 +55,12 @@ PyObject* capture_stack(unsigned long thread_id) {
     auto* f = reinterpret_cast<PyFrameObject*>(Py_XNewRef(frame));
     for (int depth = 0; out && f && depth < 200; depth++) {
         PyCodeObject* code = PyFrame_GetCode(f);
-        PyObject* item = Py_BuildValue("(OiO)", code->co_filename, PyFrame_GetLineNumber(f), code->co_name);
+        // The line as frame.f_lineno gives it: Python 3.15's PyFrame_GetLineNumber() can
+        // answer a stale line for a frame another thread is running (seen: the line its
+        // function began at), where f_lineno reads where it is now.
+        PyObject* line = PyObject_GetAttrString(reinterpret_cast<PyObject*>(f), "f_lineno");
+        PyObject* item = line ? Py_BuildValue("(OOO)", code->co_filename, line, code->co_name) : nullptr;
+        Py_XDECREF(line);
         Py_DECREF(code);
         if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
         Py_XDECREF(item);
