@@ -343,7 +343,7 @@ def test_the_aiohttp_example(tmp_path):
     err = proc.stderr
     assert err.count("Event loop blocked for ") == 2 and err.count("Event loop was blocked for ") == 2, err
     first, second = err.split("Event loop blocked for ")[1:]
-    assert "in build_report\n    rows = [" in first
+    assert ", in build_report\n" in first  # (the list, the sort or the totals: all its own lines)
     assert "in latest\n    with urllib.request.urlopen(self.url, timeout=5) as reply:  # blocks the caller" in second
     # named by the task that ran the handler: aiohttp's connection task where it starts
     # handlers eagerly (3.12+), else the handler's own
