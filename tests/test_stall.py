@@ -19,7 +19,7 @@ import pyloop
 from conftest import needs_module
 
 THRESHOLD = 0.2
-MARGIN = 0.15  # sampling (threshold/8) and a loaded machine's scheduling
+MARGIN = 0.25  # sampling (threshold/8, 25 ms) and scheduling on a loaded machine (CI runs 3 legs on 2 CPUs)
 
 
 class Records(logging.Handler):
