@@ -28,12 +28,14 @@ class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
     once reaped, its PID may belong to another process. asyncio 3.13 calls os.kill()
     without that check (3.14 has it; before 3.13 Popen.send_signal polls first)."""
 
+    _traced_start = None  # tracing (pyloop._trace): when it was spawned
+
     def _process_exited(self, returncode):
-        started = getattr(self, "_traced_start", None)
-        if started is not None and self._returncode is None:
-            _trace.process_exited(self._loop, started, self._pid, self._proc.args if self._proc else None,
-                                  returncode)
-        super()._process_exited(returncode)
+        first = self._returncode is None
+        super()._process_exited(returncode)  # (first: nothing of the trace's may stand in its way)
+        if first and self._traced_start is not None:
+            _trace.process_exited(self._loop, self._traced_start, self._pid,
+                                  self._proc.args if self._proc else None, returncode)
 
     def send_signal(self, signal):
         self._check_proc()

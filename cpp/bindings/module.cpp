@@ -96,13 +96,11 @@ void bind_loop(py::module_& m) {
     m.def("trace_start", [](py::object loop, py::list sink, double threshold) {
         core(loop).trace().start(sink.ptr(), threshold);
     }, "Record the loop's slow callbacks, waits, counters and lookups into sink (core/trace.hpp).");
-    m.def("trace_stop", [](py::object loop) { core(loop).trace().stop(); });
     m.def("trace_on", [](py::object loop) { return core(loop).trace().on(); });
     m.def("trace_add", [](py::object loop, py::tuple record) {
         LoopTrace& t = core(loop).trace();
         if (t.on()) t.add(record.ptr());
     }, "Append a record of the Python side's (a child process) while the loop traces.");
-    m.def("trace_dropped", [](py::object loop) { return core(loop).trace().dropped(); });
     m.def("set_slow_callback_duration", [](py::object loop, double s) {
         core(loop).set_slow_callback_duration(s);
     });

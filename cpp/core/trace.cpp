@@ -21,10 +21,7 @@ void LoopTrace::append(PyObject* record) {
 
 void LoopTrace::callback(double t0, double t1, PyObject* what) {
     if (t1 - t0 < threshold_ || !sink_) return;
-    if (records_ >= kMaxRecords) {
-        dropped_++;
-        return;
-    }
+    if (records_ >= kMaxRecords) return;
     thread_ = PyThread_get_thread_native_id();  // (the loop may run on another thread each run)
     // What it ran, named now, while it is alive (pyloop._trace.name_of). A callback that
     // failed left its exception set: it waits for the name.
@@ -45,20 +42,14 @@ void LoopTrace::callback(double t0, double t1, PyObject* what) {
 
 void LoopTrace::span(const char* kind, double t0, double t1) {
     if (t1 - t0 < threshold_ || !sink_) return;
-    if (records_ >= kMaxRecords) {
-        dropped_++;
-        return;
-    }
+    if (records_ >= kMaxRecords) return;
     append(Py_BuildValue("(sddkO)", kind, t0, t1, thread_, Py_None));
 }
 
 void LoopTrace::counters(double t) {
     if (!sink_ || t - last_counters_ < 1e-3) return;
     last_counters_ = t;
-    if (records_ >= kMaxRecords) {
-        dropped_++;
-        return;
-    }
+    if (records_ >= kMaxRecords) return;
     const LoopMetrics& m = core_->metrics();
     append(Py_BuildValue("(sddk(nnKK))", "counters", t, t, thread_, static_cast<Py_ssize_t>(core_->ready_count()),
                          static_cast<Py_ssize_t>(core_->open_handles()), static_cast<unsigned long long>(m.bytes_read),
@@ -67,10 +58,7 @@ void LoopTrace::counters(double t) {
 
 void LoopTrace::lookup(double t0, double t1, PyObject* what, PyObject* outcome) {
     if (!sink_) return;
-    if (records_ >= kMaxRecords) {
-        dropped_++;
-        return;
-    }
+    if (records_ >= kMaxRecords) return;
     append(Py_BuildValue("(sddk(OO))", "lookup", t0, t1, 0UL, what, outcome));
 }
 

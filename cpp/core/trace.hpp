@@ -16,7 +16,7 @@
 //   answer or the error.
 // Each record is a tuple appended to a Python list (the sink) that the loop does not
 // own alone: pyloop/_trace.py keeps it, so it outlives the loop. At most kMaxRecords
-// records per loop; after that, only a count of what was dropped.
+// records per loop; what comes after is not recorded.
 #pragma once
 #include <Python.h>
 
@@ -40,8 +40,6 @@ class LoopTrace {
     double threshold() const { return threshold_; }
     // sink: a list the records are appended to; threshold in seconds (>= 0).
     void start(PyObject* sink, double threshold);
-    void stop() { Py_CLEAR(sink_); }
-    size_t dropped() const { return dropped_; }
     void run_started() { thread_ = PyThread_get_thread_native_id(); }  // the loop thread
     // Python code's own records (pyloop/_trace.py: child processes): appended as they are.
     void add(PyObject* record) {
@@ -71,7 +69,6 @@ class LoopTrace {
     double threshold_ = 1e-4;
     double last_counters_ = 0;
     size_t records_ = 0;
-    size_t dropped_ = 0;
     unsigned long thread_ = 0;  // the loop thread's native id (gettid), for the records
 };
 

@@ -245,6 +245,10 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
     hints.ai_socktype = socktype;
     hints.ai_protocol = proto;
     hints.ai_flags = flags;
+    if (core.trace().on()) {  // (before it is submitted: nothing below may throw after that)
+        op->traced_what = py::make_tuple(traced_text(host), traced_text(port));
+        op->traced_at = LoopCore::now();
+    }
     int r = uv_getaddrinfo(core.uv(), &op->req, on_getaddrinfo, host, port, &hints);
     if (r < 0) {
         delete op;
@@ -260,10 +264,6 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
     core.track_request(op->shared->req, orphan<GaiOp>);
-    if (core.trace().on()) {
-        op->traced_at = LoopCore::now();
-        op->traced_what = py::make_tuple(traced_text(host), traced_text(port));
-    }
     return DnsRequest(op->shared, future);
 }
 
@@ -286,6 +286,10 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
     }
     py::object future = new_future(loop);
     auto* op = new_op<GniOp>(loop, core, future);
+    if (core.trace().on()) {  // (before it is submitted, as above)
+        op->traced_what = py::make_tuple(traced_text(host.c_str()), py::int_(port));
+        op->traced_at = LoopCore::now();
+    }
     int r = uv_getnameinfo(core.uv(), &op->req, on_getnameinfo, reinterpret_cast<struct sockaddr*>(&ss), flags);
     if (r < 0) {
         delete op;
@@ -294,10 +298,6 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
     }
     op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
     core.track_request(op->shared->req, orphan<GniOp>);
-    if (core.trace().on()) {
-        op->traced_at = LoopCore::now();
-        op->traced_what = py::make_tuple(traced_text(host.c_str()), py::int_(port));
-    }
     return DnsRequest(op->shared, future);
 }
 

@@ -69,6 +69,17 @@ MUTATIONS = [
          new="",
          test="tests/test_write_batching.py", k="long_pass",
          why="what a callback wrote goes out when it returns, not behind the callbacks after it"),
+    # ---- seeing inside the loop (issue 27) -----------------------------------------------
+    dict(file="cpp/core/loop.cpp",
+         old="        if (self->stall_.on()) self->stall_.idle();",
+         new="",
+         test="tests/test_stall.py", k="idle_loop",
+         why="a loop waiting in its poll is not a stall"),
+    dict(file="cpp/net/dns.cpp",
+         old="        trace_lookup(op, status, answer);\n        settle(op->core, op->future, answer, status < 0);\n    });\n    if (res)",
+         new="        settle(op->core, op->future, answer, status < 0);\n    });\n    if (res)",
+         test="tests/test_trace.py", k="records_of_itself",
+         why="the trace has each name lookup, from submission to answer"),
     # ---- sockets: options and signals ----------------------------------------------------
     dict(file="cpp/net/stream.cpp",
          old="if (family != AF_UNIX) uv_tcp_nodelay(&t->h.tcp, 1);",
