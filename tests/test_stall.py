@@ -5,6 +5,7 @@ must be logged while the loop is still blocked, with the frame the loop thread i
 once, and again with the total when it ends."""
 
 import asyncio
+import ctypes
 import logging
 import os
 import subprocess
@@ -145,12 +146,11 @@ def test_a_task_step_blocking_in_a_system_call_is_named_by_its_task(ploop, recor
 
 
 def gil_holding_call(seconds):
-    """A C call that holds the GIL about `seconds` (no Python code runs inside it)."""
-    n = 1_000_000
-    t = time.monotonic()
-    sum(range(n))
-    per = (time.monotonic() - t) / n
-    return lambda: sum(range(int(seconds / per)))
+    """A C call that holds the GIL for `seconds` of wall time, however loaded the machine
+    is (no Python code runs inside it): libc's usleep through ctypes.PyDLL, which keeps
+    the GIL across the call (a CPU-bound C call's length would depend on the load)."""
+    usleep = ctypes.PyDLL(None).usleep
+    return lambda: usleep(int(seconds * 1e6))
 
 
 def test_stuck_in_c_code_that_holds_the_gil_is_reported_when_it_returns(ploop, records):
