@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from pyloop.threads import draw
-from pyloop.threads.record import condensed_stack
+from pyloop.threads.record import condensed_stack, merge
 
 from conftest import EMULATED, missing
 
@@ -201,6 +201,19 @@ def test_bad_arguments(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "pyloop.threads", *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_a_thread_that_used_a_little_cpu_over_a_long_sample_is_busy():
+    # A loaded machine stretches a 1 ms sample: a pool thread's 20 us of a lookup over
+    # 0.2 s is a fraction of 0.0001, which rounded to 0.0 (CI). Busy spans stay > 0.
+    t0 = 1000.0
+    data = {"script_start": t0, "script_end": t0 + 0.5, "main_tid": 1, "python_threads": [], "loop": "pyloop",
+            "python": "x", "exit_code": 0}
+    rec = {"comm": "libuv-worker", "first": t0 + 0.1, "last": t0 + 0.5, "cpu_first": 0, "cpu": 20_000,
+           "busy": [[t0 + 0.1, t0 + 0.3, 20_000]], "samples": 3}
+    main = dict(rec, comm="python", first=t0, busy=[[t0, t0 + 0.5, 400_000_000]])
+    run = merge(data, {1: main, 2: rec}, 0.001)
+    assert [t["busy"] for t in run["threads"]] == [[[0.0, 0.5, 0.8]], [[0.1, 0.3, 0.001]]]
 
 
 def test_condensed_stack_names_the_loop():

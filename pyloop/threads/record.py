@@ -279,7 +279,8 @@ def merge(data, samples, interval):
             frac = min(1.0, used / 1e9 / (b - a))
             a, b = max(a - t0, 0.0), b - t0
             if b > 0:
-                out.append([round(a, 6), round(b, 6), round(frac, 3)])
+                # (at least 0.001: a span is there because the thread ran, however little)
+                out.append([round(a, 6), round(b, 6), max(round(frac, 3), 0.001)])
         return out
 
     def cpu(rec):
