@@ -43,6 +43,8 @@ class LoopMetrics(TypedDict):
     slowest_callback: float
     slowest_callback_group: int
     slowest_callback_repr: str | None
+    slowest_callback_name: str | None
+    slowest_callback_name_seconds: float | None
 
 class Loop(asyncio.AbstractEventLoop):
     """pyloop's event loop: asyncio's API, a C++ core over libuv."""

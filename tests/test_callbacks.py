@@ -6,6 +6,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -60,6 +61,46 @@ def test_cancel_from_earlier_callback(loop):
     h2 = loop.call_soon(calls.append, 2)
     run_briefly(loop)
     assert calls == [1]
+
+
+class Tracked:
+    pass
+
+
+def schedule_holding(loop, how, run=None):
+    """Schedules a callback that alone holds a new object (in its closure or its
+    arguments); returns a weak reference to the object."""
+    obj = Tracked()
+    ref = weakref.ref(obj)
+    if how == "closure":
+        loop.call_soon(lambda: run and run(obj))
+    elif how == "one argument":
+        loop.call_soon(lambda o: run and run(o), obj)
+    else:
+        loop.call_soon(lambda o, n: run and run(o), obj, 2)
+    return ref
+
+
+@pytest.mark.parametrize("how", ["closure", "one argument", "two arguments"])
+def test_what_a_callback_ran_is_freed_as_asyncio_frees_it(loop, how):
+    # asyncio lets a handle go when it takes the next one, and at the end of a pass;
+    # pyloop's metrics keep what the last callback ran (to name it if it was the
+    # slowest) no longer than that.
+    seen = []
+    ref = schedule_holding(loop, how, run=lambda o: time.sleep(0.002))  # (a long one)
+    loop.call_soon(lambda: seen.append(("next callback", ref())))
+
+    async def main():
+        refs = [schedule_holding(loop, how)]  # the last callback of a pass, then a poll
+        loop.call_later(0.01, lambda: seen.append(("timer after a poll", refs[0]())))
+        await asyncio.sleep(0.05)
+
+    loop.run_until_complete(main())
+    assert seen == [("next callback", None), ("timer after a poll", None)]
+    loop.call_soon(loop.stop)
+    last = schedule_holding(loop, how)  # the last callback before run_forever returns
+    loop.run_forever()
+    assert last() is None
 
 
 def test_context_is_copied_at_schedule_time(loop):

@@ -17,7 +17,7 @@ KEYS = {
     "utilization", "utilization_since_last", "running_time", "busy_time", "idle_time", "iterations",
     "callbacks", "ready", "timers_pending", "handles", "bytes_read", "bytes_written", "lookups",
     "lookups_pending", "lookups_in_flight", "lookups_queued", "slowest_callback", "slowest_callback_group",
-    "slowest_callback_repr",
+    "slowest_callback_repr", "slowest_callback_name", "slowest_callback_name_seconds",
 }
 KINDS = {"poller", "tcp", "unix", "udp", "pipe", "process", "sock", "signal"}
 
@@ -44,6 +44,7 @@ def test_fields_before_the_first_run(ploop):
     assert all(v == 0 for v in m["handles"].values())
     assert m["slowest_callback"] == 0 and m["slowest_callback_group"] == 0
     assert m["slowest_callback_repr"] is None
+    assert m["slowest_callback_name"] is None and m["slowest_callback_name_seconds"] is None
 
 
 def test_sleeping_loop_is_idle(ploop):
@@ -95,6 +96,114 @@ def test_slowest_callback(ploop):
     assert m["slowest_callback"] < 0.05
 
 
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def named(m):
+    return m["slowest_callback_name"], m["slowest_callback_group"]
+
+
+def test_slowest_callback_is_named(ploop):
+    def blocking_callback():
+        time.sleep(0.03)
+
+    ploop.call_soon(blocking_callback)
+    run(ploop, asyncio.sleep(0.01))
+    m = ploop.metrics()
+    assert named(m) == ("test_slowest_callback_is_named.<locals>.blocking_callback()", 1)
+    assert m["slowest_callback_name_seconds"] == m["slowest_callback"] >= 0.03
+    m = ploop.metrics()  # a new period
+    assert m["slowest_callback_name"] is None and m["slowest_callback_name_seconds"] is None
+
+
+def test_slowest_task_step_is_named_by_its_task_and_coroutine(ploop):
+    async def handler():
+        await asyncio.sleep(0)
+        time.sleep(0.03)  # a blocking call in a coroutine
+
+    async def main():
+        await asyncio.gather(ploop.create_task(handler(), name="the-handler"), asyncio.sleep(0.01))
+
+    ploop.metrics()
+    run(ploop, main())
+    m = ploop.metrics()
+    assert named(m) == ("the-handler: test_slowest_task_step_is_named_by_its_task_and_coroutine.<locals>.handler()", 1)
+    assert m["slowest_callback_name_seconds"] == m["slowest_callback"] >= 0.03
+
+
+def test_long_callbacks_are_each_timed_and_named(ploop):
+    # Callbacks of 50 us (a server's handlers): after the first group, each is timed on
+    # its own, so a slow one among them is measured and named exactly.
+    def handler():
+        spin(50e-6)
+
+    def slow_handler():
+        spin(0.02)
+
+    for i in range(40):
+        ploop.call_soon(slow_handler if i == 30 else handler)
+    run(ploop, asyncio.sleep(0))
+    m = ploop.metrics()
+    assert named(m) == ("test_long_callbacks_are_each_timed_and_named.<locals>.slow_handler()", 1)
+    assert 0.02 <= m["slowest_callback"] == m["slowest_callback_name_seconds"] < 1
+
+
+def test_a_slow_callback_among_short_ones_is_named_when_it_runs_again(ploop):
+    # Short callbacks are timed in groups: the first slow one is found in its group
+    # (unnamed, or named after a callback timed alone that is faster); the loop then
+    # times the next callbacks alone, and the same work, run again, is named.
+    def quick():
+        pass
+
+    def slow_again():
+        time.sleep(0.02)
+
+    def slow_first():
+        time.sleep(0.01)
+
+    for i in range(50):
+        ploop.call_soon(slow_first if i == 37 else quick)
+    run(ploop, asyncio.sleep(0))
+    m = ploop.metrics()
+    assert 0.01 <= m["slowest_callback"] < 1
+    if m["slowest_callback_group"] == 1:
+        assert m["slowest_callback_name"].endswith("slow_first()")
+    else:
+        assert m["slowest_callback_name"] is None or m["slowest_callback_name_seconds"] < 0.01, m
+    for i in range(20):
+        ploop.call_soon(slow_again if i == 17 else quick)
+    run(ploop, asyncio.sleep(0))
+    m = ploop.metrics()
+    assert named(m) == ("test_a_slow_callback_among_short_ones_is_named_when_it_runs_again.<locals>.slow_again()", 1)
+    assert 0.02 <= m["slowest_callback"] == m["slowest_callback_name_seconds"] < 1
+
+
+def test_a_name_that_calls_metrics(ploop):
+    # Naming runs Python code (a task's get_name): here it asks for the metrics itself,
+    # which ends the period. The inner call sees the period before; the outer one the
+    # slow step, with its name.
+    inner = []
+
+    class Task(asyncio.Task):
+        def get_name(self):
+            inner.append(ploop.metrics())
+            return "odd"
+
+    async def blocking():
+        time.sleep(0.02)
+
+    ploop.set_task_factory(lambda loop, coro, **kw: Task(coro, loop=loop, **kw))
+    ploop.metrics()
+    run(ploop, blocking())
+    m = ploop.metrics()
+    assert len(inner) >= 1 and all(set(i) == KEYS for i in inner)
+    assert named(m) == ("odd: test_a_name_that_calls_metrics.<locals>.blocking()", 1)
+    assert m["slowest_callback"] >= 0.02
+
+
 def test_slowest_callback_among_many(ploop):
     # Dozens of callbacks in one pass: the slow one is found within its group.
     for i in range(50):
@@ -114,6 +223,7 @@ def test_slowest_callback_in_debug_mode_has_its_repr(ploop):
     assert m["slowest_callback"] >= 0.03
     assert m["slowest_callback_group"] == 1
     assert "sleep" in m["slowest_callback_repr"], m["slowest_callback_repr"]
+    assert named(m) == ("sleep()", 1)
     assert ploop.metrics()["slowest_callback_repr"] is None  # reset by the call before
 
 
@@ -394,3 +504,5 @@ def test_repr_that_calls_metrics(ploop):
     assert inner[0]["slowest_callback_repr"].startswith("<Handle sleep(0.01) created at ")
     assert m["slowest_callback"] >= 0.03
     assert ".<lambda>(Odd()) at " in m["slowest_callback_repr"], m["slowest_callback_repr"]
+    assert named(m) == ("test_repr_that_calls_metrics.<locals>.<lambda>()", 1)
+    assert inner[0]["slowest_callback_name"] == "sleep()"

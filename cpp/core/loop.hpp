@@ -239,6 +239,8 @@ class LoopCore {
     void run_batch();
     bool io_quiet();
     void run_once_ready();
+    template <bool kTimeEach>
+    void run_pass();
     void schedule_due_timers();
     void heap_push(HandleObject* h);
     void note_queued(HandleObject* h) {

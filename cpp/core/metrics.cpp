@@ -6,21 +6,71 @@ namespace pyloop {
 const char* const kHandleKindNames[kKindCount] = {"poller", "tcp", "unix", "udp",
                                                  "pipe",   "process", "sock", "internal"};
 
-void LoopMetrics::timed_one(PyObject* handle, double d) {
-    if (d <= slowest) return;
-    // Rare (a new maximum), and only in debug mode: the repr now, while the callback
-    // and its arguments are what they were when it ran. Taken before the time is set:
-    // a repr may run Python code that reads the metrics (or starts a new period), which
-    // must then see a time and a repr of the same callback.
-    PyObject* r = PyObject_Repr(handle);
-    if (!r) PyErr_Clear();
-    if (d <= slowest) {  // that code ran a slower callback meanwhile
-        Py_XDECREF(r);
-        return;
+// What a callback ran, named (pyloop._trace.name_of: a task step is "<task name>:
+// <coroutine>()", a callback "<function>()"); nullptr if that failed.
+static PyObject* describe(PyObject* what) {
+    PyObject* desc = nullptr;
+    PyObject* mod = PyImport_ImportModule("pyloop._trace");
+    if (mod) {
+        desc = PyObject_CallMethod(mod, "name_of", "O", what);
+        Py_DECREF(mod);
     }
-    slowest = d;
-    slowest_count = 1;
-    Py_XSETREF(slowest_repr, r);
+    if (!desc) PyErr_Clear();
+    return desc;
+}
+
+// Both below are rare (a new slowest) and run Python code: they take the name (and
+// repr) now, while what the callback ran is alive and as it was, and set the times
+// after. That code may read the metrics (or start a new period), which must then see
+// a time and a name of the same callback; if it ran a slower callback meanwhile,
+// that one stays.
+
+void LoopMetrics::name(PyObject* what, double d) {
+    PyObject* desc = describe(what);
+    if (desc && d > named) {
+        named = d;
+        Py_XSETREF(named_what, desc);
+    } else {
+        Py_XDECREF(desc);
+    }
+}
+
+void LoopMetrics::group_closed(double d, bool alone) {
+    if (group_n) {
+        if (group_n == 1 && last && d > named) name(last, d);
+        bool slowest_yet = d > slowest;
+        if (slowest_yet) {
+            slowest = d;
+            slowest_count = group_n;
+            Py_CLEAR(slowest_repr);
+        }
+        // (Only a group that is the slowest yet starts it: a loop of short callbacks
+        // has one long group now and then, a poll or an interrupt. A group of one that
+        // was not timed alone also holds the loop's turn after it: that says nothing of
+        // its callback.)
+        if (group_n > 1 ? slowest_yet && d >= kExactAvg * group_n : alone && d >= kExactAvg)
+            exact_left = kExactWindow;
+    }
+    forget_last();
+}
+
+void LoopMetrics::timed_one(PyObject* handle, double d) {
+    PyObject* desc = d > named ? describe(handle) : nullptr;
+    PyObject* r = nullptr;
+    if (d > slowest && !(r = PyObject_Repr(handle))) PyErr_Clear();
+    if (desc && d > named) {
+        named = d;
+        Py_XSETREF(named_what, desc);
+    } else {
+        Py_XDECREF(desc);
+    }
+    if (d > slowest) {
+        slowest = d;
+        slowest_count = 1;
+        Py_XSETREF(slowest_repr, r);
+    } else {
+        Py_XDECREF(r);
+    }
 }
 
 namespace {
@@ -78,7 +128,9 @@ PyObject* LoopCore::report_metrics() {
          put(d, "lookups_pending", PyLong_FromSize_t(pool_reqs_.size())) &&
          put(d, "slowest_callback", PyFloat_FromDouble(m.slowest)) &&
          put(d, "slowest_callback_group", PyLong_FromUnsignedLong(m.slowest_count)) &&
-         put(d, "slowest_callback_repr", Py_NewRef(m.slowest_repr ? m.slowest_repr : Py_None));
+         put(d, "slowest_callback_repr", Py_NewRef(m.slowest_repr ? m.slowest_repr : Py_None)) &&
+         put(d, "slowest_callback_name", Py_NewRef(m.named_what ? m.named_what : Py_None)) &&
+         put(d, "slowest_callback_name_seconds", m.named_what ? PyFloat_FromDouble(m.named) : Py_NewRef(Py_None));
     Py_XDECREF(handles);
     if (!ok) {
         Py_DECREF(d);
@@ -89,6 +141,8 @@ PyObject* LoopCore::report_metrics() {
     m.slowest = 0;
     m.slowest_count = 0;
     Py_CLEAR(m.slowest_repr);
+    m.named = 0;
+    Py_CLEAR(m.named_what);
     return d;
 }
 
