@@ -90,9 +90,12 @@ def chrome_events(t0):
                                    "args": {name: value}})
             elif kind in ("lookup", "process"):
                 if kind == "lookup":
-                    (host, port), outcome = what
+                    (host, port), outcome, pool_tid, p0, p1 = what
                     name = f"lookup {host}:{port}"
                     args = {"host": host, "port": port, "answer": outcome}
+                    if pool_tid:  # the call itself, on the pool thread that made it
+                        events.append({"name": prefix + name, "cat": "lookup", "ph": "X", "ts": us(p0),
+                                       "dur": round(us(p1) - us(p0), 3), "tid": pool_tid, "args": args})
                 else:
                     pid, argv, code = what
                     name = f"process {pid}"

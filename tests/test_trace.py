@@ -3,6 +3,11 @@ on each loop, checked by tests/trace_format.py (written from the format's
 specification), and that checker's own ability to refuse a malformed trace."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -148,6 +153,13 @@ def test_what_the_pyloop_loop_records_of_itself(tmp_path):
     assert len(begin) == 1 and begin[0]["name"] == "lookup localhost:8080"
     assert begin[0]["args"]["host"] == "localhost" and begin[0]["args"]["port"] == "8080"
     assert begin[0]["args"]["answer"].endswith("answer(s)")
+    (end,) = [e for e in lookups if e["ph"] == "e"]
+    # ... and the call itself, on the libuv pool thread that made it, within that wait
+    (call,) = [e for e in lookups if e["ph"] == "X"]
+    assert call["name"] == "lookup localhost:8080" and call["args"] == begin[0]["args"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name" and e["pid"] == call["pid"]}
+    assert names[call["tid"]].startswith("libuv-worker"), names
+    assert begin[0]["ts"] <= call["ts"] <= call["ts"] + call["dur"] <= end["ts"]
     # the child process, from spawn to exit
     procs = [e for e in events if e.get("cat") == "process" and e["ph"] == "b"]
     assert len(procs) == 1 and procs[0]["args"]["returncode"] == 0 and "'-c', 'pass'" in procs[0]["args"]["args"]
@@ -156,3 +168,58 @@ def test_what_the_pyloop_loop_records_of_itself(tmp_path):
     assert counters == {"ready callbacks", "open handles", "bytes read", "bytes written"}
     written = [e["args"]["bytes written"] for e in events if e["name"] == "bytes written"]
     assert written == sorted(written) and written[-1] >= 1000
+
+
+LOOKUPS = """
+import asyncio, socket, sys
+import pyloop
+
+async def main():
+    loop = asyncio.get_running_loop()
+    print(sorted(await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)))
+    print(await loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV))
+    for host in ["", "a." * 130, "no-such-host.invalid"]:  # empty, over 255 bytes, unknown
+        try:
+            await loop.getaddrinfo(host, 80)
+        except socket.gaierror as e:
+            print(type(e).__name__, e.errno)
+    # cancelled while the pool is busy (four slow lookups ahead of it)
+    slow = [asyncio.ensure_future(loop.getaddrinfo(f"slow-{i}.invalid", 80)) for i in range(4)]
+    t = asyncio.ensure_future(loop.getaddrinfo("localhost", 81))
+    await asyncio.sleep(0)
+    t.cancel()
+    print([type(r).__name__ for r in await asyncio.gather(t, return_exceptions=True)])
+    await asyncio.gather(*slow, return_exceptions=True)
+
+pyloop.run(main())
+# the loop closed with a lookup still on the pool: nothing waits for it, nothing crashes
+loop = pyloop.new_event_loop()
+fut = asyncio.ensure_future(loop.getaddrinfo("also-slow.invalid", 80), loop=loop)
+loop.run_until_complete(asyncio.sleep(0.001))
+loop.close()
+print("closed")
+"""
+
+
+def test_lookups_answer_the_same_when_traced(tmp_path):
+    # Traced, a lookup is a work item of libuv's pool making the same libuv call on the
+    # pool thread: the answers and errors must be those of the untraced loop (whose own
+    # are tests/test_dns.py's, against asyncio).
+    script = tmp_path / "lookups.py"
+    script.write_text(textwrap.dedent(LOOKUPS))
+    outs = []
+    for traced in (False, True):
+        env = {k: v for k, v in os.environ.items() if k != "PYLOOP_TRACE"}
+        if traced:
+            env["PYLOOP_TRACE"] = "0.0001"
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    lines = outs[0].splitlines()
+    assert lines[1] == "('127.0.0.1', '80')"
+    # (the empty and the long name: EAI_NONAME; the unknown one, as this machine's
+    # resolver answers)
+    assert lines[2:4] == [f"gaierror {socket.EAI_NONAME}"] * 2 and lines[4].startswith("gaierror ")
+    assert lines[5] == "['CancelledError']" and lines[-1] == "closed"

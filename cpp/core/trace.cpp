@@ -56,10 +56,11 @@ void LoopTrace::counters(double t) {
                          static_cast<unsigned long long>(m.bytes_written)));
 }
 
-void LoopTrace::lookup(double t0, double t1, PyObject* what, PyObject* outcome) {
+void LoopTrace::lookup(double t0, double t1, PyObject* what, PyObject* outcome, unsigned long pool_tid, double p0,
+                       double p1) {
     if (!sink_) return;
     if (records_ >= kMaxRecords) return;
-    append(Py_BuildValue("(sddk(OO))", "lookup", t0, t1, 0UL, what, outcome));
+    append(Py_BuildValue("(sddk(OOkdd))", "lookup", t0, t1, 0UL, what, outcome, pool_tid, p0, p1));
 }
 
 }  // namespace pyloop

@@ -13,7 +13,7 @@
 //   ready queue, libuv handles open (transports, servers, pipes, processes), bytes read
 //   and written;
 // - name lookups (dns.cpp) from submission to answer, with the host, the port and the
-//   answer or the error.
+//   answer or the error, and the pool thread that made the call, from when to when.
 // Each record is a tuple appended to a Python list (the sink) that the loop does not
 // own alone: pyloop/_trace.py keeps it, so it outlives the loop. At most kMaxRecords
 // records per loop; what comes after is not recorded.
@@ -52,7 +52,10 @@ class LoopTrace {
     void idle(double t0, double t1) { span("idle", t0, t1); }
     void io_turn(double t0, double t1) { span("io", t0, t1); }
     void counters(double t);
-    void lookup(double t0, double t1, PyObject* what, PyObject* outcome);  // (host, port), answer or error
+    // (host, port), answer or error; pool_tid: the OS thread that made the call, from
+    // p0 to p1 (0: none did, it was cancelled)
+    void lookup(double t0, double t1, PyObject* what, PyObject* outcome, unsigned long pool_tid, double p0,
+                double p1);
 
     int traverse(visitproc visit, void* arg) {
         Py_VISIT(sink_);

@@ -6,6 +6,8 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <functional>
@@ -83,6 +85,27 @@ void settle(LoopCore* core, py::object& future, py::object result, bool is_excep
     Py_DECREF(r);
 }
 
+// Tracing: a lookup is a work item of libuv's pool (uv_queue_work) that makes the same
+// uv_getaddrinfo()/uv_getnameinfo() call, synchronously, on the pool thread: the trace
+// then says which thread served it and when (libuv's own work item says neither). The
+// synchronous call counts itself on a loop of its own, never run: one per pool thread.
+struct PoolSide {
+    uv_work_t work;
+    unsigned long tid = 0;  // the pool thread (its OS thread id)
+    double t0 = 0, t1 = 0;  // its call
+    int status = 0;
+    std::string host, port;  // what to ask (getaddrinfo)
+    bool has_host = false, has_port = false;
+    struct addrinfo hints;
+    struct sockaddr_storage addr;  // (getnameinfo)
+    int flags = 0;
+};
+
+uv_loop_t* sync_loop() {
+    static thread_local uv_loop_t loop{};  // (only its count of requests is used)
+    return &loop;
+}
+
 template <class Req>
 struct DnsOp {
     Req req;
@@ -93,6 +116,8 @@ struct DnsOp {
     bool orphaned = false;  // the loop closed while a pool thread ran it: C memory only
     double traced_at = 0;   // tracing (core/trace.hpp): when it was sent to the pool
     py::object traced_what;  // and what was asked: (host, port)
+    std::unique_ptr<PoolSide> pool;  // tracing: run through uv_queue_work
+    uv_req_t* tracked() { return pool ? reinterpret_cast<uv_req_t*>(&pool->work) : reinterpret_cast<uv_req_t*>(&req); }
 };
 
 // A host or port for the trace: text (undecodable bytes escaped), or None. Never raises.
@@ -113,7 +138,9 @@ void trace_lookup(Op* op, int status, const py::object& answer) {
     try {
         py::str outcome = status < 0 ? py::str("error: {}").format(py::str(answer))
                                      : py::str("{} answer(s)").format(py::len(answer));
-        op->core->trace().lookup(op->traced_at, LoopCore::now(), op->traced_what.ptr(), outcome.ptr());
+        PoolSide* pool = op->pool.get();
+        op->core->trace().lookup(op->traced_at, LoopCore::now(), op->traced_what.ptr(), outcome.ptr(),
+                                 pool ? pool->tid : 0, pool ? pool->t0 : 0, pool ? pool->t1 : 0);
     } catch (py::error_already_set&) {
         PyErr_Clear();
     }
@@ -138,7 +165,7 @@ using GniOp = DnsOp<uv_getnameinfo_t>;
 template <class Op>
 void finish(Op* op, const std::function<void()>& deliver) {
     op->shared->req = nullptr;
-    op->core->untrack_request(reinterpret_cast<uv_req_t*>(&op->req));
+    op->core->untrack_request(op->tracked());
     try {
         deliver();
     } catch (py::error_already_set& e) {
@@ -176,6 +203,52 @@ void on_getnameinfo(uv_getnameinfo_t* req, int status, const char* host, const c
         trace_lookup(op, status, status < 0 ? answer : py::make_tuple(answer));
         settle(op->core, op->future, answer, status < 0);
     });
+}
+
+// The traced path's work item, on the pool thread (no GIL, no Python).
+void pool_call_started(PoolSide* pool) {
+    pool->tid = static_cast<unsigned long>(syscall(SYS_gettid));
+    pool->t0 = LoopCore::now();
+}
+
+void gai_work(uv_work_t* w) {
+    auto* op = static_cast<GaiOp*>(w->data);
+    PoolSide* pool = op->pool.get();
+    pool_call_started(pool);
+    pool->status = uv_getaddrinfo(sync_loop(), &op->req, nullptr, pool->has_host ? pool->host.c_str() : nullptr,
+                                  pool->has_port ? pool->port.c_str() : nullptr, &pool->hints);
+    pool->t1 = LoopCore::now();
+}
+
+void gai_after(uv_work_t* w, int status) {
+    auto* op = static_cast<GaiOp*>(w->data);
+    PoolSide* pool = op->pool.get();
+    struct addrinfo* res = nullptr;
+    if (status == UV_ECANCELED) {
+        status = UV_EAI_CANCELED;  // (as libuv's own work item answers)
+    } else {
+        status = pool->status;
+        // libuv refuses names it cannot convert (empty, over 255 bytes) with EINVAL:
+        // the C library answers EAI_NONAME (as start_getaddrinfo raises at once).
+        if (status == UV_EINVAL) status = UV_EAI_NONAME;
+        if (status == 0) res = op->req.addrinfo;
+    }
+    on_getaddrinfo(&op->req, status, res);
+}
+
+void gni_work(uv_work_t* w) {
+    auto* op = static_cast<GniOp*>(w->data);
+    PoolSide* pool = op->pool.get();
+    pool_call_started(pool);
+    pool->status = uv_getnameinfo(sync_loop(), &op->req, nullptr, reinterpret_cast<struct sockaddr*>(&pool->addr),
+                                  pool->flags);
+    pool->t1 = LoopCore::now();
+}
+
+void gni_after(uv_work_t* w, int status) {
+    auto* op = static_cast<GniOp*>(w->data);
+    status = status == UV_ECANCELED ? UV_EAI_CANCELED : op->pool->status;
+    on_getnameinfo(&op->req, status, op->req.host, op->req.service);
 }
 
 py::object new_future(py::object& loop) {
@@ -245,11 +318,22 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
     hints.ai_socktype = socktype;
     hints.ai_protocol = proto;
     hints.ai_flags = flags;
+    int r;
     if (core.trace().on()) {  // (before it is submitted: nothing below may throw after that)
         op->traced_what = py::make_tuple(traced_text(host), traced_text(port));
         op->traced_at = LoopCore::now();
+        op->pool = std::make_unique<PoolSide>();
+        PoolSide* pool = op->pool.get();
+        pool->work.data = op;
+        pool->has_host = host != nullptr;
+        pool->has_port = port != nullptr;
+        if (host) pool->host = host;
+        if (port) pool->port = port;
+        pool->hints = hints;
+        r = host || port ? uv_queue_work(core.uv(), &pool->work, gai_work, gai_after) : UV_EINVAL;
+    } else {
+        r = uv_getaddrinfo(core.uv(), &op->req, on_getaddrinfo, host, port, &hints);
     }
-    int r = uv_getaddrinfo(core.uv(), &op->req, on_getaddrinfo, host, port, &hints);
     if (r < 0) {
         delete op;
         // libuv refuses names it cannot convert (empty, over 255 bytes) with EINVAL;
@@ -262,7 +346,7 @@ DnsRequest start_getaddrinfo(py::object loop, LoopCore& core, const char* host, 
         }
         throw py::error_already_set();
     }
-    op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    op->shared->req = op->tracked();
     core.track_request(op->shared->req, orphan<GaiOp>);
     return DnsRequest(op->shared, future);
 }
@@ -286,17 +370,24 @@ DnsRequest start_getnameinfo(py::object loop, LoopCore& core, int family, const 
     }
     py::object future = new_future(loop);
     auto* op = new_op<GniOp>(loop, core, future);
+    int r;
     if (core.trace().on()) {  // (before it is submitted, as above)
         op->traced_what = py::make_tuple(traced_text(host.c_str()), py::int_(port));
         op->traced_at = LoopCore::now();
+        op->pool = std::make_unique<PoolSide>();
+        op->pool->work.data = op;
+        op->pool->addr = ss;
+        op->pool->flags = flags;
+        r = uv_queue_work(core.uv(), &op->pool->work, gni_work, gni_after);
+    } else {
+        r = uv_getnameinfo(core.uv(), &op->req, on_getnameinfo, reinterpret_cast<struct sockaddr*>(&ss), flags);
     }
-    int r = uv_getnameinfo(core.uv(), &op->req, on_getnameinfo, reinterpret_cast<struct sockaddr*>(&ss), flags);
     if (r < 0) {
         delete op;
         set_uv_error(r);
         throw py::error_already_set();
     }
-    op->shared->req = reinterpret_cast<uv_req_t*>(&op->req);
+    op->shared->req = op->tracked();
     core.track_request(op->shared->req, orphan<GniOp>);
     return DnsRequest(op->shared, future);
 }

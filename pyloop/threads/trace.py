@@ -54,6 +54,14 @@ def run_events(run, pid, sort_index):
     ev = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
            "args": {"name": f"{run.get('script', 'script')} on {run['loop']} (Python {run['python']})"}},
           {"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": sort_index}}]
+    # A thread's life covers what the loop recorded on its track: sampled every
+    # interval, a pool thread made for a lookup is first seen after that lookup began.
+    extent = {}
+    for e in run.get("loop_events", ()):
+        if e.get("ph") == "X":
+            a, b = e["ts"], e["ts"] + e["dur"]
+            lo, hi = extent.get(e["tid"], (a, b))
+            extent[e["tid"]] = (min(lo, a), max(hi, b))
     for i, t in enumerate(run["threads"]):
         tid = t["tid"]
         ev.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": thread_label(t)}})
@@ -64,7 +72,10 @@ def run_events(run, pid, sort_index):
             args["started_from"] = " <- ".join(t["started_from"])
         if t.get("executor"):
             args["executor"] = t["executor"]
-        ev.append({"name": thread_label(t), "cat": "thread", "ph": "X", "ts": us(start), "dur": us(end) - us(start),
+        ts, te = us(start), us(end)
+        if tid in extent:
+            ts, te = min(ts, extent[tid][0]), max(te, extent[tid][1])
+        ev.append({"name": thread_label(t), "cat": "thread", "ph": "X", "ts": ts, "dur": round(te - ts, 3),
                    "pid": pid, "tid": tid, "args": args})
         # Its CPU use, as a counter (percent of one CPU) of its own: slices would cross the
         # loop's own slices on the same track, and slices on a track must nest.
