@@ -348,6 +348,8 @@ def test_the_aiohttp_example(tmp_path):
     # named by the task that ran the handler: aiohttp's connection task where it starts
     # handlers eagerly (3.12+), else the handler's own
     assert "by <Task pending name=" in first and " running at " in first
+    # loop.metrics() at the end of the demo names the task step that blocked longest
+    assert "app INFO slowest callback: Task-" in err and "(group of 1)" in err, err
 
 
 def test_turned_on_and_off_from_another_thread_while_it_runs(ploop, records):

@@ -223,3 +223,51 @@ def test_lookups_answer_the_same_when_traced(tmp_path):
     # resolver answers)
     assert lines[2:4] == [f"gaierror {socket.EAI_NONAME}"] * 2 and lines[4].startswith("gaierror ")
     assert lines[5] == "['CancelledError']" and lines[-1] == "closed"
+
+
+def test_a_trace_drawn(tmp_path):
+    # python -m pyloop.threads.draw_trace: the lanes of a known script's trace, and its PNG
+    pytest.importorskip("matplotlib")
+    from pyloop.threads import draw_trace
+    out = tmp_path / "trace.json"
+    tool(tmp_path, LOOP_STORY, "--loop", "pyloop", "--trace", str(out))
+    trace = json.loads(out.read_text())
+    lanes = draw_trace.lanes_of(trace)
+    titles = [title for title, _, _ in lanes]
+    assert titles[0] == "MainThread" and "lookups, from asked to answered" in titles
+    assert "child processes" in titles and titles[-1] == "ready callbacks (counter)"
+    main = lanes[0][2]
+    assert any(name == "busy_callback()" and cat == "callback" and b - a >= 5 for a, b, name, cat, _ in main)
+    workers = [sl for title, kind, sl in lanes if title.startswith("libuv-worker")]
+    assert [name for sl in workers for _, _, name, cat, _ in sl if cat == "lookup"] == ["lookup localhost:8080"]
+    png = tmp_path / "trace.png"
+    proc = subprocess.run([sys.executable, "-m", "pyloop.threads.draw_trace", str(out), "-o", str(png), "--from", "0",
+                           "--to", "500"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from", "5", "--to", "5"], "nothing to draw: the window is empty"),
+    (["--from", "nan"], "nothing to draw: the window is empty"),
+    (["--to", "-1"], "nothing to draw: the window is empty"),
+])
+def test_draw_trace_bad_window(tmp_path, args, message):
+    pytest.importorskip("matplotlib")
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps({"traceEvents": [
+        {"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "p"}},
+        {"name": "thread_name", "ph": "M", "pid": 1, "tid": 7, "args": {"name": "MainThread"}},
+        {"name": "MainThread", "cat": "thread", "ph": "X", "ts": 0, "dur": 10000, "pid": 1, "tid": 7}]}))
+    proc = subprocess.run([sys.executable, "-m", "pyloop.threads.draw_trace", str(trace), "-o", str(tmp_path / "p.png"),
+                           *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_draw_trace_not_a_trace(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"runs": []}')
+    proc = subprocess.run([sys.executable, "-m", "pyloop.threads.draw_trace", str(bad), "-o", str(tmp_path / "p.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a trace of python -m pyloop.threads --trace" in proc.stderr, proc.stderr

@@ -2,11 +2,13 @@
 
     python docs/examples/stall_aiohttp.py [--port 8080] [--threshold 0.1] [--demo]
 
-/report is a slow handler: it builds and sorts a large report in the request's task.
-/rates calls a client library whose method looks harmless and makes a blocking HTTP
-request (urllib) to a rates service, here a slow local server this script starts.
-loop.set_stall_threshold() logs each stall while it happens, with the line the loop is
-on, and its total when it ends. --demo requests both routes once and exits.
+/ answers at once. /report is a slow handler: it builds and sorts a large report in the
+request's task. /rates calls a client library whose method looks harmless and makes a
+blocking HTTP request (urllib) to a rates service, here a slow local server this script
+starts. loop.set_stall_threshold() logs each stall while it happens, with the line the
+loop is on, and its total when it ends. --demo requests /, /report, / and /rates once
+each (by the name localhost, a pause between them) and exits; under
+`python -m pyloop.threads --trace trace.json` it is docs/observability.md's trace.
 Without editing the app: PYLOOP_STALL_THRESHOLD=0.1 python -m pyloop run app.py.
 """
 
@@ -68,6 +70,10 @@ async def report(request):
     return web.json_response(build_report(300_000))  # the work runs in the request's task
 
 
+async def hello(request):
+    return web.Response(text="Hello")
+
+
 async def rates(request):
     return web.json_response(request.app["rates"].latest())
 
@@ -75,6 +81,7 @@ async def rates(request):
 def make_app(rates_url):
     app = web.Application()
     app["rates"] = RatesClient(rates_url)
+    app.router.add_get("/", hello)
     app.router.add_get("/report", report)
     app.router.add_get("/rates", rates)
     return app
@@ -88,13 +95,17 @@ async def main(port, threshold, demo):
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    logging.getLogger("app").info("serving on http://127.0.0.1:%d (/report, /rates)", port)
+    logging.getLogger("app").info("serving on http://127.0.0.1:%d (/, /report, /rates)", port)
     try:
         if demo:
             async with ClientSession() as session:
-                for route in ("/report", "/rates"):
-                    async with session.get(f"http://127.0.0.1:{port}{route}") as reply:
+                for route in ("/", "/report", "/", "/rates"):
+                    async with session.get(f"http://localhost:{port}{route}") as reply:
                         await reply.read()
+                    await asyncio.sleep(0.05)
+            m = loop.metrics()  # (since the loop started: nothing asked before)
+            logging.getLogger("app").info("slowest callback: %s, %.3f s (group of %d)", m["slowest_callback_name"],
+                                          m["slowest_callback"], m["slowest_callback_group"])
         else:
             await asyncio.Event().wait()
     finally:
