@@ -43,6 +43,8 @@ class Cases(unittest.TestCase):
             s.bind(path)
 
     def test_interrupts_itself(self):
+        # (to the process, as CPython's test_runners does: the runner's watchdog thread
+        # must never be the one that takes it)
         with self.assertRaises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)

@@ -106,6 +106,15 @@ def named(m):
     return m["slowest_callback_name"], m["slowest_callback_group"]
 
 
+def one_pass(loop, n, odd_at, odd, other):
+    """n callbacks in one pass, the one at odd_at `odd`, the others `other`: the
+    metrics after it."""
+    for i in range(n):
+        loop.call_soon(odd if i == odd_at else other)
+    run(loop, asyncio.sleep(0))
+    return loop.metrics()
+
+
 def test_slowest_callback_is_named(ploop):
     def blocking_callback():
         time.sleep(0.03)
@@ -143,10 +152,7 @@ def test_long_callbacks_are_each_timed_and_named(ploop):
     def slow_handler():
         spin(0.02)
 
-    for i in range(40):
-        ploop.call_soon(slow_handler if i == 30 else handler)
-    run(ploop, asyncio.sleep(0))
-    m = ploop.metrics()
+    m = one_pass(ploop, 40, 30, slow_handler, handler)
     assert named(m) == ("test_long_callbacks_are_each_timed_and_named.<locals>.slow_handler()", 1)
     assert 0.02 <= m["slowest_callback"] == m["slowest_callback_name_seconds"] < 1
 
@@ -164,19 +170,13 @@ def test_a_slow_callback_among_short_ones_is_named_when_it_runs_again(ploop):
     def slow_first():
         time.sleep(0.01)
 
-    for i in range(50):
-        ploop.call_soon(slow_first if i == 37 else quick)
-    run(ploop, asyncio.sleep(0))
-    m = ploop.metrics()
+    m = one_pass(ploop, 50, 37, slow_first, quick)
     assert 0.01 <= m["slowest_callback"] < 1
     if m["slowest_callback_group"] == 1:
         assert m["slowest_callback_name"].endswith("slow_first()")
     else:
         assert m["slowest_callback_name"] is None or m["slowest_callback_name_seconds"] < 0.01, m
-    for i in range(20):
-        ploop.call_soon(slow_again if i == 17 else quick)
-    run(ploop, asyncio.sleep(0))
-    m = ploop.metrics()
+    m = one_pass(ploop, 20, 17, slow_again, quick)
     assert named(m) == ("test_a_slow_callback_among_short_ones_is_named_when_it_runs_again.<locals>.slow_again()", 1)
     assert 0.02 <= m["slowest_callback"] == m["slowest_callback_name_seconds"] < 1
 

@@ -49,7 +49,14 @@ class JsonResult(unittest.TextTestResult):
         self._root = set(os.listdir("/"))
         # A test expected to fail may fail by hanging: it gets less time.
         limit = min(self._timeout, EXPECTED_LIMIT) if test.id() in self.expected else self._timeout
-        faulthandler.dump_traceback_later(limit, exit=True)
+        # faulthandler's watchdog thread blocks every signal once it runs; started with
+        # them blocked already, it can never take a SIGINT a test sends the process
+        # (which the main thread's sleep would then not see: a hang).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            faulthandler.dump_traceback_later(limit, exit=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         super().startTest(test)
 
     def stopTest(self, test):
