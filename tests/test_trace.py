@@ -144,9 +144,10 @@ def test_what_the_pyloop_loop_records_of_itself(tmp_path):
     assert len(slow) == 1 and slow[0]["tid"] == main_tid and slow[0]["dur"] >= 5000
     # a task step names its task and coroutine
     assert any(e.get("cat") == "callback" and e["name"] == "Task-1: main()" for e in events)
-    # the wait in the poll
+    # the wait in the poll: the 30 ms sleep, less the 5 ms callback that ran first (its
+    # timer was set before it: about 25 ms, a little less on a loaded machine)
     idle = [e for e in events if e.get("cat") == "idle" and e["tid"] == main_tid]
-    assert any(e["dur"] >= 25_000 for e in idle)
+    assert any(e["dur"] >= 20_000 for e in idle), idle
     # the lookup, from submission to answer
     lookups = [e for e in events if e.get("cat") == "lookup"]
     begin = [e for e in lookups if e["ph"] == "b"]
