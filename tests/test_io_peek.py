@@ -57,7 +57,7 @@ def chain():
     elif step == 400:
         loop.add_reader(c.fileno(), other_reader)  # a watch added while callbacks run
         d.send(b"y")
-    elif step == 600:
+    elif step == 3500:  # (after step 3000's byte is read: the two must not come together)
         threading.Thread(target=from_thread).start()
     if sent.is_set() and not flagged:
         flagged.append(step)           # the thread's byte is in the socket by now
