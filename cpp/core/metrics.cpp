@@ -6,33 +6,24 @@ namespace pyloop {
 const char* const kHandleKindNames[kKindCount] = {"poller", "tcp", "unix", "udp",
                                                  "pipe",   "process", "sock", "internal"};
 
-// What a callback ran, named (pyloop._trace.name_of: a task step is "<task name>:
-// <coroutine>()", a callback "<function>()"); nullptr if that failed.
-static PyObject* describe(PyObject* what) {
-    PyObject* desc = nullptr;
-    PyObject* mod = PyImport_ImportModule("pyloop._trace");
-    if (mod) {
-        desc = PyObject_CallMethod(mod, "name_of", "O", what);
-        Py_DECREF(mod);
-    }
-    if (!desc) PyErr_Clear();
-    return desc;
-}
-
 // Both below are rare (a new slowest) and run Python code: they take the name (and
 // repr) now, while what the callback ran is alive and as it was, and set the times
 // after. That code may read the metrics (or start a new period), which must then see
 // a time and a name of the same callback; if it ran a slower callback meanwhile,
 // that one stays.
 
-void LoopMetrics::name(PyObject* what, double d) {
-    PyObject* desc = describe(what);
+// Keeps desc (stolen; may be nullptr) as the slowest named if d still is.
+void LoopMetrics::keep_name(PyObject* desc, double d) {
     if (desc && d > named) {
         named = d;
         Py_XSETREF(named_what, desc);
     } else {
         Py_XDECREF(desc);
     }
+}
+
+void LoopMetrics::name(PyObject* what, double d) {
+    keep_name(callback_name(what), d);
 }
 
 void LoopMetrics::group_closed(double d, bool alone) {
@@ -55,15 +46,10 @@ void LoopMetrics::group_closed(double d, bool alone) {
 }
 
 void LoopMetrics::timed_one(PyObject* handle, double d) {
-    PyObject* desc = d > named ? describe(handle) : nullptr;
+    PyObject* desc = d > named ? callback_name(handle) : nullptr;
     PyObject* r = nullptr;
     if (d > slowest && !(r = PyObject_Repr(handle))) PyErr_Clear();
-    if (desc && d > named) {
-        named = d;
-        Py_XSETREF(named_what, desc);
-    } else {
-        Py_XDECREF(desc);
-    }
+    keep_name(desc, d);
     if (d > slowest) {
         slowest = d;
         slowest_count = 1;

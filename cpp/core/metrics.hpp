@@ -92,9 +92,7 @@ struct LoopMetrics {
     }
     // Before the next callback runs: what the last one ran may go (it may be the last
     // reference: a finalizer may run).
-    void forget_last() {
-        if (last) Py_CLEAR(last);
-    }
+    void forget_last() { Py_CLEAR(last); }
     // Ends the open group at t (alone: a callback timed on its own right as it
     // returned). May run Python code (a name, a finalizer). Inline only the common
     // case: nothing kept, not the slowest yet.
@@ -108,6 +106,7 @@ struct LoopMetrics {
     // Names what a callback timed on its own ran, if still the slowest named (out of line:
     // Python code).
     void name(PyObject* what, double d);
+    void keep_name(PyObject* desc, double d);
     // close_group's rare part (cold: out of the loop's hot path).
     [[gnu::cold, gnu::noinline]] void group_closed(double d, bool alone);
 };

@@ -19,6 +19,17 @@ void LoopTrace::append(PyObject* record) {
     records_++;
 }
 
+PyObject* callback_name(PyObject* what) {
+    PyObject* desc = nullptr;
+    PyObject* mod = PyImport_ImportModule("pyloop._trace");
+    if (mod) {
+        desc = PyObject_CallMethod(mod, "name_of", "O", what);
+        Py_DECREF(mod);
+    }
+    if (!desc) PyErr_Clear();
+    return desc;
+}
+
 void LoopTrace::callback(double t0, double t1, PyObject* what) {
     if (t1 - t0 < threshold_ || !sink_) return;
     if (records_ >= kMaxRecords) return;
@@ -26,16 +37,8 @@ void LoopTrace::callback(double t0, double t1, PyObject* what) {
     // What it ran, named now, while it is alive (pyloop._trace.name_of). A callback that
     // failed left its exception set: it waits for the name.
     PyObject* exc = fetch_exception();
-    PyObject* desc = nullptr;
-    PyObject* mod = PyImport_ImportModule("pyloop._trace");
-    if (mod) {
-        desc = PyObject_CallMethod(mod, "name_of", "O", what ? what : Py_None);
-        Py_DECREF(mod);
-    }
-    if (!desc) {
-        PyErr_Clear();
-        desc = PyUnicode_FromString("(a callback)");
-    }
+    PyObject* desc = callback_name(what ? what : Py_None);
+    if (!desc) desc = PyUnicode_FromString("(a callback)");
     append(Py_BuildValue("(sddkN)", "callback", t0, t1, thread_, desc));
     if (exc) restore_exception(exc);
 }

@@ -27,6 +27,10 @@ namespace pyloop {
 
 class LoopCore;
 
+// What a callback ran, named by pyloop._trace.name_of (a task step "<task name>:
+// <coroutine>()", a callback "<function>()"): a new str, or nullptr (no error set).
+PyObject* callback_name(PyObject* what);
+
 class LoopTrace {
   public:
     static constexpr size_t kMaxRecords = 1000000;
