@@ -260,20 +260,31 @@ def test_a_failing_callback_keeps_its_exception(ploop, records):
     ploop.test_errors.clear()
 
 
-def stall_threads():
-    names = []
+def stall_tids():
+    tids = []
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
-                names.append(f.read().strip())
+                if f.read().strip() == "pyloop-stall":
+                    tids.append(int(tid))
         except FileNotFoundError:
             pass
-    return names.count("pyloop-stall")
+    return tids
 
 
-def test_the_watch_thread_lives_while_the_loop_runs(ploop, records):
+def stall_threads():
+    return len(stall_tids())
+
+
+def context_switches(tid):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+
+
+def test_the_watch_thread_lives_from_a_run_until_off_or_closed(ploop, records):
     ploop.set_stall_threshold(1)
-    assert stall_threads() == 0  # not running: no thread
+    assert stall_threads() == 0  # never run: no thread
 
     async def main():
         assert stall_threads() == 1
@@ -284,9 +295,30 @@ def test_the_watch_thread_lives_while_the_loop_runs(ploop, records):
         spin_in_python(0.3, [])  # the step that turned it on again is watched
 
     ploop.run_until_complete(main())
-    assert stall_threads() == 0
     assert len(records.blocked()) == 1
+    (tid,) = stall_tids()  # kept between runs
+    time.sleep(0.05)  # (its next look, at most threshold/8 on, finds the loop stopped)
+    switches = context_switches(tid)
+    time.sleep(0.3)  # a stopped loop is no stall, and the thread does not wake for it
+    assert context_switches(tid) == switches
+    for _ in range(50):
+        ploop.run_until_complete(asyncio.sleep(0))
+    assert stall_tids() == [tid]  # one thread for every run
+    assert len(records.blocked()) == 1
+
+    async def stall():
+        spin_in_python(0.3, [])
+
+    ploop.run_until_complete(stall())  # and it still watches
+    assert len(records.blocked()) == 2 and stall_tids() == [tid]
+    ploop.set_stall_threshold(None)
+    assert stall_threads() == 0  # off: gone, running or not
+    ploop.set_stall_threshold(0.1)
+    assert stall_threads() == 0  # on again: from the next run
+    ploop.run_until_complete(asyncio.sleep(0))
+    assert stall_threads() == 1
     ploop.close()
+    assert stall_threads() == 0  # closed: gone
     ploop.set_stall_threshold(0.5)  # a closed loop only keeps the number
     assert stall_threads() == 0
 
@@ -415,4 +447,4 @@ def test_a_child_forked_while_the_watch_runs(ploop, records):
         return os.waitstatus_to_exitcode(status)
 
     assert ploop.run_until_complete(main()) == 0
-    assert stall_threads() == 0
+    assert stall_threads() == 1  # the parent's, kept for its next run

@@ -734,6 +734,7 @@ int LoopCore::close() {
     if (closed_) return 0;
     run_flushes();  // held-back output goes out before the transports close
     closed_ = true;
+    stall_.shutdown();  // (its thread outlives runs)
     clear_queues();
     if (!uv_ready_) return 0;
     peek_.close();

@@ -114,25 +114,46 @@ int StallWatch::set_threshold(double seconds) {
     }
     threshold_.store(seconds, std::memory_order_relaxed);
     on_ = seconds > 0;
-    if (running_ && on_ && !worker_) start();
+    if (running_ && on_ && !own_worker()) start();
     else if (!on_ && worker_) stop();
     return 0;
+}
+
+StallWatch::Worker* StallWatch::own_worker() {
+    if (worker_ && worker_->pid != getpid()) worker_ = nullptr;  // the parent's: its thread is not here
+    return worker_;
 }
 
 void StallWatch::run_started(unsigned long thread_id) {
     running_ = true;
     loop_thread_ = thread_id;
-    if (on_ && !worker_) start();
+    if (!on_) return;
+    if (Worker* w = own_worker()) {
+        {
+            std::lock_guard<std::mutex> lk(w->mu);
+            w->active = true;
+        }
+        w->cv.notify_all();
+    } else {
+        start();
+    }
 }
 
 void StallWatch::run_ended() {
     idle();
     running_ = false;
+    if (Worker* w = own_worker()) {
+        std::lock_guard<std::mutex> lk(w->mu);
+        w->active = false;  // it goes to sleep at its next look
+    }
+}
+
+void StallWatch::shutdown() {
     if (worker_) stop();
 }
 
 void StallWatch::start() {
-    if (worker_ && worker_->pid != getpid()) worker_ = nullptr;  // a forked child: leave the parent's
+    own_worker();
     auto* w = new (std::nothrow) Worker;
     if (!w) return;  // no watch (the loop runs on; set_stall_threshold() again retries)
     w->pid = getpid();
@@ -167,6 +188,12 @@ void StallWatch::thread_main(Worker* w) {
     uint64_t seen = state_.load(std::memory_order_acquire);
     double since = LoopCore::now();
     while (!w->stop) {
+        if (!w->active) {  // the loop stopped: sleep until it runs again (or the end)
+            w->cv.wait(lk, [w] { return w->stop || w->active; });
+            seen = state_.load(std::memory_order_acquire);
+            since = LoopCore::now();
+            continue;
+        }
         double th = threshold_.load(std::memory_order_relaxed);
         double interval = std::clamp(th / 8, 0.001, 0.025);
         w->cv.wait_for(lk, std::chrono::duration<double>(interval));

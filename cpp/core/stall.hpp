@@ -36,15 +36,19 @@ class StallWatch {
     StallWatch(const StallWatch&) = delete;
     StallWatch& operator=(const StallWatch&) = delete;
 
-    // With the GIL. seconds > 0 (finite), or 0 for off. Starts or stops the watch
-    // thread when the loop is running. -1 with an exception set.
+    // With the GIL. seconds > 0 (finite), or 0 for off. Starts the watch thread when
+    // the loop is running, stops it when turned off. -1 with an exception set.
     int set_threshold(double seconds);
     double threshold() const { return threshold_.load(std::memory_order_relaxed); }
     bool on() const { return on_; }
 
-    // The loop thread, with the GIL.
+    // The loop thread, with the GIL. The watch thread, started by the first run with a
+    // threshold set, is kept between runs, asleep without a timeout, until the watch is
+    // turned off or the loop closed (shutdown): a program that runs its loop many times
+    // (run_until_complete in a loop) starts it once.
     void run_started(unsigned long thread_id);
-    void run_ended();  // releases the GIL while the watch thread stops
+    void run_ended();
+    void shutdown();  // stops the thread (the GIL is released while it is joined)
 
     // A callback begins: `what` (borrowed) is the Handle or the callable it runs, or
     // nullptr for an I/O callback (a libuv callback that calls into Python).
@@ -80,8 +84,10 @@ class StallWatch {
         long pid = 0;
         std::mutex mu;
         std::condition_variable cv;
-        bool stop = false;  // guarded by mu
+        bool stop = false;    // guarded by mu
+        bool active = true;   // the loop runs (guarded by mu); false: the thread sleeps
     };
+    Worker* own_worker();  // worker_, forgotten (leaked) if a forked child has the parent's
     void start();
     void stop();  // the GIL may be held: it is released while joining
     void thread_main(Worker* w);
