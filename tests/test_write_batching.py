@@ -1,12 +1,13 @@
 """Small writes of one callback leave together (pyloop holds them back until the
-callback returns: one system call for an HTTP server's headers and body), and, when the
-callbacks that write are 50 µs or more apart, for at most 1 ms and one callback more
-(docs/api.md: a peer on loopback is then woken once for several sends). Whatever
-follows a write, in the same callback or a later one, must see the data as asyncio's
-immediate send() leaves it: sent before abort(), close(), write_eof(), sendfile,
-start_tls, a stop or an exception leaving run_forever, and before a closed loop's
-transports go; in order with larger writes; counted as written; and not held behind the
-callbacks after it beyond that bound."""
+callback returns: one system call for an HTTP server's headers and body), and, while the
+pass over the ready callbacks has 50 µs or more left to run, with the writes of the
+callbacks after it, for at most 1 ms and one callback more (docs/api.md: a peer on
+loopback is then woken once for several sends). Whatever follows a write, in the same
+callback or a later one, must see the data as asyncio's immediate send() leaves it:
+sent before abort(), close(), write_eof(), sendfile, start_tls, a stop or an exception
+leaving run_forever, and before a closed loop's transports go; in order with larger
+writes; counted as written; and not held behind the callbacks after it beyond that
+bound."""
 
 import asyncio
 import os
@@ -139,9 +140,10 @@ def has_data(sock):
         return False
 
 
-def far_apart_writers(loop, first, second):
-    """Queues two callbacks that each write a byte and then compute for 200 µs: the
-    second writer returns 200 µs after the first, so pyloop holds what it wrote."""
+def slow_writers(loop, first, second):
+    """Queues two callbacks that each write a byte and then compute for 200 µs: after
+    the second, pyloop knows its callbacks take 200 µs, so with one or more callbacks
+    still to run in the pass it holds what the second one wrote."""
     def writer(tr, data):
         tr.write(data)
         spin(200e-6)
@@ -150,20 +152,25 @@ def far_apart_writers(loop, first, second):
     loop.call_soon(writer, second, b"2")
 
 
-def test_writers_far_apart_hold_for_a_millisecond_and_a_callback_at_most(loop, loop_name):
-    # One pass: two writers 200 µs apart, a look at the peers, a callback that computes
-    # for 1.5 ms, and a second look. The first writer of a pass sends at once; the
-    # second one's byte is held on pyloop (asyncio sent it in write()), and has gone by
-    # the end of the first callback that returns 1 ms or more after it was held.
-    async def main():
+def test_a_held_write_waits_a_millisecond_and_a_callback_at_most(loop, loop_name):
+    # One pass: two slow writers, a look at the peers, a callback that computes for
+    # 1.5 ms, and a second look. asyncio sent both bytes in write(). pyloop holds the
+    # second writer's byte (several callbacks of 200 µs are still to run), and it has
+    # gone by the end of the first callback that returns 1 ms or more after it was held.
+    async def once():
         tr1, _, theirs1 = await connected(loop)
         tr2, _, theirs2 = await connected(loop)
         seen = []
         done = loop.create_future()
-        far_apart_writers(loop, tr1, tr2)
-        loop.call_soon(lambda: seen.append((has_data(theirs1), has_data(theirs2))))
+
+        def look():
+            seen.append((has_data(theirs1), has_data(theirs2)))
+            spin(200e-6)
+
+        slow_writers(loop, tr1, tr2)
+        loop.call_soon(look)
         loop.call_soon(spin, 1.5e-3)
-        loop.call_soon(lambda: seen.append((has_data(theirs1), has_data(theirs2))))
+        loop.call_soon(look)
         loop.call_soon(done.set_result, None)
         await done
         for tr in (tr1, tr2):
@@ -175,16 +182,27 @@ def test_writers_far_apart_hold_for_a_millisecond_and_a_callback_at_most(loop, l
         theirs2.close()
         return seen, got
 
-    seen, got = run(loop, main())
-    held = loop_name == "pyloop"
-    assert seen == [(True, not held), (True, True)]
-    assert got == (b"1", b"2")
-
-
-def test_writers_close_together_are_not_held(loop):
-    # Writers that return less than 50 µs apart (an echo answering many peers) send as
-    # each returns, so that a fast peer answers while the pass goes on.
     async def main():
+        return [await once() for _ in range(3)]
+
+    runs = run(loop, main())
+    for seen, got in runs:
+        assert got == (b"1", b"2")
+        assert seen[1] == (True, True)  # the bound: gone after the 1.5 ms callback
+        if loop_name == "asyncio":
+            assert seen[0] == (True, True)
+    if loop_name == "pyloop":
+        # Held while the pass goes on (a machine that stops the loop for a millisecond
+        # within the second writer's 200 µs flushes it early: one of three runs must hold).
+        assert any(seen[0][1] is False for seen, _ in runs), runs
+
+
+def test_a_short_pass_sends_as_each_callback_returns(loop):
+    # Eight quick writers (an echo answering its peers) and a look: the pass has too
+    # little left to hold anything, so each sends as it returns and a fast peer answers
+    # while the pass goes on. (Three tries: a loaded machine that stops the loop
+    # between two writers makes them look slow.)
+    async def once():
         pairs = [await connected(loop) for _ in range(8)]
         seen = []
         done = loop.create_future()
@@ -198,13 +216,16 @@ def test_writers_close_together_are_not_held(loop):
             theirs.close()
         return seen
 
-    assert run(loop, main()) == [True] * 8
+    async def main():
+        return [await once() for _ in range(3)]
+
+    assert [True] * 8 in run(loop, main())
 
 
 @pytest.mark.parametrize("then", ["abort", "close", "write_eof", "pass end", "reply awaited"])
 def test_a_held_write_then(loop, then):
-    # What a far-apart writer held goes before what a later callback of the pass does to
-    # its transport, and at the pass's end (the loop polls next), as asyncio had sent it.
+    # What a slow writer held goes before what a later callback of the pass does to its
+    # transport, and at the pass's end (the loop polls next), as asyncio had sent it.
     class P(asyncio.Protocol):
         def __init__(self):
             self.got = loop.create_future()
@@ -227,7 +248,7 @@ def test_a_held_write_then(loop, then):
                 loop.call_later(0.05, tr.close)
             done.set_result(None)
 
-        far_apart_writers(loop, tr1, tr)
+        slow_writers(loop, tr1, tr)
         loop.call_soon(last)
         await done
         if then == "pass end":
@@ -270,7 +291,7 @@ def test_a_held_write_leaves_with_run_forever(loop, how):
         else:
             raise KeyboardInterrupt
 
-    far_apart_writers(loop, tr1, tr)
+    slow_writers(loop, tr1, tr)
     loop.call_soon(leave)
     loop.call_soon(spin, 0.05)  # (never runs: the loop leaves first)
     if how == "stop":

@@ -158,7 +158,7 @@ class LoopCore {
     void set_fatal();
     // Output held back so that what one callback writes to a stream goes out in one
     // system call: fn(owner) runs once when the callback returns, or later in the same
-    // pass when writers are far apart (hold_or_flush), and before the loop polls or
+    // pass while it has a while to run (hold_or_flush), and before the loop polls or
     // closes. Holds a reference to owner until then. fn reports its own errors.
     using FlushFn = void (*)(PyObject*);
     void queue_flush(PyObject* owner, FlushFn fn) {
@@ -166,9 +166,8 @@ class LoopCore {
         flushes_.push_back({owner, fn});
     }
     void run_flushes();
-    void held_output() { held_now_ = true; }  // a callback added to what is held
-    static constexpr double kHoldGap = 50e-6;  // writers this far apart hold their output
-    static constexpr double kHoldMax = 0.001;  // for at most this, plus one callback
+    static constexpr double kHoldTail = 50e-6;  // output waits while the pass has this left
+    static constexpr double kHoldMax = 0.001;   // and for at most this, plus one callback
     // A stream whose protocol paused writing: libuv writes its queue in parts without a
     // callback per part, so after each poll fn(owner) looks at what is left (asyncio
     // resumes the protocol after the send that brings its buffer down to the low-water
@@ -298,9 +297,10 @@ class LoopCore {
     std::vector<HandleObject*> heap_;
     std::vector<std::pair<PyObject*, FlushFn>> flushes_;
     double hold_started_ = 0;    // when output was first held (0: none held)
-    double pass_writer_at_ = 0;  // when this pass's last writer returned (0: none yet)
-    bool held_now_ = false;      // the running callback added to what is held
-    void hold_or_flush();
+    double mark_at_ = 0;         // hold_or_flush's last look in this pass (0: none yet)
+    size_t mark_left_ = 0;       // the callbacks then left in the pass
+    double per_callback_ = 0;    // seconds per callback, as measured between two looks
+    void hold_or_flush(size_t left);
     void run_ready_pass();
     std::vector<std::pair<PyObject*, WatchFn>> write_watches_;
     void check_write_progress();

@@ -858,11 +858,11 @@ static void flush_cork_for_loop(PyObject* o) {
 // Holds a small write made by a callback or task step back when nothing waits in
 // libuv's queue, so that what one callback writes (an HTTP server's headers, then its
 // body, from its request task) leaves in one system call when it returns, or with the
-// writes of the callbacks after it when writers are far apart (LoopCore::hold_or_flush
-// says when, and what bounds it). Holding every write until the pass over the ready
-// callbacks is done was measured and dropped: a fast peer then waits for the pass to
-// end instead of answering while it goes on (a unix streams echo, 8 connections, 191k
-// -> 105k requests/s; docs/benchmarks.md). A write from an I/O callback
+// writes of the callbacks after it while the pass has a while to run
+// (LoopCore::hold_or_flush says when, and what bounds it). Holding every write until
+// the pass over the ready callbacks is done was measured and dropped: a fast peer then
+// waits for the pass to end instead of answering while it goes on (a unix streams
+// echo, 8 connections, 191k -> 105k requests/s; docs/benchmarks.md). A write from an I/O callback
 // (data_received answering at once) goes now. At most kCorkMax bytes, and never more
 // than the high water mark: what is held counts as written (asyncio would have sent
 // it), so flow control is as asyncio's. Returns true if held.
@@ -884,7 +884,6 @@ static bool cork(TransportObject* t, const char* p, size_t len) {
     }
     std::memcpy(t->cork + t->cork_len, p, len);
     t->cork_len = static_cast<uint32_t>(total);
-    t->core->held_output();
     if (!t->cork_queued) {
         t->cork_queued = true;
         t->core->queue_flush(O(t), flush_cork_for_loop);
