@@ -312,7 +312,8 @@ def test_a_held_write_leaves_with_run_forever(loop, how):
 def test_a_long_pass_does_not_hold_what_was_written(loop):
     # One pass: a write, a callback that takes 20 ms, then one that waits (blocking the
     # loop) for the peer to see the byte. asyncio sent it in write(); pyloop sends what
-    # a callback held when it returns, before the next callback.
+    # a callback held when it returns, or (held while the pass has a while to run) after
+    # the first callback that returns 1 ms or more later: before the third callback.
     async def main():
         tr, _, theirs = await connected(loop)
         arrived = threading.Event()
