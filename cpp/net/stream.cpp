@@ -1,5 +1,5 @@
 // StreamTransport as a Python type: its methods, the collector's slots, creation.
-// The libuv side (reading, writing, closing) is in stream_io.cpp.
+// The libuv side is in stream_read.cpp, stream_write.cpp and stream_io.cpp (closing).
 #include "net/stream.hpp"
 
 #include "core/loop_object.hpp"

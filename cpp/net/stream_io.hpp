@@ -1,5 +1,6 @@
 // What StreamTransport's Python methods (stream.cpp) share with its libuv side
-// (stream_io.cpp): asyncio's error and flow-control steps, reading, writing, closing.
+// (stream_io.cpp: asyncio's error and flow-control steps, closing; stream_read.cpp,
+// stream_write.cpp).
 #pragma once
 #include "net/stream.hpp"
 
@@ -18,6 +19,43 @@ extern PyObject* g_logger;             // asyncio.log.logger
 
 inline TransportObject* T(PyObject* o) { return reinterpret_cast<TransportObject*>(o); }
 inline PyObject* O(TransportObject* t) { return reinterpret_cast<PyObject*>(t); }
+
+// asyncio 3.15: a socket transport's own callbacks (connection_lost after close() or an
+// error, the writer whose end calls resume_writing) run in the context of its creation,
+// not in the caller's; pipe transports keep the caller's.
+constexpr bool kPy315 = PY_VERSION_HEX >= 0x030F0000;
+inline bool callbacks_in_own_context(const TransportObject* t) { return kPy315 && t->kind == kStream; }
+
+// Runs the protocol's callbacks of one libuv callback in a context of the transport's.
+class InContext {
+  public:
+    // Holds its own reference: the callbacks may release the transport (and so its
+    // context) before the context is exited.
+    explicit InContext(PyObject* ctx) : ctx_(Py_NewRef(ctx)) {
+        if (PyContext_Enter(ctx_) < 0) {
+            // Entered already (a callback re-entered the loop's I/O): stay in it.
+            PyErr_Clear();
+            entered_ = false;
+        }
+    }
+    ~InContext() {
+        if (entered_) PyContext_Exit(ctx_);
+        Py_DECREF(ctx_);
+    }
+    InContext(const InContext&) = delete;
+    InContext& operator=(const InContext&) = delete;
+
+  private:
+    PyObject* ctx_;
+    bool entered_ = true;
+};
+
+
+// A protocol callback raised: handled as asyncio does (a fatal error with `message`).
+// Returns -1 if it must escape the loop (SystemExit, KeyboardInterrupt).
+int protocol_failed(TransportObject* t, const char* message);
+const char* write_error_message(TransportObject* t);
+void maybe_resume_protocol(TransportObject* t);
 
 // Schedules callable(*args) / obj.name(arg) on the loop, as asyncio's loop.call_soon
 // (nothing on a closed loop). -1 with an exception set.

@@ -1,6 +1,7 @@
 // Read and write pipe transports (asyncio's _UnixReadPipeTransport and
 // _UnixWritePipeTransport) over uv_pipe: a TransportObject of kind kReadPipe or
-// kWritePipe, whose reading, writing and closing are the stream's (net/stream_io.cpp).
+// kWritePipe, whose reading, writing and closing are the stream's (net/stream_read.cpp,
+// stream_write.cpp, stream_io.cpp).
 #pragma once
 #include "net/stream.hpp"
 

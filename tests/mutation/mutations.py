@@ -11,12 +11,12 @@ MUTATIONS = [
     # (No mutation of socket_end()'s error path: with the libuv built in (1.52.1) a reset
     # always arrives with POLLERR and libuv reads it itself; older system libuvs end a
     # stream on POLLHUP after a partial read, and only they reach that line.)
-    dict(file="cpp/net/stream_io.cpp",
+    dict(file="cpp/net/stream_read.cpp",
          old="return UV_EOF;  // libuv's error codes are negative errnos on Unix",
          new="{ int e = 0; socklen_t l = sizeof e; getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l); return e ? -e : UV_EOF; }",
          test="tests/test_tcp.py", k="fin_then_reset",
          why="an EOF after the peer's FIN is an EOF, whatever error the socket also holds (TLS closes)"),
-    dict(file="cpp/net/stream_io.cpp",
+    dict(file="cpp/net/stream_read.cpp",
          old="} else if (t->read_deferred || t->held_reads || t->core->io_must_queue()) {",
          new="} else if (t->read_deferred || t->held_reads) {",
          test="tests/test_tcp.py", k="close_waits",
@@ -32,12 +32,12 @@ MUTATIONS = [
          test="tests/test_subprocess.py", k="nothing_arrives",
          why="a pipe's reads wait behind the reads it held at a pause"),
     # ---- BufferedProtocol ----------------------------------------------------------------
-    dict(file="cpp/net/stream_io.cpp",
+    dict(file="cpp/net/stream_read.cpp",
          old="static PyObject* s_hint = PyLong_FromLong(-1);",
          new="static PyObject* s_hint = PyLong_FromLong(65536);",
          test="tests/test_tcp.py", k="get_buffer_fails",
          why="get_buffer() is asked with asyncio's sizehint, -1"),
-    dict(file="cpp/net/stream_io.cpp",
+    dict(file="cpp/net/stream_read.cpp",
          old='protocol_failed(t, t->buffer_unusable ? "Fatal read error on socket transport"',
          new='protocol_failed(t, !t->buffer_unusable ? "Fatal read error on socket transport"',
          test="tests/test_tcp.py", k="get_buffer_fails",
