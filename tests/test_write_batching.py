@@ -38,6 +38,17 @@ def reader_thread(sock, out):
     return th
 
 
+class FirstData(asyncio.Protocol):
+    """Keeps the first data it receives: `got`, a future of the running loop."""
+
+    def connection_made(self, transport):
+        self.got = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data):
+        if not self.got.done():
+            self.got.set_result(data)
+
+
 async def connected(loop, protocol=asyncio.Protocol):
     """A pyloop/asyncio transport over one end of a socketpair; the other end is plain."""
     ours, theirs = socket.socketpair()
@@ -226,17 +237,9 @@ def test_a_short_pass_sends_as_each_callback_returns(loop):
 def test_a_held_write_then(loop, then):
     # What a slow writer held goes before what a later callback of the pass does to its
     # transport, and at the pass's end (the loop polls next), as asyncio had sent it.
-    class P(asyncio.Protocol):
-        def __init__(self):
-            self.got = loop.create_future()
-
-        def data_received(self, data):
-            if not self.got.done():
-                self.got.set_result(data)
-
     async def main():
         tr1, _, theirs1 = await connected(loop)
-        tr, pr, theirs = await connected(loop, P)
+        tr, pr, theirs = await connected(loop, FirstData)
         out = []
         th = reader_thread(theirs, out) if then != "reply awaited" else None
         done = loop.create_future()
@@ -340,16 +343,8 @@ def test_a_long_pass_does_not_hold_what_was_written(loop):
 def test_a_reply_awaited_after_a_write(loop):
     # The task writes, then waits for the peer's answer: nothing else is ready, so the
     # loop goes to poll, and what it held must have gone before.
-    class P(asyncio.Protocol):
-        def __init__(self):
-            self.got = loop.create_future()
-
-        def data_received(self, data):
-            if not self.got.done():
-                self.got.set_result(data)
-
     async def main():
-        tr, pr, theirs = await connected(loop, P)
+        tr, pr, theirs = await connected(loop, FirstData)
 
         def answer():
             theirs.settimeout(5)
