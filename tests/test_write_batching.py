@@ -281,6 +281,23 @@ def test_a_held_write_then(loop, then):
         assert run(loop, main()) == b"2"
 
 
+def run_until_left(loop, how):
+    """Queues a callback that leaves run_forever (a stop, or an exception out of it)
+    and runs the loop until it has."""
+    def leave():
+        if how == "stop":
+            loop.stop()
+        else:
+            raise KeyboardInterrupt
+
+    loop.call_soon(leave)
+    if how == "stop":
+        loop.run_forever()
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+
+
 @pytest.mark.parametrize("how", ["stop", "exception"])
 def test_a_held_write_leaves_with_run_forever(loop, how):
     ours1, theirs1 = socket.socketpair()
@@ -288,20 +305,8 @@ def test_a_held_write_leaves_with_run_forever(loop, how):
     tr1, _ = run(loop, loop.connect_accepted_socket(asyncio.Protocol, ours1))
     tr, _ = run(loop, loop.connect_accepted_socket(asyncio.Protocol, ours))
 
-    def leave():
-        if how == "stop":
-            loop.stop()
-        else:
-            raise KeyboardInterrupt
-
-    slow_writers(loop, tr1, tr)
-    loop.call_soon(leave)
-    loop.call_soon(spin, 0.05)  # (never runs: the loop leaves first)
-    if how == "stop":
-        loop.run_forever()
-    else:
-        with pytest.raises(KeyboardInterrupt):
-            loop.run_forever()
+    slow_writers(loop, tr1, tr)  # (the second one's byte is held: a callback is left)
+    run_until_left(loop, how)
     assert has_data(theirs)  # sent by the time run_forever returned
     theirs.settimeout(5)
     assert theirs.recv(10) == b"2"
@@ -369,20 +374,9 @@ def test_written_before_run_forever_leaves_in_the_same_pass(loop, how):
     ours, theirs = socket.socketpair()
     tr, _ = run(loop, loop.connect_accepted_socket(asyncio.Protocol, ours))
 
-    def leave():
-        if how == "stop":
-            loop.stop()
-        else:
-            raise KeyboardInterrupt
-
     loop.call_soon(tr.write, b"before ")
     loop.call_soon(tr.write, b"leaving")
-    loop.call_soon(leave)
-    if how == "stop":
-        loop.run_forever()
-    else:
-        with pytest.raises(KeyboardInterrupt):
-            loop.run_forever()
+    run_until_left(loop, how)
     theirs.settimeout(5)
     got = b""
     while len(got) < len(b"before leaving"):
